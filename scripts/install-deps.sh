@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs, from Debian's packages, every tool the tests use. Idempotent.
+set -euo pipefail
+
+pkgs=(
+	# the real Debian system store and TLS clients
+	ca-certificates curl openssl
+	# certutil for NSS databases, and a real browser that reads ~/.pki/nssdb
+	libnss3-tools chromium
+	# trust(1), the p11-kit tool of the RHEL and Arch families
+	p11-kit
+	# keytool and a Java TLS client
+	default-jdk-headless
+	# unshare, findmnt
+	util-linux
+)
+
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ "${#missing[@]}" -gt 0 ]; then
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -q
+	apt-get install -y -q --no-install-recommends "${missing[@]}"
+fi

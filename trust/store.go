@@ -1,0 +1,253 @@
+// Package trust defines what a trust store is to certagent, how roots are
+// identified (Fingerprint), which roots are acceptable (Policy), and holds the
+// store adapters (one sub-package each) and their conformance suite
+// (trust/trusttest).
+//
+// A Store may have several targets: the Linux system store has one; the nss
+// store has one per NSS database of every local user. The agent plans per
+// target and a store applies a whole batch at once, so a pass that installs
+// ten roots runs a store's refresh tool once, and a pass with nothing to
+// change runs nothing.
+package trust
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+)
+
+// Tag marks entries certagent wrote: NSS nicknames, Java aliases, Windows
+// friendly names and file names start with it.
+const Tag = "certagent"
+
+// Sentinel errors.
+var (
+	// ErrUnavailable is wrapped by Store.Check when the store cannot be used
+	// on this machine (tool missing, unsupported distro, read-only system).
+	ErrUnavailable = errors.New("trust: store unavailable")
+	// ErrNotSupported is returned by adapters on platforms they do not serve.
+	ErrNotSupported = errors.New("trust: not supported on this platform")
+)
+
+// Target is one place inside a store. Single-place stores use the zero
+// Target.
+type Target struct {
+	// User is the local account that owns the place ("" for system-wide).
+	User string `json:"user,omitempty"`
+	// Path is the database, keystore or file ("" when the store has one).
+	Path string `json:"path,omitempty"`
+}
+
+func (t Target) String() string {
+	switch {
+	case t.User == "" && t.Path == "":
+		return "-"
+	case t.User == "":
+		return t.Path
+	case t.Path == "":
+		return "user " + t.User
+	default:
+		return "user " + t.User + " " + t.Path
+	}
+}
+
+// Entry is one certificate found in one target.
+type Entry struct {
+	FP     Fingerprint `json:"fingerprint"`
+	Target Target      `json:"target"`
+	// Subject is the certificate's subject as the store reports it.
+	Subject string `json:"subject,omitempty"`
+	// Tagged reports whether the entry carries our Tag (a nickname, alias
+	// or file name we would write). The ledger, not the tag, decides what we
+	// may remove; the tag makes listing exact.
+	Tagged bool `json:"tagged,omitempty"`
+}
+
+// Skip is a target the store knows of but cannot serve, with why.
+type Skip struct {
+	Target Target `json:"target"`
+	Reason string `json:"reason"`
+}
+
+// Inventory is what a store holds, target by target.
+type Inventory struct {
+	// Targets are every place the store writes to, in a stable order.
+	Targets []Target `json:"targets"`
+	// Entries are the certificates found in those targets.
+	Entries []Entry `json:"entries"`
+	// Skipped are places that exist but cannot be served (a user without
+	// any NSS database, a keystore we may not write).
+	Skipped []Skip `json:"skipped,omitempty"`
+}
+
+// Has reports whether target t holds fp.
+func (inv *Inventory) Has(t Target, fp Fingerprint) bool {
+	for _, e := range inv.Entries {
+		if e.Target == t && e.FP == fp {
+			return true
+		}
+	}
+	return false
+}
+
+// Op is what a Change does.
+type Op string
+
+// The operations.
+const (
+	OpInstall Op = "install"
+	OpRemove  Op = "remove"
+)
+
+// Change is one operation on one target.
+type Change struct {
+	Op     Op          `json:"op"`
+	FP     Fingerprint `json:"fingerprint"`
+	Target Target      `json:"target"`
+	// Cert is required for OpInstall; for OpRemove it may be nil.
+	Cert *Cert `json:"-"`
+}
+
+func (c Change) String() string {
+	return fmt.Sprintf("%s %s %s", c.Op, c.FP.Short(), c.Target)
+}
+
+// Status is the outcome of one Change.
+type Status string
+
+// The outcomes. Nothing skipped is ever reported as OK.
+const (
+	StatusOK      Status = "ok"
+	StatusSkipped Status = "skipped"
+	StatusFailed  Status = "failed"
+)
+
+// Result is the outcome of one Change.
+type Result struct {
+	Change Change `json:"change"`
+	Status Status `json:"status"`
+	// Reason says why a change was skipped, or what an OK result left to do
+	// ("installed, trust pending: deliver it with an MDM profile").
+	Reason string `json:"reason,omitempty"`
+	// Err is the failure, with the command and its output when a tool ran.
+	Err error `json:"-"`
+}
+
+// OK returns an OK result for c.
+func OK(c Change) Result { return Result{Change: c, Status: StatusOK} }
+
+// Skipped returns a skipped result for c.
+func Skipped(c Change, reason string) Result {
+	return Result{Change: c, Status: StatusSkipped, Reason: reason}
+}
+
+// Failed returns a failed result for c.
+func Failed(c Change, err error) Result { return Result{Change: c, Status: StatusFailed, Err: err} }
+
+// Store is a trust store adapter.
+//
+// Implementations must be safe for concurrent use, must make Apply
+// idempotent (installing a present root or removing an absent one is OK),
+// must run their refresh tool at most once per Apply and not at all when
+// nothing changed, and must never touch an entry not named in a Change.
+type Store interface {
+	// Name is the store's name as written in the config ("system", "nss",
+	// "dir:/path").
+	Name() string
+	// Check reports whether the store can be used here; a non-nil error
+	// wraps ErrUnavailable and says why and how to fix it.
+	Check(ctx context.Context) error
+	// List returns what the store holds.
+	List(ctx context.Context) (*Inventory, error)
+	// Apply performs the changes as one batch and returns one Result per
+	// Change, in order.
+	Apply(ctx context.Context, changes []Change) []Result
+}
+
+// Install installs certs into every target of s that lacks them and returns
+// the results of the changes it made. It is a convenience for tools and
+// tests; the agent plans through its own planner.
+func Install(ctx context.Context, s Store, certs ...*Cert) ([]Result, error) {
+	inv, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var changes []Change
+	for _, t := range inv.Targets {
+		for _, c := range certs {
+			if !inv.Has(t, c.FP) {
+				changes = append(changes, Change{Op: OpInstall, FP: c.FP, Target: t, Cert: c})
+			}
+		}
+	}
+	if len(changes) == 0 {
+		return nil, nil
+	}
+	return s.Apply(ctx, changes), nil
+}
+
+// Uninstall removes fps from every target of s that holds them.
+func Uninstall(ctx context.Context, s Store, fps ...Fingerprint) ([]Result, error) {
+	inv, err := s.List(ctx)
+	if err != nil {
+		return nil, err
+	}
+	want := make(map[Fingerprint]bool, len(fps))
+	for _, fp := range fps {
+		want[fp] = true
+	}
+	var changes []Change
+	for _, e := range inv.Entries {
+		if want[e.FP] {
+			changes = append(changes, Change{Op: OpRemove, FP: e.FP, Target: e.Target})
+		}
+	}
+	if len(changes) == 0 {
+		return nil, nil
+	}
+	return s.Apply(ctx, changes), nil
+}
+
+// Contains reports whether every target of s holds fp (and s has at least
+// one target).
+func Contains(ctx context.Context, s Store, fp Fingerprint) (bool, error) {
+	inv, err := s.List(ctx)
+	if err != nil {
+		return false, err
+	}
+	if len(inv.Targets) == 0 {
+		return false, nil
+	}
+	for _, t := range inv.Targets {
+		if !inv.Has(t, fp) {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// FirstError returns the first failed result's error, wrapped with its
+// change, or nil.
+func FirstError(results []Result) error {
+	for _, r := range results {
+		if r.Status == StatusFailed {
+			return fmt.Errorf("%s: %w", r.Change, r.Err)
+		}
+	}
+	return nil
+}
+
+// SortEntries orders entries by target then fingerprint, for stable output.
+func SortEntries(es []Entry) {
+	sort.Slice(es, func(i, j int) bool {
+		a, b := es[i], es[j]
+		if a.Target.User != b.Target.User {
+			return a.Target.User < b.Target.User
+		}
+		if a.Target.Path != b.Target.Path {
+			return a.Target.Path < b.Target.Path
+		}
+		return string(a.FP[:]) < string(b.FP[:])
+	})
+}
