@@ -13,6 +13,10 @@ pkgs=(
 	default-jdk-headless
 	# unshare, findmnt
 	util-linux
+	# the PostgreSQL storage backend's tests and fleet simulation (scripts/pg-start.sh)
+	postgresql
+	# HTTP load generator for the poll-throughput numbers in docs/performance.md
+	wrk
 )
 
 missing=()
