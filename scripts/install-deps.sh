@@ -17,6 +17,12 @@ pkgs=(
 	postgresql
 	# HTTP load generator for the poll-throughput numbers in docs/performance.md
 	wrk
+	# packaging (issue 8): lintian for the deb, rpm and pacman to install the
+	# rpm/Arch packages, wixl/msitools to build and inspect the MSI,
+	# osslsigncode for Authenticode, and independent xar/cpio readers to check
+	# the macOS pkg
+	lintian rpm pacman-package-manager wixl msitools osslsigncode
+	libarchive-tools 7zip cpio
 )
 
 missing=()
