@@ -62,6 +62,11 @@ type Entry struct {
 	// or file name we would write). The ledger, not the tag, decides what we
 	// may remove; the tag makes listing exact.
 	Tagged bool `json:"tagged,omitempty"`
+	// TrustPending reports whether the store holds the certificate but the
+	// OS does not trust it yet (macOS: a root process may not set trust
+	// settings, so they must come from an MDM profile; Windows: the chain
+	// engine refused it). False means trusted or not checked.
+	TrustPending bool `json:"trust_pending,omitempty"`
 }
 
 // Skip is a target the store knows of but cannot serve, with why.
