@@ -1,0 +1,324 @@
+// Package watch tells the daemon, within about a second, that a file it
+// depends on changed: the config file, the managed settings, a trust store's
+// anchor directory, bundle file, NSS database or browser profile root.
+//
+// It watches directories, never inodes: editors and config managers replace
+// files by rename, and an inode watch would go quiet after the first save.
+// A path that does not exist yet is covered by watching its nearest existing
+// ancestor, and the watches are re-armed whenever a directory on the way
+// appears or disappears, so a browser profile created after the daemon
+// started is noticed. Bursts of events are debounced per group. Polling
+// remains the safety net: a lost event (queue overflow) fires every group.
+package watch
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/fsnotify/fsnotify"
+	"github.com/hashicorp/go-hclog"
+)
+
+// DefaultDebounce is how long a group must be quiet before it fires: long
+// enough to swallow an editor's write-rename-chmod burst or a package
+// manager's update of a whole directory, short enough to feel immediate.
+const DefaultDebounce = 750 * time.Millisecond
+
+// Watchable is implemented by trust stores that can name the files and
+// directories whose change means their content may have drifted (anchor
+// directories, bundle files, NSS database directories, browser profile
+// roots). Paths need not exist yet.
+type Watchable interface {
+	WatchPaths() []string
+}
+
+// Watcher watches groups of paths and calls OnChange(group) once a group's
+// paths have been quiet for the debounce interval after a change.
+type Watcher struct {
+	debounce time.Duration
+	log      hclog.Logger
+	onChange func(group string)
+	fsw      *fsnotify.Watcher
+
+	mu sync.Mutex
+	// targets maps a group to its clean absolute paths; guarded by mu.
+	targets map[string][]string
+	// armed is the set of directories fsnotify currently watches; guarded by mu.
+	armed map[string]bool
+	// exists records, per target path, whether it existed at the last
+	// re-arm, so a target that appeared between an event and its watch
+	// still fires its group; guarded by mu.
+	exists map[string]bool
+	// timers are the pending debounce timers per group; guarded by mu.
+	timers map[string]*time.Timer
+	closed bool
+}
+
+// Options configure a Watcher.
+type Options struct {
+	// Debounce is the quiet interval before a group fires; zero means
+	// DefaultDebounce.
+	Debounce time.Duration
+	// Logger receives watch errors; nil means a null logger.
+	Logger hclog.Logger
+	// OnChange is called from timer goroutines, possibly concurrently,
+	// and must not block: the daemon turns it into a non-blocking trigger.
+	OnChange func(group string)
+}
+
+// New returns a Watcher; call Run to start delivering events.
+func New(o Options) (*Watcher, error) {
+	if o.OnChange == nil {
+		return nil, errors.New("watch: OnChange is required")
+	}
+	if o.Debounce <= 0 {
+		o.Debounce = DefaultDebounce
+	}
+	if o.Logger == nil {
+		o.Logger = hclog.NewNullLogger()
+	}
+	fsw, err := fsnotify.NewWatcher()
+	if err != nil {
+		return nil, fmt.Errorf("watch: %w", err)
+	}
+	return &Watcher{
+		debounce: o.Debounce,
+		log:      o.Logger,
+		onChange: o.OnChange,
+		fsw:      fsw,
+		targets:  map[string][]string{},
+		armed:    map[string]bool{},
+		exists:   map[string]bool{},
+		timers:   map[string]*time.Timer{},
+	}, nil
+}
+
+// Set replaces the paths of group (nil removes the group). Relative paths
+// are ignored: every path the agent manages is absolute.
+func (w *Watcher) Set(group string, paths []string) {
+	clean := make([]string, 0, len(paths))
+	seen := map[string]bool{}
+	for _, p := range paths {
+		if p == "" || !filepath.IsAbs(p) {
+			continue
+		}
+		p = filepath.Clean(p)
+		if !seen[p] {
+			seen[p] = true
+			clean = append(clean, p)
+		}
+	}
+	sort.Strings(clean)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.closed {
+		return
+	}
+	if len(clean) == 0 {
+		delete(w.targets, group)
+	} else {
+		w.targets[group] = clean
+	}
+	w.rearmLocked()
+}
+
+// Paths returns the paths of group, for status and tests.
+func (w *Watcher) Paths(group string) []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.targets[group]...)
+}
+
+// Watched returns the directories currently watched, sorted.
+func (w *Watcher) Watched() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	out := make([]string, 0, len(w.armed))
+	for d := range w.armed {
+		out = append(out, d)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// Run delivers events until ctx is done, then closes the watcher.
+func (w *Watcher) Run(ctx context.Context) error {
+	defer w.close()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case ev, ok := <-w.fsw.Events:
+			if !ok {
+				return nil
+			}
+			w.handle(ev)
+		case err, ok := <-w.fsw.Errors:
+			if !ok {
+				return nil
+			}
+			w.log.Warn("file watch error; rescanning everything", "error", err)
+			w.mu.Lock()
+			w.rearmLocked()
+			for g := range w.targets {
+				w.fireLocked(g)
+			}
+			w.mu.Unlock()
+		}
+	}
+}
+
+func (w *Watcher) close() {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	w.closed = true
+	for _, t := range w.timers {
+		t.Stop()
+	}
+	w.fsw.Close()
+}
+
+func (w *Watcher) handle(ev fsnotify.Event) {
+	// A pure chmod changes no trust content, and our own atomic writes
+	// produce them; ignoring them avoids a pointless pass.
+	if ev.Op == fsnotify.Chmod {
+		return
+	}
+	name := filepath.Clean(ev.Name)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for g, ts := range w.targets {
+		for _, t := range ts {
+			if affects(name, t) {
+				w.fireLocked(g)
+				break
+			}
+		}
+	}
+	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+		if w.armed[name] {
+			// The kernel dropped this watch with its inode; a directory
+			// recreated under the same name needs a fresh one.
+			_ = w.fsw.Remove(name)
+			delete(w.armed, name)
+		}
+	}
+	if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
+		w.rearmLocked()
+	}
+}
+
+// affects reports whether a change to name may change target t: t itself,
+// an entry directly inside t (a file in an anchor directory, a new profile
+// in a profile root), or a directory on t's path (created, removed, moved).
+func affects(name, t string) bool {
+	if name == t || filepath.Dir(name) == t {
+		return true
+	}
+	return strings.HasPrefix(t, name+string(filepath.Separator))
+}
+
+// fireLocked (re)starts group's debounce timer.
+func (w *Watcher) fireLocked(group string) {
+	if w.closed {
+		return
+	}
+	if t, ok := w.timers[group]; ok {
+		t.Reset(w.debounce)
+		return
+	}
+	w.timers[group] = time.AfterFunc(w.debounce, func() {
+		w.mu.Lock()
+		delete(w.timers, group)
+		closed := w.closed
+		w.mu.Unlock()
+		if !closed {
+			w.onChange(group)
+		}
+	})
+}
+
+// rearmLocked makes fsnotify watch exactly the directories the targets
+// need: each target's directory (when it is one) and the nearest existing
+// ancestor of its parent, which sees the target being created, deleted or
+// renamed over.
+func (w *Watcher) rearmLocked() {
+	need := map[string]bool{}
+	for g, ts := range w.targets {
+		fired := false
+		for _, t := range ts {
+			fi, err := os.Stat(t)
+			ex := err == nil
+			if was, known := w.exists[t]; known && was != ex && !fired {
+				// Appeared or vanished between event and watch.
+				w.fireLocked(g)
+				fired = true
+			}
+			w.exists[t] = ex
+			if ex && fi.IsDir() {
+				need[t] = true
+			}
+			if a := nearestExisting(filepath.Dir(t)); a != "" {
+				need[a] = true
+			}
+		}
+	}
+	for t := range w.exists {
+		if !w.isTargetLocked(t) {
+			delete(w.exists, t)
+		}
+	}
+	for d := range w.armed {
+		if !need[d] {
+			// The directory may already be gone, which removed the watch.
+			_ = w.fsw.Remove(d)
+			delete(w.armed, d)
+		}
+	}
+	for d := range need {
+		if w.armed[d] {
+			continue
+		}
+		if err := w.fsw.Add(d); err != nil {
+			if !errors.Is(err, fs.ErrNotExist) {
+				w.log.Warn("cannot watch directory; polling still covers it", "path", d, "error", err)
+			}
+			continue
+		}
+		w.armed[d] = true
+	}
+}
+
+func (w *Watcher) isTargetLocked(p string) bool {
+	for _, ts := range w.targets {
+		for _, t := range ts {
+			if t == p {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// nearestExisting returns p or its closest ancestor that is an existing
+// directory ("" if none, which only happens on a broken filesystem).
+func nearestExisting(p string) string {
+	for {
+		if fi, err := os.Stat(p); err == nil && fi.IsDir() {
+			return p
+		}
+		parent := filepath.Dir(p)
+		if parent == p {
+			return ""
+		}
+		p = parent
+	}
+}
