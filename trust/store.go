@@ -118,6 +118,33 @@ func (c Change) String() string {
 	return fmt.Sprintf("%s %s %s", c.Op, c.FP.Short(), c.Target)
 }
 
+// ErrBadChange is wrapped by Change.Validate.
+var ErrBadChange = errors.New("trust: malformed change")
+
+// Validate returns an error wrapping ErrBadChange when c cannot be applied
+// as given: an unknown Op, a zero fingerprint, or an install without a
+// certificate or whose certificate's DER does not hash to FP. Adapters call
+// it first so a malformed change fails and changes nothing.
+func (c Change) Validate() error {
+	if c.FP.IsZero() {
+		return fmt.Errorf("%w: %s: zero fingerprint", ErrBadChange, c.Op)
+	}
+	switch c.Op {
+	case OpRemove:
+		return nil
+	case OpInstall:
+		if c.Cert == nil || c.Cert.X509 == nil {
+			return fmt.Errorf("%w: install %s: no certificate", ErrBadChange, c.FP.Short())
+		}
+		if got := FingerprintOf(c.Cert.X509.Raw); got != c.FP {
+			return fmt.Errorf("%w: install %s: the certificate's fingerprint is %s", ErrBadChange, c.FP.Short(), got.Short())
+		}
+		return nil
+	default:
+		return fmt.Errorf("%w: unknown operation %q", ErrBadChange, c.Op)
+	}
+}
+
 // Status is the outcome of one Change.
 type Status string
 

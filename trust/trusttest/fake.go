@@ -130,12 +130,12 @@ func (f *Fake) Apply(ctx context.Context, changes []trust.Change) []trust.Result
 			out[i] = trust.Failed(c, fmt.Errorf("trusttest: %s: %s: %w", f.name, c.Target, err))
 			continue
 		}
+		if err := c.Validate(); err != nil {
+			out[i] = trust.Failed(c, err)
+			continue
+		}
 		switch c.Op {
 		case trust.OpInstall:
-			if err := CheckInstall(c); err != nil {
-				out[i] = trust.Failed(c, err)
-				continue
-			}
 			if e, ok := held[c.FP]; !ok || !e.tagged {
 				held[c.FP] = fakeEntry{cert: c.Cert, tagged: true}
 				changed = true
@@ -157,18 +157,9 @@ func (f *Fake) Apply(ctx context.Context, changes []trust.Change) []trust.Result
 	return out
 }
 
-// CheckInstall returns why an install Change is malformed (no certificate,
-// or a certificate whose fingerprint is not the Change's), or nil. Adapters
-// may use it to validate their input the same way the fake does.
-func CheckInstall(c trust.Change) error {
-	if c.Cert == nil || c.Cert.X509 == nil {
-		return fmt.Errorf("trust: install %s: no certificate", c.FP.Short())
-	}
-	if trust.FingerprintOf(c.Cert.X509.Raw) != c.FP {
-		return fmt.Errorf("trust: install %s: certificate has fingerprint %s", c.FP.Short(), trust.FingerprintOf(c.Cert.X509.Raw).Short())
-	}
-	return nil
-}
+// CheckInstall is trust.Change.Validate, kept for callers of the first
+// version of this package.
+func CheckInstall(c trust.Change) error { return c.Validate() }
 
 // Plant puts c into target as someone else would: untagged. It adds the
 // target if the fake does not have it.
