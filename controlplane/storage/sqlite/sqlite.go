@@ -1,0 +1,566 @@
+// Package sqlite is certplane's embedded storage backend: SQLite through the
+// pure-Go modernc.org/sqlite driver, so certplane builds without cgo.
+//
+// Writes go through one connection whose transactions begin IMMEDIATE: a
+// writer takes SQLite's database-wide write lock before reading anything,
+// which is what makes the lifecycle rules race-free between goroutines and
+// between processes sharing the file (busy_timeout makes the others wait).
+// Reads use a separate pool and, under WAL, never block on the writer.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/certagent/certagent/api"
+	"github.com/certagent/certagent/controlplane/storage"
+
+	_ "modernc.org/sqlite" // registers the "sqlite" driver
+)
+
+// DB is a storage.Backend on one SQLite file.
+type DB struct {
+	w *sql.DB // single connection, BEGIN IMMEDIATE
+	r *sql.DB // readers
+}
+
+var _ storage.Backend = (*DB)(nil)
+
+// Open opens (creating it 0600 if needed) and migrates the database at path.
+func Open(ctx context.Context, path string) (*DB, error) {
+	if path == "" || strings.ContainsAny(path, "?#") {
+		return nil, fmt.Errorf("storage/sqlite: path %q: must be a plain file path", path)
+	}
+	// The file holds sealed keys and token hashes: create it private
+	// before SQLite does (SQLite gives its -wal and -shm files the same mode).
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: create %s: %w", path, err)
+	}
+	f.Close()
+	pragmas := "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=foreign_keys(1)&_pragma=synchronous(NORMAL)"
+	w, err := sql.Open("sqlite", path+"?_txlock=immediate&"+pragmas)
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: open %s: %w", path, err)
+	}
+	w.SetMaxOpenConns(1)
+	r, err := sql.Open("sqlite", path+"?"+pragmas+"&_pragma=query_only(1)")
+	if err != nil {
+		w.Close()
+		return nil, fmt.Errorf("storage/sqlite: open %s: %w", path, err)
+	}
+	r.SetMaxOpenConns(8)
+	d := &DB{w: w, r: r}
+	if err := d.migrate(ctx); err != nil {
+		d.Close()
+		return nil, fmt.Errorf("storage/sqlite: migrate %s: %w", path, err)
+	}
+	return d, nil
+}
+
+// Close closes both pools.
+func (d *DB) Close() error {
+	return errors.Join(d.w.Close(), d.r.Close())
+}
+
+// migrations are applied in order; entry i brings the schema to version i+1.
+// Never edit a released entry: append a new one.
+var migrations = []string{
+	`CREATE TABLE accounts (
+		id                TEXT PRIMARY KEY,
+		name              TEXT NOT NULL,
+		created_at        INTEGER NOT NULL,
+		revision          INTEGER NOT NULL DEFAULT 0,
+		in_use_id         TEXT NOT NULL DEFAULT '',
+		config_created_at INTEGER NOT NULL,
+		config_updated_at INTEGER NOT NULL,
+		settings          TEXT
+	);
+	CREATE TABLE certificates (
+		id          TEXT PRIMARY KEY,
+		account_id  TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		type        TEXT NOT NULL,
+		status      TEXT NOT NULL,
+		der         BLOB NOT NULL,
+		fingerprint TEXT NOT NULL,
+		issuer_org  TEXT NOT NULL,
+		issuer_raw  TEXT NOT NULL,
+		name        TEXT NOT NULL,
+		created_at  INTEGER NOT NULL,
+		updated_at  INTEGER NOT NULL,
+		uploaded_on INTEGER NOT NULL,
+		expires_on  INTEGER NOT NULL,
+		due_at      INTEGER,
+		sealed_key  BLOB NOT NULL
+	);
+	CREATE INDEX certificates_account ON certificates(account_id, created_at, id);
+	CREATE INDEX certificates_due ON certificates(due_at) WHERE due_at IS NOT NULL;
+	CREATE TABLE tokens (
+		id         TEXT PRIMARY KEY,
+		account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		hash       BLOB NOT NULL,
+		scope      TEXT NOT NULL CHECK (scope IN ('read', 'write')),
+		created_at INTEGER NOT NULL
+	);
+	CREATE TABLE generations (
+		account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		at         INTEGER NOT NULL
+	);
+	CREATE INDEX generations_account ON generations(account_id, at);`,
+}
+
+// SchemaVersion is the schema version this build migrates to.
+var SchemaVersion = len(migrations)
+
+func (d *DB) migrate(ctx context.Context) error {
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return err
+	}
+	var v int
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
+		return err
+	}
+	if v > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this certplane knows (%d): upgrade certplane", v, len(migrations))
+	}
+	for i := v; i < len(migrations); i++ {
+		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, i+1); err != nil {
+			return fmt.Errorf("migration %d: %w", i+1, err)
+		}
+	}
+	return tx.Commit()
+}
+
+// Version returns the schema version recorded in the database.
+func (d *DB) Version(ctx context.Context) (int, error) {
+	var v int
+	err := d.r.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v)
+	return v, err
+}
+
+// Times are stored as Unix nanoseconds; 0 is the zero time.
+func ts(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+func tm(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}
+
+type querier interface {
+	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
+	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
+}
+
+type execer interface {
+	querier
+	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
+}
+
+const accountCols = `id, name, created_at, revision, in_use_id, config_created_at, config_updated_at, settings`
+
+func scanAccount(row interface{ Scan(...any) error }) (storage.Account, error) {
+	var a storage.Account
+	var created, cc, cu int64
+	var settings sql.NullString
+	if err := row.Scan(&a.ID, &a.Name, &created, &a.Revision, &a.InUseID, &cc, &cu, &settings); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return a, storage.ErrNotFound
+		}
+		return a, err
+	}
+	a.CreatedAt, a.ConfigCreatedAt, a.ConfigUpdatedAt = tm(created), tm(cc), tm(cu)
+	if settings.Valid && settings.String != "" {
+		a.Settings = json.RawMessage(settings.String)
+	}
+	return a, nil
+}
+
+const certCols = `c.id, c.account_id, c.type, c.status, c.der, c.fingerprint, c.issuer_org, c.issuer_raw, c.name,
+	c.created_at, c.updated_at, c.uploaded_on, c.expires_on, c.due_at, (a.in_use_id = c.id)`
+
+const certFrom = ` FROM certificates c JOIN accounts a ON a.id = c.account_id `
+
+func scanCert(row interface{ Scan(...any) error }) (storage.Certificate, error) {
+	var c storage.Certificate
+	var status string
+	var created, updated, uploaded, expires int64
+	var due sql.NullInt64
+	if err := row.Scan(&c.ID, &c.AccountID, &c.Type, &status, &c.DER, &c.Fingerprint, &c.IssuerOrg, &c.IssuerRaw, &c.Name,
+		&created, &updated, &uploaded, &expires, &due, &c.InUse); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return c, storage.ErrNotFound
+		}
+		return c, err
+	}
+	c.Status = api.BindingStatus(status)
+	c.CreatedAt, c.UpdatedAt, c.UploadedOn, c.ExpiresOn = tm(created), tm(updated), tm(uploaded), tm(expires)
+	if due.Valid {
+		c.DueAt = tm(due.Int64)
+	}
+	return c, nil
+}
+
+func listCerts(ctx context.Context, q querier, accountID string) ([]storage.Certificate, error) {
+	rows, err := q.QueryContext(ctx, `SELECT `+certCols+certFrom+`WHERE c.account_id = ? ORDER BY c.created_at, c.id`, accountID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []storage.Certificate
+	for rows.Next() {
+		c, err := scanCert(rows)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, c)
+	}
+	return out, rows.Err()
+}
+
+func isUnique(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "UNIQUE constraint failed")
+}
+
+func isForeignKey(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "FOREIGN KEY constraint failed")
+}
+
+// CreateAccount implements storage.Backend.
+func (d *DB) CreateAccount(ctx context.Context, a storage.Account, fn func(storage.Tx) error) error {
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return fmt.Errorf("storage/sqlite: begin: %w", err)
+	}
+	defer tx.Rollback()
+	var settings any
+	if len(a.Settings) > 0 {
+		settings = string(a.Settings)
+	}
+	_, err = tx.ExecContext(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+		a.ID, a.Name, ts(a.CreatedAt), a.Revision, a.InUseID, ts(a.ConfigCreatedAt), ts(a.ConfigUpdatedAt), settings)
+	if isUnique(err) {
+		return storage.ErrExists
+	}
+	if err != nil {
+		return fmt.Errorf("storage/sqlite: insert account: %w", err)
+	}
+	if fn != nil {
+		if err := fn(&tx0{ctx: ctx, tx: tx, a: a}); err != nil {
+			return err
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return fmt.Errorf("storage/sqlite: commit: %w", err)
+	}
+	return nil
+}
+
+// Account implements storage.Backend.
+func (d *DB) Account(ctx context.Context, id string) (storage.Account, error) {
+	a, err := scanAccount(d.r.QueryRowContext(ctx, `SELECT `+accountCols+` FROM accounts WHERE id = ?`, id))
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return a, fmt.Errorf("storage/sqlite: account: %w", err)
+	}
+	return a, err
+}
+
+// Revision implements storage.Backend.
+func (d *DB) Revision(ctx context.Context, accountID string) (int64, error) {
+	var rev int64
+	err := d.r.QueryRowContext(ctx, `SELECT revision FROM accounts WHERE id = ?`, accountID).Scan(&rev)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, storage.ErrNotFound
+	}
+	if err != nil {
+		return 0, fmt.Errorf("storage/sqlite: revision: %w", err)
+	}
+	return rev, nil
+}
+
+// Snapshot implements storage.Backend.
+func (d *DB) Snapshot(ctx context.Context, accountID string) (storage.Account, []storage.Certificate, error) {
+	tx, err := d.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return storage.Account{}, nil, fmt.Errorf("storage/sqlite: begin: %w", err)
+	}
+	defer tx.Rollback()
+	a, err := scanAccount(tx.QueryRowContext(ctx, `SELECT `+accountCols+` FROM accounts WHERE id = ?`, accountID))
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return a, nil, err
+		}
+		return a, nil, fmt.Errorf("storage/sqlite: account: %w", err)
+	}
+	certs, err := listCerts(ctx, tx, accountID)
+	if err != nil {
+		return a, nil, fmt.Errorf("storage/sqlite: certificates: %w", err)
+	}
+	return a, certs, nil
+}
+
+// Certificate implements storage.Backend.
+func (d *DB) Certificate(ctx context.Context, accountID, certID string) (storage.Certificate, error) {
+	c, err := scanCert(d.r.QueryRowContext(ctx, `SELECT `+certCols+certFrom+`WHERE c.account_id = ? AND c.id = ?`, accountID, certID))
+	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+		return c, fmt.Errorf("storage/sqlite: certificate: %w", err)
+	}
+	return c, err
+}
+
+// SealedKey implements storage.Backend.
+func (d *DB) SealedKey(ctx context.Context, accountID, certID string) ([]byte, error) {
+	var k []byte
+	err := d.r.QueryRowContext(ctx, `SELECT sealed_key FROM certificates WHERE account_id = ? AND id = ?`, accountID, certID).Scan(&k)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, storage.ErrNotFound
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: sealed key: %w", err)
+	}
+	return k, nil
+}
+
+// CreateToken implements storage.Backend.
+func (d *DB) CreateToken(ctx context.Context, t storage.Token) error {
+	_, err := d.w.ExecContext(ctx, `INSERT INTO tokens (id, account_id, hash, scope, created_at) VALUES (?, ?, ?, ?, ?)`,
+		t.ID, t.AccountID, t.Hash, t.Scope, ts(t.CreatedAt))
+	switch {
+	case isUnique(err):
+		return storage.ErrExists
+	case isForeignKey(err):
+		return storage.ErrNotFound
+	case err != nil:
+		return fmt.Errorf("storage/sqlite: insert token: %w", err)
+	}
+	return nil
+}
+
+// Token implements storage.Backend.
+func (d *DB) Token(ctx context.Context, id string) (storage.Token, error) {
+	var t storage.Token
+	var created int64
+	err := d.r.QueryRowContext(ctx, `SELECT id, account_id, hash, scope, created_at FROM tokens WHERE id = ?`, id).
+		Scan(&t.ID, &t.AccountID, &t.Hash, &t.Scope, &created)
+	if errors.Is(err, sql.ErrNoRows) {
+		return t, storage.ErrNotFound
+	}
+	if err != nil {
+		return t, fmt.Errorf("storage/sqlite: token: %w", err)
+	}
+	t.CreatedAt = tm(created)
+	return t, nil
+}
+
+// Update implements storage.Backend.
+func (d *DB) Update(ctx context.Context, accountID string, fn func(storage.Tx) error) (int64, error) {
+	tx, err := d.w.BeginTx(ctx, nil) // BEGIN IMMEDIATE: the write lock is ours from here
+	if err != nil {
+		return 0, fmt.Errorf("storage/sqlite: begin: %w", err)
+	}
+	defer tx.Rollback()
+	a, err := scanAccount(tx.QueryRowContext(ctx, `SELECT `+accountCols+` FROM accounts WHERE id = ?`, accountID))
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return 0, err
+		}
+		return 0, fmt.Errorf("storage/sqlite: account: %w", err)
+	}
+	t := &tx0{ctx: ctx, tx: tx, a: a}
+	if err := fn(t); err != nil {
+		return 0, err
+	}
+	rev := a.Revision
+	if t.changed {
+		rev++
+		if _, err := tx.ExecContext(ctx, `UPDATE accounts SET revision = ? WHERE id = ?`, rev, accountID); err != nil {
+			return 0, fmt.Errorf("storage/sqlite: bump revision: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("storage/sqlite: commit: %w", err)
+	}
+	return rev, nil
+}
+
+// DueTransitions implements storage.Backend.
+func (d *DB) DueTransitions(ctx context.Context, now time.Time, limit int) ([]storage.Transition, error) {
+	rows, err := d.r.QueryContext(ctx, `SELECT account_id, id, status, due_at FROM certificates
+		WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?`, ts(now), limit)
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: due transitions: %w", err)
+	}
+	defer rows.Close()
+	var out []storage.Transition
+	for rows.Next() {
+		var t storage.Transition
+		var status string
+		var due int64
+		if err := rows.Scan(&t.AccountID, &t.CertID, &status, &due); err != nil {
+			return nil, fmt.Errorf("storage/sqlite: due transitions: %w", err)
+		}
+		t.From, t.DueAt = api.BindingStatus(status), tm(due)
+		to, ok := storage.Target(t.From)
+		if !ok {
+			continue // a due time on a settled status: nothing to complete
+		}
+		t.To = to
+		out = append(out, t)
+	}
+	return out, rows.Err()
+}
+
+// CompleteTransition implements storage.Backend.
+func (d *DB) CompleteTransition(ctx context.Context, t storage.Transition, now time.Time) (bool, int64, error) {
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return false, 0, fmt.Errorf("storage/sqlite: begin: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `UPDATE certificates SET status = ?, due_at = NULL, updated_at = ?
+		WHERE account_id = ? AND id = ? AND status = ? AND due_at = ?`,
+		string(t.To), ts(now), t.AccountID, t.CertID, string(t.From), ts(t.DueAt))
+	if err != nil {
+		return false, 0, fmt.Errorf("storage/sqlite: complete %s: %w", t.CertID, err)
+	}
+	if n, err := res.RowsAffected(); err != nil || n != 1 {
+		return false, 0, err
+	}
+	var rev int64
+	if err := tx.QueryRowContext(ctx, `UPDATE accounts SET revision = revision + 1 WHERE id = ? RETURNING revision`, t.AccountID).Scan(&rev); err != nil {
+		return false, 0, fmt.Errorf("storage/sqlite: bump revision: %w", err)
+	}
+	if err := tx.Commit(); err != nil {
+		return false, 0, fmt.Errorf("storage/sqlite: commit: %w", err)
+	}
+	return true, rev, nil
+}
+
+// NextDue implements storage.Backend.
+func (d *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
+	var due sql.NullInt64
+	if err := d.r.QueryRowContext(ctx, `SELECT MIN(due_at) FROM certificates WHERE due_at IS NOT NULL`).Scan(&due); err != nil {
+		return time.Time{}, false, fmt.Errorf("storage/sqlite: next due: %w", err)
+	}
+	if !due.Valid {
+		return time.Time{}, false, nil
+	}
+	return tm(due.Int64), true, nil
+}
+
+// tx0 is the storage.Tx of one Update or CreateAccount.
+type tx0 struct {
+	ctx     context.Context
+	tx      *sql.Tx
+	a       storage.Account
+	changed bool
+}
+
+func (t *tx0) Account() storage.Account { return t.a }
+
+func (t *tx0) Certificates() ([]storage.Certificate, error) {
+	certs, err := listCerts(t.ctx, t.tx, t.a.ID)
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: certificates: %w", err)
+	}
+	return certs, nil
+}
+
+func (t *tx0) InsertCertificate(c storage.Certificate, sealedKey []byte) error {
+	var due any
+	if !c.DueAt.IsZero() {
+		due = ts(c.DueAt)
+	}
+	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO certificates (id, account_id, type, status, der, fingerprint, issuer_org,
+		issuer_raw, name, created_at, updated_at, uploaded_on, expires_on, due_at, sealed_key)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		c.ID, t.a.ID, c.Type, string(c.Status), c.DER, c.Fingerprint, c.IssuerOrg, c.IssuerRaw, c.Name,
+		ts(c.CreatedAt), ts(c.UpdatedAt), ts(c.UploadedOn), ts(c.ExpiresOn), due, sealedKey)
+	if isUnique(err) {
+		return storage.ErrExists
+	}
+	if err != nil {
+		return fmt.Errorf("storage/sqlite: insert certificate: %w", err)
+	}
+	t.changed = true
+	return nil
+}
+
+func (t *tx0) affected(res sql.Result, err error, step string) error {
+	if err != nil {
+		return fmt.Errorf("storage/sqlite: %s: %w", step, err)
+	}
+	n, err := res.RowsAffected()
+	if err != nil {
+		return fmt.Errorf("storage/sqlite: %s: %w", step, err)
+	}
+	if n == 0 {
+		return storage.ErrNotFound
+	}
+	t.changed = true
+	return nil
+}
+
+func (t *tx0) SetStatus(certID string, status api.BindingStatus, dueAt, updatedAt time.Time) error {
+	var due any
+	if _, pending := storage.Target(status); pending {
+		due = ts(dueAt)
+	}
+	res, err := t.tx.ExecContext(t.ctx, `UPDATE certificates SET status = ?, due_at = ?, updated_at = ? WHERE account_id = ? AND id = ?`,
+		string(status), due, ts(updatedAt), t.a.ID, certID)
+	return t.affected(res, err, "set status")
+}
+
+func (t *tx0) DeleteCertificate(certID string) error {
+	res, err := t.tx.ExecContext(t.ctx, `DELETE FROM certificates WHERE account_id = ? AND id = ?`, t.a.ID, certID)
+	return t.affected(res, err, "delete certificate")
+}
+
+func (t *tx0) SetConfiguration(inUseID string, settings json.RawMessage, updatedAt time.Time) error {
+	var s any
+	if len(settings) > 0 {
+		s = string(settings)
+	}
+	res, err := t.tx.ExecContext(t.ctx, `UPDATE accounts SET in_use_id = ?, settings = ?, config_updated_at = ? WHERE id = ?`,
+		inUseID, s, ts(updatedAt), t.a.ID)
+	return t.affected(res, err, "set configuration")
+}
+
+func (t *tx0) Generations(since time.Time) (int, error) {
+	var n int
+	if err := t.tx.QueryRowContext(t.ctx, `SELECT COUNT(*) FROM generations WHERE account_id = ? AND at >= ?`, t.a.ID, ts(since)).Scan(&n); err != nil {
+		return 0, fmt.Errorf("storage/sqlite: count generations: %w", err)
+	}
+	return n, nil
+}
+
+func (t *tx0) RecordGeneration(at time.Time) error {
+	if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM generations WHERE account_id = ? AND at < ?`, t.a.ID, ts(at.Add(-2*storage.GenerationWindow))); err != nil {
+		return fmt.Errorf("storage/sqlite: prune generations: %w", err)
+	}
+	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO generations (account_id, at) VALUES (?, ?)`, t.a.ID, ts(at)); err != nil {
+		return fmt.Errorf("storage/sqlite: record generation: %w", err)
+	}
+	t.changed = true
+	return nil
+}

@@ -1,0 +1,415 @@
+package storage
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"time"
+
+	"github.com/certagent/certagent/api"
+)
+
+// Options configure a Store.
+type Options struct {
+	// Now is the clock; nil means time.Now. Tests move it to cross the
+	// 24-hour generation window or a deploy delay without sleeping.
+	Now func() time.Time
+	// DeployDelay is how long pending_deployment and pending_deletion last.
+	DeployDelay time.Duration
+	// OnChange, if set, is called after every committed change with the
+	// account and its new revision (long-poll wake-ups, deployer kicks).
+	// It must not block.
+	OnChange func(accountID string, revision int64)
+}
+
+// Store enforces the lifecycle rules on top of a Backend.
+type Store struct {
+	b    Backend
+	opts Options
+}
+
+// New returns a Store over b.
+func New(b Backend, opts Options) *Store {
+	if opts.Now == nil {
+		opts.Now = time.Now
+	}
+	return &Store{b: b, opts: opts}
+}
+
+// Backend returns the underlying backend.
+func (s *Store) Backend() Backend { return s.b }
+
+// Now returns the store's clock reading, in UTC.
+func (s *Store) Now() time.Time { return s.opts.Now().UTC() }
+
+// DeployDelay returns the configured deploy delay.
+func (s *Store) DeployDelay() time.Duration { return s.opts.DeployDelay }
+
+func (s *Store) changed(accountID string, rev int64) {
+	if s.opts.OnChange != nil {
+		s.opts.OnChange(accountID, rev)
+	}
+}
+
+// NewCertificate is a certificate about to be stored, with its sealed key.
+type NewCertificate struct {
+	ID          string
+	Type        string
+	DER         []byte
+	Fingerprint string
+	IssuerOrg   string
+	IssuerRaw   string
+	Name        string
+	ExpiresOn   time.Time
+	SealedKey   []byte
+}
+
+func (n NewCertificate) cert(accountID string, status api.BindingStatus, now time.Time) Certificate {
+	c := Certificate{
+		ID: n.ID, AccountID: accountID, Type: n.Type, Status: status, DER: n.DER,
+		Fingerprint: n.Fingerprint, IssuerOrg: n.IssuerOrg, IssuerRaw: n.IssuerRaw,
+		Name: n.Name, CreatedAt: now, UpdatedAt: now, ExpiresOn: n.ExpiresOn,
+	}
+	if n.Type == api.TypeCustom {
+		c.UploadedOn = now
+	}
+	return c
+}
+
+// CreateAccount creates an account whose first certificate, initial, is
+// available and in use from the start, as on Cloudflare.
+func (s *Store) CreateAccount(ctx context.Context, id, name string, initial NewCertificate) (Account, error) {
+	now := s.Now()
+	a := Account{ID: id, Name: name, CreatedAt: now, ConfigCreatedAt: now, ConfigUpdatedAt: now}
+	err := s.b.CreateAccount(ctx, a, func(tx Tx) error {
+		if err := tx.InsertCertificate(initial.cert(id, api.StatusAvailable, now), initial.SealedKey); err != nil {
+			return err
+		}
+		return tx.SetConfiguration(initial.ID, nil, now)
+	})
+	if err != nil {
+		return Account{}, fmt.Errorf("storage: create account %s: %w", id, err)
+	}
+	return s.b.Account(ctx, id)
+}
+
+// Generate stores a newly generated certificate as inactive, unless the
+// account already generated GenerationsPerDay in the last GenerationWindow.
+func (s *Store) Generate(ctx context.Context, accountID string, n NewCertificate) (Certificate, error) {
+	now := s.Now()
+	var out Certificate
+	rev, err := s.b.Update(ctx, accountID, func(tx Tx) error {
+		count, err := tx.Generations(now.Add(-GenerationWindow))
+		if err != nil {
+			return err
+		}
+		if count >= GenerationsPerDay {
+			return ErrDailyLimit
+		}
+		out = n.cert(accountID, api.StatusInactive, now)
+		if err := tx.InsertCertificate(out, n.SealedKey); err != nil {
+			return err
+		}
+		return tx.RecordGeneration(now)
+	})
+	if err != nil {
+		return Certificate{}, err
+	}
+	s.changed(accountID, rev)
+	return out, nil
+}
+
+// Upload stores a custom certificate as inactive, unless the account has
+// MaxCustom already or already holds the same certificate.
+func (s *Store) Upload(ctx context.Context, accountID string, n NewCertificate) (Certificate, error) {
+	now := s.Now()
+	n.Type = api.TypeCustom
+	var out Certificate
+	rev, err := s.b.Update(ctx, accountID, func(tx Tx) error {
+		certs, err := tx.Certificates()
+		if err != nil {
+			return err
+		}
+		custom := 0
+		for _, c := range certs {
+			if c.Fingerprint == n.Fingerprint {
+				return fmt.Errorf("%w (id %s)", ErrDuplicate, c.ID)
+			}
+			if c.Type == api.TypeCustom {
+				custom++
+			}
+		}
+		if custom >= MaxCustom {
+			return ErrCustomLimit
+		}
+		out = n.cert(accountID, api.StatusInactive, now)
+		return tx.InsertCertificate(out, n.SealedKey)
+	})
+	if err != nil {
+		return Certificate{}, err
+	}
+	s.changed(accountID, rev)
+	return out, nil
+}
+
+// find returns the certificate with id among certs.
+func find(certs []Certificate, id string) (Certificate, bool) {
+	for _, c := range certs {
+		if c.ID == id {
+			return c, true
+		}
+	}
+	return Certificate{}, false
+}
+
+// transition is the shared body of Activate and Deactivate.
+func (s *Store) transition(ctx context.Context, accountID, certID string, decide func(certs []Certificate, c Certificate) (api.BindingStatus, error)) (Certificate, error) {
+	now := s.Now()
+	var out Certificate
+	wrote := false
+	rev, err := s.b.Update(ctx, accountID, func(tx Tx) error {
+		certs, err := tx.Certificates()
+		if err != nil {
+			return err
+		}
+		c, ok := find(certs, certID)
+		if !ok {
+			return ErrNotFound
+		}
+		to, err := decide(certs, c)
+		if err != nil {
+			return err
+		}
+		out = c
+		if to == c.Status {
+			return nil // already done or under way: harmless, nothing written
+		}
+		due := now.Add(s.opts.DeployDelay)
+		if err := tx.SetStatus(certID, to, due, now); err != nil {
+			return err
+		}
+		out.Status, out.DueAt, out.UpdatedAt = to, due, now
+		wrote = true
+		return nil
+	})
+	if err != nil {
+		return Certificate{}, err
+	}
+	if wrote {
+		s.changed(accountID, rev)
+	}
+	return out, nil
+}
+
+// Activate starts deploying a certificate (→ pending_deployment, then
+// available after the deploy delay). Activating one that is available or
+// pending_deployment returns it unchanged. Refused when MaxAvailable
+// certificates are available or pending deployment.
+func (s *Store) Activate(ctx context.Context, accountID, certID string) (Certificate, error) {
+	return s.transition(ctx, accountID, certID, func(certs []Certificate, c Certificate) (api.BindingStatus, error) {
+		switch c.Status {
+		case api.StatusAvailable, api.StatusPendingDeployment:
+			return c.Status, nil
+		}
+		n := 0
+		for _, o := range certs {
+			if o.Status == api.StatusAvailable || o.Status == api.StatusPendingDeployment {
+				n++
+			}
+		}
+		if n >= MaxAvailable {
+			return "", ErrAvailableLimit
+		}
+		return api.StatusPendingDeployment, nil
+	})
+}
+
+// Deactivate starts withdrawing a certificate (→ pending_deletion, then
+// inactive). Deactivating one that is inactive or pending_deletion returns
+// it unchanged; the certificate in use is refused.
+func (s *Store) Deactivate(ctx context.Context, accountID, certID string) (Certificate, error) {
+	return s.transition(ctx, accountID, certID, func(_ []Certificate, c Certificate) (api.BindingStatus, error) {
+		switch c.Status {
+		case api.StatusInactive, api.StatusPendingDeletion:
+			return c.Status, nil
+		}
+		if c.InUse {
+			return "", ErrDeactivateInUse
+		}
+		return api.StatusPendingDeletion, nil
+	})
+}
+
+// Delete removes an inactive certificate and returns it as it was.
+func (s *Store) Delete(ctx context.Context, accountID, certID string) (Certificate, error) {
+	var out Certificate
+	rev, err := s.b.Update(ctx, accountID, func(tx Tx) error {
+		certs, err := tx.Certificates()
+		if err != nil {
+			return err
+		}
+		c, ok := find(certs, certID)
+		if !ok {
+			return ErrNotFound
+		}
+		if c.Status != api.StatusInactive || c.InUse {
+			return ErrDeleteNotInactive
+		}
+		out = c
+		return tx.DeleteCertificate(certID)
+	})
+	if err != nil {
+		return Certificate{}, err
+	}
+	s.changed(accountID, rev)
+	return out, nil
+}
+
+// ConfigChange is a configuration update. CertificateID nil leaves the in-use
+// certificate alone; a pointer to "" or api.NilUUID turns it off.
+type ConfigChange struct {
+	CertificateID *string
+	// Settings replaces the other settings collections when Replace is
+	// true; otherwise its top-level keys are merged into them.
+	Settings map[string]json.RawMessage
+	Replace  bool
+}
+
+// Configure applies a configuration change. Turning on a certificate that
+// is not available is refused with ErrUseNotAvailable; an unknown one with
+// ErrNotFound. Turning one on demotes the previous one.
+func (s *Store) Configure(ctx context.Context, accountID string, ch ConfigChange) (Account, error) {
+	now := s.Now()
+	var out Account
+	rev, err := s.b.Update(ctx, accountID, func(tx Tx) error {
+		a := tx.Account()
+		inUse := a.InUseID
+		if ch.CertificateID != nil {
+			id := *ch.CertificateID
+			if id == api.NilUUID {
+				id = ""
+			}
+			if id != "" {
+				certs, err := tx.Certificates()
+				if err != nil {
+					return err
+				}
+				c, ok := find(certs, id)
+				if !ok {
+					return ErrNotFound
+				}
+				if c.Status != api.StatusAvailable {
+					return ErrUseNotAvailable
+				}
+			}
+			inUse = id
+		}
+		settings, err := mergeSettings(a.Settings, ch.Settings, ch.Replace)
+		if err != nil {
+			return err
+		}
+		if err := tx.SetConfiguration(inUse, settings, now); err != nil {
+			return err
+		}
+		out = a
+		out.InUseID, out.Settings, out.ConfigUpdatedAt = inUse, settings, now
+		return nil
+	})
+	if err != nil {
+		return Account{}, err
+	}
+	out.Revision = rev
+	s.changed(accountID, rev)
+	return out, nil
+}
+
+func mergeSettings(old json.RawMessage, in map[string]json.RawMessage, replace bool) (json.RawMessage, error) {
+	m := map[string]json.RawMessage{}
+	if !replace && len(old) > 0 {
+		if err := json.Unmarshal(old, &m); err != nil {
+			return nil, fmt.Errorf("storage: stored settings: %w", err)
+		}
+	}
+	for k, v := range in {
+		if k == "certificate" {
+			continue
+		}
+		m[k] = v
+	}
+	if len(m) == 0 {
+		return nil, nil
+	}
+	b, err := json.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("storage: settings: %w", err)
+	}
+	return b, nil
+}
+
+// List returns the account's certificates and the revision they belong to.
+func (s *Store) List(ctx context.Context, accountID string) ([]Certificate, int64, error) {
+	a, certs, err := s.b.Snapshot(ctx, accountID)
+	if err != nil {
+		return nil, 0, err
+	}
+	return certs, a.Revision, nil
+}
+
+// Get returns one certificate.
+func (s *Store) Get(ctx context.Context, accountID, certID string) (Certificate, error) {
+	return s.b.Certificate(ctx, accountID, certID)
+}
+
+// Account returns one account.
+func (s *Store) Account(ctx context.Context, accountID string) (Account, error) {
+	return s.b.Account(ctx, accountID)
+}
+
+// Revision returns the account's revision; it reads nothing else.
+func (s *Store) Revision(ctx context.Context, accountID string) (int64, error) {
+	return s.b.Revision(ctx, accountID)
+}
+
+// CompleteDue finishes every pending transition whose due time has come and
+// returns how many this call finished. Safe to run on every replica at
+// once: each transition is claimed by exactly one.
+func (s *Store) CompleteDue(ctx context.Context) (int, error) {
+	now := s.Now()
+	done := 0
+	for {
+		due, err := s.b.DueTransitions(ctx, now, 100)
+		if err != nil {
+			return done, err
+		}
+		progress := false
+		for _, t := range due {
+			ok, rev, err := s.b.CompleteTransition(ctx, t, now)
+			if err != nil {
+				return done, err
+			}
+			if ok {
+				done++
+				progress = true
+				s.changed(t.AccountID, rev)
+			}
+		}
+		if len(due) < 100 || !progress {
+			return done, nil
+		}
+	}
+}
+
+// NextDue returns the earliest pending due time.
+func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) { return s.b.NextDue(ctx) }
+
+// Target returns the status a pending status completes to, and whether s
+// is pending at all.
+func Target(s api.BindingStatus) (api.BindingStatus, bool) {
+	switch s {
+	case api.StatusPendingDeployment:
+		return api.StatusAvailable, true
+	case api.StatusPendingDeletion:
+		return api.StatusInactive, true
+	}
+	return "", false
+}
