@@ -38,4 +38,3 @@ func TestParseMountinfo(t *testing.T) {
 	_, err = parseMountinfo(strings.NewReader("garbage line\n"))
 	assert.Error(t, err)
 }
-
