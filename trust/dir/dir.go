@@ -12,6 +12,7 @@ package dir
 
 import (
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
 	"errors"
 	"fmt"
@@ -49,6 +50,12 @@ type Store struct {
 	// mu serialises Apply against List so a listing never sees half a
 	// batch from this process.
 	mu sync.RWMutex
+
+	// cacheMu guards parsed, which maps the SHA-256 of a file's content to
+	// its certificates: hashing is ~50 times cheaper than parsing, and a
+	// content key, unlike a modification time, cannot go stale.
+	cacheMu sync.Mutex
+	parsed  map[[32]byte][]*trust.Cert
 }
 
 // New returns the store for the folder at path, which need not exist yet.
@@ -110,13 +117,21 @@ func (s *Store) scan() ([]*file, []trust.Skip, error) {
 	}
 	var files []*file
 	var skips []trust.Skip
+	seen := make(map[[32]byte][]*trust.Cert, len(des))
+	defer func() {
+		// Keep only what this scan saw, so the cache never outgrows the
+		// folder.
+		s.cacheMu.Lock()
+		s.parsed = seen
+		s.cacheMu.Unlock()
+	}()
 	for _, de := range des {
 		name := de.Name()
 		if !isCertName(name) {
 			continue
 		}
 		full := filepath.Join(s.path, name)
-		certs, err := readCerts(full)
+		certs, err := s.readCerts(full, seen)
 		if errors.Is(err, errNotRegular) {
 			continue
 		}
@@ -147,7 +162,7 @@ var errNotRegular = errors.New("not a regular file")
 // readCerts reads the certificates of one file: PEM, or a single DER
 // certificate (.cer and .crt files often are). Symlinks are followed, as
 // OpenSSL does for hashed CA directories.
-func readCerts(path string) ([]*trust.Cert, error) {
+func (s *Store) readCerts(path string, seen map[[32]byte][]*trust.Cert) ([]*trust.Cert, error) {
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("unreadable: %w", err)
@@ -167,6 +182,21 @@ func readCerts(path string) ([]*trust.Cert, error) {
 	if len(data) > MaxFileBytes {
 		return nil, fmt.Errorf("larger than %d bytes, not read", MaxFileBytes)
 	}
+	sum := sha256.Sum256(data)
+	s.cacheMu.Lock()
+	certs, ok := s.parsed[sum]
+	s.cacheMu.Unlock()
+	if !ok {
+		if certs, err = parseCerts(data); err != nil {
+			return nil, err
+		}
+	}
+	seen[sum] = certs
+	return certs, nil
+}
+
+// parseCerts parses PEM, or failing that a single DER certificate.
+func parseCerts(data []byte) ([]*trust.Cert, error) {
 	certs, err := trust.ParsePEM(data)
 	if errors.Is(err, trust.ErrNoCertificate) {
 		if x, derr := x509.ParseCertificate(data); derr == nil {

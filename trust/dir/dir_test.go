@@ -340,3 +340,17 @@ func BenchmarkApplyNoChange(b *testing.B) {
 		}
 	}
 }
+
+// TestCacheFollowsContent rewrites a file in place, same name and size: the
+// parse cache is keyed by content, so the new certificate is what is listed.
+func TestCacheFollowsContent(t *testing.T) {
+	d := t.TempDir()
+	s := New(d)
+	a, b := trusttest.NewCA(t, trusttest.WithCommonName("A")), trusttest.NewCA(t, trusttest.WithCommonName("B"))
+	write(t, d, "x.pem", a.PEM())
+	require.Contains(t, entries(t, s), a.FP)
+	write(t, d, "x.pem", b.PEM())
+	got := entries(t, s)
+	assert.Contains(t, got, b.FP)
+	assert.NotContains(t, got, a.FP)
+}
