@@ -1,0 +1,629 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/certagent/certagent/api"
+	"github.com/certagent/certagent/internal/buildinfo"
+	"github.com/certagent/certagent/platform"
+	"github.com/certagent/certagent/trust"
+	"github.com/certagent/certagent/trust/stores"
+)
+
+// Deps are the agent's collaborators; every zero field has a real default.
+type Deps struct {
+	// Logger is the root logger; nil means a null logger.
+	Logger hclog.Logger
+	// Source overrides the control-plane client built from the config
+	// (tests). It is kept across Reload.
+	Source Source
+	// OpenStore opens a store by its config name; nil means stores.Open.
+	OpenStore func(spec string) (trust.Store, error)
+	// Runner runs store tools (passed to stores.Open); nil means the
+	// platform's ExecRunner.
+	Runner platform.Runner
+	// Now is the clock for policy checks and ledger stamps; nil means
+	// time.Now. The poll loop's timers use package time, so tests drive it
+	// with testing/synctest.
+	Now func() time.Time
+	// Rand returns a uniform float in [0,1) for jitter; nil means math/rand.
+	Rand func() float64
+
+	// hook, when set, is called between the steps of a pass ("intent",
+	// "apply:STORE", "commit"); a non-nil error aborts the pass there, as a
+	// crash would. Tests only.
+	hook func(step string) error
+}
+
+func (d Deps) withDefaults() Deps {
+	if d.Logger == nil {
+		d.Logger = hclog.NewNullLogger()
+	}
+	if d.Now == nil {
+		d.Now = time.Now
+	}
+	if d.Rand == nil {
+		d.Rand = rand.Float64
+	}
+	if d.OpenStore == nil {
+		env := stores.Env{Runner: d.Runner, Logger: d.Logger.Named("trust")}
+		d.OpenStore = func(spec string) (trust.Store, error) { return stores.Open(spec, env) }
+	}
+	return d
+}
+
+// storeHandle is a configured store, or why it could not be opened.
+type storeHandle struct {
+	name    string
+	store   trust.Store
+	openErr error
+}
+
+// answer is the last valid answer of the control plane.
+type answer struct {
+	certs []api.Certificate
+	etag  string
+	at    time.Time
+}
+
+// Agent keeps the configured stores in line with the control plane.
+type Agent struct {
+	deps Deps
+	log  hclog.Logger
+
+	// passMu serialises passes (the loop, SyncOnce, Purge).
+	passMu sync.Mutex
+
+	// mu guards every field below it.
+	mu     sync.Mutex
+	cfg    *Config
+	source Source
+	stores []storeHandle
+	// last is the last valid answer; nil until one arrives in this process.
+	last *answer
+	// lastFetchOK reports whether the most recent fetch succeeded.
+	lastFetchOK bool
+	failures    int
+	// authBlocked is set by a 401/403 and cleared by a reload, a changed
+	// token file or a successful fetch.
+	authBlocked bool
+	authSince   time.Time
+	tokenStamp  fileStamp
+	snap        Snapshot
+	// persisted is the material form of the status file on disk.
+	persisted []byte
+
+	trigger chan string
+	reload  chan struct{}
+}
+
+// New returns an agent for cfg. Stores that cannot be opened are kept and
+// reported as skipped every pass (a missing tool is not a reason to stop
+// serving the other stores).
+func New(cfg *Config, deps Deps) (*Agent, error) {
+	if cfg == nil {
+		return nil, fmt.Errorf("%w: no config", ErrConfig)
+	}
+	deps = deps.withDefaults()
+	a := &Agent{
+		deps:    deps,
+		log:     deps.Logger,
+		trigger: make(chan string, 1),
+		reload:  make(chan struct{}, 1),
+	}
+	if err := a.setConfig(cfg); err != nil {
+		return nil, err
+	}
+	if prev, err := LoadSnapshot(cfg.StatusPath()); err == nil {
+		// Carry history across restarts, and know what is on disk so an
+		// unchanged state is not rewritten.
+		a.snap.RetiredRemoved, a.snap.LastChange = prev.RetiredRemoved, prev.LastChange
+		a.persisted = material(*prev)
+	}
+	return a, nil
+}
+
+func (a *Agent) setConfig(cfg *Config) error {
+	src := a.deps.Source
+	if src == nil {
+		var err error
+		if src, err = NewClientSource(cfg, "certagent/"+buildinfo.Version); err != nil {
+			return err
+		}
+	}
+	handles := make([]storeHandle, 0, len(cfg.Stores))
+	for _, name := range cfg.Stores {
+		s, err := a.deps.OpenStore(name)
+		if err != nil {
+			a.log.Warn("store unavailable", "store", name, "error", err)
+		}
+		handles = append(handles, storeHandle{name: name, store: s, openErr: err})
+	}
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.cfg != nil && (a.cfg.ControlPlaneURL != cfg.ControlPlaneURL || a.cfg.AccountID != cfg.AccountID) {
+		// Another account's answer says nothing about this one.
+		a.last, a.lastFetchOK = nil, false
+	}
+	a.cfg, a.source, a.stores = cfg, src, handles
+	a.failures, a.authBlocked = 0, false
+	a.tokenStamp = stampOf(cfg.APITokenFile)
+	return nil
+}
+
+// Reload swaps in a new config (SIGHUP). The caller validated it; on error
+// the old config stays.
+func (a *Agent) Reload(cfg *Config) error {
+	if err := a.setConfig(cfg); err != nil {
+		return err
+	}
+	a.log.Info("config reloaded", "source", cfg.Source.String())
+	select {
+	case a.reload <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// Config returns the current config.
+func (a *Agent) Config() *Config {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.cfg
+}
+
+// Trigger asks the loop for a pass soon. It never blocks: a trigger while
+// one is pending is merged into it.
+func (a *Agent) Trigger(reason string) {
+	select {
+	case a.trigger <- reason:
+	default:
+	}
+}
+
+// Run polls until ctx ends. A pass runs at once, then every poll_interval
+// (±10%), sooner on Trigger or Reload, later after failures (backoff). It
+// returns nil when ctx is cancelled.
+func (a *Agent) Run(ctx context.Context) error {
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		fetch := true
+		reason := "interval"
+		select {
+		case <-ctx.Done():
+			a.persistSnapshot(true)
+			return nil
+		case reason = <-a.trigger:
+			// A drift or "sync soon" trigger may not turn into extra polls
+			// of a control plane that is failing or refusing us.
+			a.mu.Lock()
+			fetch = a.failures == 0 && !a.authBlocked
+			a.mu.Unlock()
+		case <-a.reload:
+			reason = "reload"
+		case <-timer.C:
+			fetch = a.shouldFetchOnTimer()
+		}
+		if _, err := a.pass(ctx, passOptions{fetch: fetch, reason: reason}); err != nil && ctx.Err() == nil {
+			a.log.Error("pass failed", "error", err)
+		}
+		if ctx.Err() != nil {
+			a.persistSnapshot(true)
+			return nil
+		}
+		a.mu.Lock()
+		d := NextDelay(a.cfg.PollInterval, a.failures, a.deps.Rand())
+		if a.authBlocked {
+			// Local passes (drift repair, token-file check) continue at the
+			// normal pace; the control plane is not asked.
+			d = NextDelay(a.cfg.PollInterval, 0, a.deps.Rand())
+		}
+		a.snap.NextPoll = a.deps.Now().Add(d).UTC()
+		a.mu.Unlock()
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(d)
+	}
+}
+
+// shouldFetchOnTimer decides whether a timer pass asks the control plane:
+// always, unless an auth failure blocks it and neither the token file
+// changed nor AuthRetry passed.
+func (a *Agent) shouldFetchOnTimer() bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if !a.authBlocked {
+		return true
+	}
+	if a.cfg.APITokenFile != "" {
+		if st := stampOf(a.cfg.APITokenFile); st != a.tokenStamp {
+			tok, err := ReadTokenFile(a.cfg.APITokenFile)
+			if err != nil {
+				a.log.Warn("token file changed but is unusable", "file", a.cfg.APITokenFile, "error", err)
+				a.tokenStamp = st
+				return false
+			}
+			cfg := *a.cfg
+			cfg.APIToken = tok
+			if a.deps.Source == nil {
+				src, err := NewClientSource(&cfg, "certagent/"+buildinfo.Version)
+				if err != nil {
+					a.log.Warn("token file changed but is unusable", "file", a.cfg.APITokenFile, "error", err)
+					return false
+				}
+				a.source = src
+			}
+			a.cfg, a.tokenStamp = &cfg, st
+			a.log.Info("token file changed, polling again", "file", a.cfg.APITokenFile)
+			return true
+		}
+	}
+	return a.deps.Now().Sub(a.authSince) >= AuthRetry
+}
+
+type fileStamp struct {
+	mod  time.Time
+	size int64
+	ok   bool
+}
+
+func stampOf(path string) fileStamp {
+	if path == "" {
+		return fileStamp{}
+	}
+	st, err := os.Stat(path)
+	if err != nil {
+		return fileStamp{}
+	}
+	return fileStamp{mod: st.ModTime(), size: st.Size(), ok: true}
+}
+
+// SyncOnce runs one pass now, asking the control plane. With dryRun it plans
+// and reports but changes nothing and writes nothing.
+func (a *Agent) SyncOnce(ctx context.Context, dryRun bool) (*Report, error) {
+	return a.pass(ctx, passOptions{fetch: true, dryRun: dryRun, reason: "sync"})
+}
+
+type passOptions struct {
+	fetch  bool
+	dryRun bool
+	reason string
+}
+
+// Report is the outcome of one pass.
+type Report struct {
+	Started  time.Time `json:"started"`
+	Duration string    `json:"duration"`
+	DryRun   bool      `json:"dry_run,omitempty"`
+	Reason   string    `json:"reason,omitempty"`
+	// Fetch is how the control plane answered.
+	Fetch FetchReport `json:"fetch"`
+	// Desired are the roots this pass wanted trusted.
+	Desired  []CertInfo       `json:"desired"`
+	Rejected []trust.Rejected `json:"rejected,omitempty"`
+	Withheld []CertInfo       `json:"withheld,omitempty"`
+	// Results hold one line per (root, store, target): changes made (or,
+	// in a dry run, planned: Status "planned") and pairs needing none.
+	Results []TargetResult `json:"results"`
+	// Changes is the number of store changes made (or planned).
+	Changes int `json:"changes"`
+	// LedgerWritten reports whether the pass wrote the ledger.
+	LedgerWritten bool `json:"ledger_written"`
+}
+
+// FetchReport says how the control plane answered.
+type FetchReport struct {
+	// Status is ok, not_modified, error, auth_error, skipped (no fetch this
+	// pass) or none (no valid answer yet; the ledger stood in).
+	Status string `json:"status"`
+	Error  string `json:"error,omitempty"`
+	// Authoritative reports whether removals were allowed this pass.
+	Authoritative bool      `json:"authoritative"`
+	ServerDate    time.Time `json:"server_date,omitzero"`
+}
+
+// Failed reports whether any target failed or the control plane could not
+// be read: the CLI's exit code 1.
+func (r *Report) Failed() bool {
+	if r.Fetch.Status == "error" || r.Fetch.Status == "auth_error" {
+		return true
+	}
+	for _, t := range r.Results {
+		if t.Status == trust.StatusFailed {
+			return true
+		}
+	}
+	return false
+}
+
+// StatusPlanned marks dry-run results.
+const StatusPlanned trust.Status = "planned"
+
+var errNoAnswer = errors.New("no valid answer from the control plane yet")
+
+// pass is one reconcile: fetch (maybe), evaluate, inventory, plan, apply.
+func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
+	a.passMu.Lock()
+	defer a.passMu.Unlock()
+	now := a.deps.Now()
+	rep := &Report{Started: now.UTC(), DryRun: opt.dryRun, Reason: opt.reason}
+	defer func() { rep.Duration = a.deps.Now().Sub(now).String() }()
+
+	a.mu.Lock()
+	cfg, src, handles := a.cfg, a.source, a.stores
+	last := a.last
+	a.mu.Unlock()
+
+	// 1. The desired set.
+	var certs []api.Certificate
+	authoritative := false
+	if opt.fetch {
+		etag := ""
+		if last != nil {
+			etag = last.etag
+		}
+		res, err := src.List(ctx, etag)
+		switch {
+		case err == nil:
+			rep.Fetch = FetchReport{Status: "ok", ServerDate: res.Date}
+			// Validate before adopting: an answer whose certificates do
+			// not hold together changes nothing.
+			if _, ierr := Evaluate(res.Certificates, trust.Policy{Now: a.deps.Now}, cfg.Retired()); errors.Is(ierr, ErrIntegrity) {
+				rep.Fetch = FetchReport{Status: "error", Error: ierr.Error(), ServerDate: res.Date}
+				break
+			}
+			last = &answer{certs: res.Certificates, etag: res.ETag, at: now}
+			certs, authoritative = last.certs, true
+		case errors.Is(err, api.ErrNotModified) && last != nil:
+			rep.Fetch = FetchReport{Status: "not_modified"}
+			if res != nil {
+				rep.Fetch.ServerDate = res.Date
+			}
+			certs, authoritative = last.certs, true
+		default:
+			if errors.Is(err, api.ErrNotModified) {
+				err = fmt.Errorf("%w: 304 Not Modified to a request without If-None-Match", api.ErrMalformed)
+			}
+			rep.Fetch = FetchReport{Status: "error", Error: err.Error()}
+			if api.IsAuth(err) {
+				rep.Fetch.Status = "auth_error"
+			}
+		}
+		a.recordFetch(rep, last, now)
+	} else {
+		rep.Fetch = FetchReport{Status: "skipped"}
+		a.mu.Lock()
+		authoritative = a.last != nil && a.lastFetchOK
+		a.mu.Unlock()
+	}
+	if rep.Fetch.Status == "error" || rep.Fetch.Status == "auth_error" {
+		certs, authoritative = nil, false
+		if last != nil {
+			certs = last.certs
+		}
+	} else if !opt.fetch && last != nil {
+		certs = last.certs
+	}
+
+	ledger, err := LoadLedger(cfg.LedgerPath())
+	if err != nil {
+		// Without the ledger we do not know what is ours: refuse the pass.
+		a.recordError(err)
+		return rep, err
+	}
+	policy := trust.Policy{Now: a.deps.Now}
+	retired := cfg.Retired()
+	var ev *Evaluation
+	if last == nil {
+		// No valid answer in this process yet: keep what the ledger says
+		// we installed (drift repair works offline), remove nothing.
+		rep.Fetch.Authoritative = false
+		if rep.Fetch.Status == "skipped" {
+			rep.Fetch.Status = "none"
+		}
+		ev = ledgerEvaluation(ledger, policy, retired)
+	} else {
+		ev, err = Evaluate(certs, policy, retired)
+		if err != nil {
+			// Cannot happen for an answer adopted above; be safe anyway.
+			a.recordError(err)
+			return rep, err
+		}
+	}
+	rep.Fetch.Authoritative = authoritative
+	rep.Desired, rep.Rejected, rep.Withheld = ev.Infos, ev.Rejected, ev.Withheld
+
+	// 2. What the stores hold.
+	states := make([]StoreState, 0, len(handles))
+	for _, h := range handles {
+		states = append(states, inventory(ctx, h))
+	}
+
+	// 3. The plan.
+	plan := MakePlan(PlanInput{
+		Desired:       ev.Desired,
+		Authoritative: authoritative,
+		Ledger:        ledger,
+		Stores:        states,
+		Retired:       retired,
+		Now:           now.UTC(),
+	})
+	rep.Changes = plan.ChangeCount()
+	if opt.dryRun {
+		for _, sp := range plan.Stores {
+			for i, c := range sp.Changes {
+				rep.Results = append(rep.Results, changeResult(sp.Store, c, sp.Retired[i], StatusPlanned, "", plan.Intent))
+			}
+			rep.Results = append(rep.Results, sp.Results...)
+		}
+		return rep, nil
+	}
+	if !plan.Empty() {
+		if err := a.apply(ctx, cfg, plan, handles, rep, now); err != nil {
+			a.recordError(err)
+			a.updateSnapshot(rep, cfg)
+			return rep, err
+		}
+	} else {
+		for _, sp := range plan.Stores {
+			rep.Results = append(rep.Results, sp.Results...)
+		}
+	}
+	a.updateSnapshot(rep, cfg)
+	a.persistSnapshot(false)
+	return rep, nil
+}
+
+// inventory checks and lists one store; any failure makes it unusable for
+// this pass.
+func inventory(ctx context.Context, h storeHandle) StoreState {
+	st := StoreState{Name: h.name}
+	if h.openErr != nil {
+		st.Err = h.openErr
+		return st
+	}
+	if err := h.store.Check(ctx); err != nil {
+		st.Err = err
+		return st
+	}
+	inv, err := h.store.List(ctx)
+	if err != nil {
+		st.Err = fmt.Errorf("listing %s: %w", h.name, err)
+		return st
+	}
+	st.Inv = inv
+	return st
+}
+
+// apply runs the intent/commit protocol:
+//
+//  1. write the intent ledger (installs "installing", removals "removing");
+//  2. one Apply batch per store with changes;
+//  3. write the committed ledger (confirmed installs "installed",
+//     confirmed removals dropped).
+//
+// A crash after 1 leaves pending entries: the next pass adopts those it
+// finds present and completes the rest. A crash inside 2 leaves some
+// changes made: the store's Apply is idempotent and the planner re-derives
+// what is left from the store itself. A crash before 3 is the same as
+// after 2. Nothing is ever installed twice (the planner only installs what
+// a target lacks) and nothing is forgotten (an entry leaves the ledger only
+// once its root is confirmed gone).
+func (a *Agent) apply(ctx context.Context, cfg *Config, plan *Plan, handles []storeHandle, rep *Report, now time.Time) error {
+	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
+		return fmt.Errorf("agent: state dir: %w", err)
+	}
+	if err := a.step("intent"); err != nil {
+		return err
+	}
+	if plan.LedgerChanged {
+		if err := plan.Intent.Save(cfg.LedgerPath()); err != nil {
+			return err
+		}
+		rep.LedgerWritten = true
+	}
+	results := make(map[string][]trust.Result, len(plan.Stores))
+	for i, sp := range plan.Stores {
+		rep.Results = append(rep.Results, sp.Results...)
+		if len(sp.Changes) == 0 {
+			continue
+		}
+		if err := a.step("apply:" + sp.Store); err != nil {
+			return err
+		}
+		h := handles[i]
+		log := a.log.With("store", sp.Store)
+		log.Info("applying changes", "changes", len(sp.Changes))
+		res := h.store.Apply(ctx, sp.Changes)
+		if len(res) != len(sp.Changes) {
+			// An adapter bug; never treat missing results as success.
+			err := fmt.Errorf("agent: store %s returned %d results for %d changes", sp.Store, len(res), len(sp.Changes))
+			fixed := make([]trust.Result, len(sp.Changes))
+			for j, c := range sp.Changes {
+				if j < len(res) && res[j].Change.FP == c.FP && res[j].Change.Target == c.Target {
+					fixed[j] = res[j]
+				} else {
+					fixed[j] = trust.Failed(c, err)
+				}
+			}
+			res = fixed
+		}
+		results[sp.Store] = res
+		for j, r := range res {
+			tr := changeResult(sp.Store, sp.Changes[j], sp.Retired[j], r.Status, r.Reason, plan.Intent)
+			if r.Err != nil {
+				tr.Error = r.Err.Error()
+			}
+			rep.Results = append(rep.Results, tr)
+			kv := []any{"op", r.Change.Op, "fingerprint", r.Change.FP.String(), "target", r.Change.Target.String(), "status", r.Status}
+			switch r.Status {
+			case trust.StatusFailed:
+				log.Error("change failed", append(kv, "error", r.Err)...)
+			case trust.StatusSkipped:
+				log.Warn("change skipped", append(kv, "reason", r.Reason)...)
+			default:
+				log.Info("change applied", kv...)
+			}
+		}
+	}
+	if err := a.step("commit"); err != nil {
+		return err
+	}
+	committed := Commit(plan.Intent, plan, results, now.UTC())
+	if !committed.Equal(plan.Intent) || (plan.LedgerChanged && !rep.LedgerWritten) {
+		if err := committed.Save(cfg.LedgerPath()); err != nil {
+			return err
+		}
+		rep.LedgerWritten = true
+	}
+	return nil
+}
+
+func (a *Agent) step(name string) error {
+	if a.deps.hook == nil {
+		return nil
+	}
+	return a.deps.hook(name)
+}
+
+func changeResult(store string, c trust.Change, retired bool, s trust.Status, reason string, l *Ledger) TargetResult {
+	tr := TargetResult{Store: store, Target: c.Target, FP: c.FP, Op: c.Op, Retired: retired, Status: s, Reason: reason}
+	if c.Cert != nil {
+		tr.CertID, tr.Subject = c.Cert.ID, c.Cert.Subject()
+	} else if lc, ok := l.Certs[c.FP]; ok {
+		tr.CertID, tr.Subject = lc.ID, lc.Subject
+	}
+	return tr
+}
+
+// ledgerEvaluation stands in for an answer when there is none: the roots we
+// installed that still pass the policy.
+func ledgerEvaluation(l *Ledger, policy trust.Policy, retired map[trust.Fingerprint]bool) *Evaluation {
+	ev := &Evaluation{}
+	var cands []trust.Candidate
+	for _, lc := range l.Managed() {
+		cands = append(cands, trust.Candidate{ID: lc.ID, PEM: []byte(lc.PEM)})
+	}
+	ok, _ := policy.Evaluate(cands)
+	for _, c := range ok {
+		if retired[c.FP] {
+			continue
+		}
+		ev.Desired = append(ev.Desired, c)
+		ev.Infos = append(ev.Infos, CertInfo{ID: c.ID, FP: c.FP, Subject: c.Subject(), NotAfter: c.X509.NotAfter.UTC(), BindingStatus: "unknown (from the ledger)"})
+	}
+	return ev
+}
