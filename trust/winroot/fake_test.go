@@ -1,0 +1,167 @@
+package winroot
+
+import (
+	"bytes"
+	"errors"
+	"sync"
+
+	"github.com/certagent/certagent/trust"
+)
+
+// fakeMachine models LocalMachine\ROOT as crypt32 presents it: one store that
+// outlives every handle, duplicates refused with CRYPT_E_EXISTS (the real
+// store keys contexts by the hash of their encoding), friendly names as a
+// per-context property, ERROR_ACCESS_DENIED for a non-admin writer, and a
+// chain engine that trusts what is in ROOT unless it is explicitly
+// distrusted.
+type fakeMachine struct {
+	mu    sync.Mutex
+	certs []*fakeCert
+	// admin is false for an unelevated process: opening for write fails.
+	admin bool
+	// denyAdd and denyDelete make those calls fail with ERROR_ACCESS_DENIED
+	// (a store ACL or an anti-tamper product can do that to an admin).
+	denyAdd, denyDelete bool
+	// failFriendlyName makes CertSetCertificateContextProperty fail.
+	failFriendlyName bool
+	// distrusted fingerprints fail chain building (CERT_TRUST_IS_EXPLICIT_DISTRUST).
+	distrusted map[trust.Fingerprint]bool
+
+	opens, closes, adds, deletes int
+}
+
+type fakeCert struct {
+	der      []byte
+	friendly string
+}
+
+func newFakeMachine() *fakeMachine {
+	return &fakeMachine{admin: true, distrusted: map[trust.Fingerprint]bool{}}
+}
+
+// seed puts a certificate into the store as another tool would.
+func (m *fakeMachine) seed(der []byte, friendly string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.certs = append(m.certs, &fakeCert{der: der, friendly: friendly})
+}
+
+func (m *fakeMachine) has(fp trust.Fingerprint) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.certs {
+		if trust.FingerprintOf(c.der) == fp {
+			return true
+		}
+	}
+	return false
+}
+
+func (m *fakeMachine) count() int {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.certs)
+}
+
+func (m *fakeMachine) open(write bool) (certStore, error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if write && !m.admin {
+		return nil, &Win32Error{Step: "CertOpenStore", Code: codeAccessDenied, Msg: "Access is denied."}
+	}
+	m.opens++
+	return &fakeHandle{m: m, write: write}, nil
+}
+
+type fakeHandle struct {
+	m      *fakeMachine
+	write  bool
+	closed bool
+}
+
+func (h *fakeHandle) Enum() ([]storeCert, error) {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	if h.closed {
+		return nil, errors.New("fake: store closed")
+	}
+	out := make([]storeCert, 0, len(h.m.certs))
+	for _, c := range h.m.certs {
+		out = append(out, storeCert{DER: bytes.Clone(c.der), FriendlyName: c.friendly, ref: c})
+	}
+	return out, nil
+}
+
+func (h *fakeHandle) Add(der []byte, friendly string) error {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	switch {
+	case h.closed:
+		return errors.New("fake: store closed")
+	case !h.write:
+		return &Win32Error{Step: "CertAddCertificateContextToStore", Code: codeAccessDenied, Msg: "Access is denied."}
+	case h.m.denyAdd:
+		return &Win32Error{Step: "CertAddCertificateContextToStore", Code: codeAccessDenied, Msg: "Access is denied."}
+	}
+	for _, c := range h.m.certs {
+		if bytes.Equal(c.der, der) {
+			return &Win32Error{Step: "CertAddCertificateContextToStore", Code: codeExists, Msg: "The object or property already exists."}
+		}
+	}
+	if h.m.failFriendlyName {
+		// The real Add adds the context, fails to set the property and
+		// deletes the context again: the store ends unchanged.
+		return &Win32Error{Step: "CertSetCertificateContextProperty", Code: codeAccessDenied, Msg: "Access is denied."}
+	}
+	h.m.adds++
+	h.m.certs = append(h.m.certs, &fakeCert{der: bytes.Clone(der), friendly: friendly})
+	return nil
+}
+
+func (h *fakeHandle) Delete(c storeCert) error {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	fc, ok := c.ref.(*fakeCert)
+	switch {
+	case h.closed:
+		return errors.New("fake: store closed")
+	case !ok:
+		return errors.New("certificate context not from this store")
+	case !h.write || h.m.denyDelete:
+		return &Win32Error{Step: "CertDeleteCertificateFromStore", Code: codeAccessDenied, Msg: "Access is denied."}
+	}
+	for i, x := range h.m.certs {
+		if x == fc {
+			h.m.certs = append(h.m.certs[:i], h.m.certs[i+1:]...)
+			h.m.deletes++
+			return nil
+		}
+	}
+	return &Win32Error{Step: "CertDeleteCertificateFromStore", Code: codeNotFound, Msg: "Cannot find object or property."}
+}
+
+func (h *fakeHandle) Verify(der []byte) error {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	fp := trust.FingerprintOf(der)
+	if h.m.distrusted[fp] {
+		return errors.New("CertGetCertificateChain: chain error status 0x04000000 ([explicitly distrusted])")
+	}
+	for _, c := range h.m.certs {
+		if bytes.Equal(c.der, der) {
+			return nil
+		}
+	}
+	return errors.New("CertGetCertificateChain: chain error status 0x00000020 ([untrusted root])")
+}
+
+func (h *fakeHandle) Close() error {
+	h.m.mu.Lock()
+	defer h.m.mu.Unlock()
+	if h.closed {
+		return errors.New("fake: store closed twice")
+	}
+	h.closed = true
+	h.m.closes++
+	return nil
+}

@@ -1,0 +1,333 @@
+// Package winroot is the Windows "system" trust store: the machine-wide
+// LocalMachine\ROOT certificate store, which every user, every service and
+// the Chromium-based browsers (and Firefox ≥ 120, which imports enterprise
+// roots by default) trust.
+//
+// It is written for a service running as LocalSystem, which is why it does
+// not use smallstep/truststore: truststore opens ROOT with
+// CertOpenSystemStoreW, which reaches the *current user's* store (SYSTEM's
+// own, seen by nobody), and it deletes every root whose serial number
+// matches. Here the store is opened with CertOpenStore(CERT_STORE_PROV_SYSTEM,
+// CERT_SYSTEM_STORE_LOCAL_MACHINE, "ROOT"), roots are matched only by the
+// SHA-256 of their DER (computed here, never trusted from the store), the
+// entries we add carry the friendly name "certagent <sha256 hex>", and no call
+// can show UI.
+//
+// The Win32 calls sit behind the small certStore interface; the real one is
+// in store_windows.go, and the tests drive the adapter through a fake that
+// models the real store (duplicates, friendly names, Win32 error codes), so
+// the logic runs in Linux CI.
+package winroot
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/certagent/certagent/trust"
+)
+
+// Name is the store's config name.
+const Name = "system"
+
+// StorePath names the store in messages.
+const StorePath = `LocalMachine\ROOT`
+
+// Win32 and CryptoAPI codes the adapter reacts to. Values are from winerror.h.
+const (
+	codeAccessDenied = 5          // ERROR_ACCESS_DENIED
+	codeNoMoreFiles  = 18         // ERROR_NO_MORE_FILES
+	codeNotFound     = 0x80092004 // CRYPT_E_NOT_FOUND
+	codeExists       = 0x80092005 // CRYPT_E_EXISTS
+)
+
+// Win32Error is a failed Windows call: which API failed and its Win32 (or
+// HRESULT) code, so status can show exactly what the OS said.
+type Win32Error struct {
+	// Step is the API that failed ("CertOpenStore").
+	Step string
+	// Code is the GetLastError value.
+	Code uint32
+	// Msg is the system's text for Code ("Access is denied.").
+	Msg string
+}
+
+func (e *Win32Error) Error() string {
+	if e.Msg == "" {
+		return fmt.Sprintf("%s: error 0x%08X", e.Step, e.Code)
+	}
+	return fmt.Sprintf("%s: %s (0x%08X)", e.Step, e.Msg, e.Code)
+}
+
+// Is matches the sentinels below by code, whatever the step.
+func (e *Win32Error) Is(target error) bool {
+	t, ok := target.(*Win32Error)
+	return ok && t.Step == "" && t.Code == e.Code
+}
+
+// Sentinels for errors.Is.
+var (
+	// ErrAccessDenied: the process may not write LocalMachine\ROOT (not
+	// running as LocalSystem or an elevated administrator).
+	ErrAccessDenied error = &Win32Error{Code: codeAccessDenied, Msg: "Access is denied."}
+	// ErrExists: the certificate is already in the store (CRYPT_E_EXISTS).
+	ErrExists error = &Win32Error{Code: codeExists, Msg: "The object or property already exists."}
+	// ErrNotFound: CRYPT_E_NOT_FOUND.
+	ErrNotFound error = &Win32Error{Code: codeNotFound, Msg: "Cannot find object or property."}
+)
+
+// storeCert is one certificate context in the store.
+type storeCert struct {
+	DER []byte
+	// FriendlyName is CERT_FRIENDLY_NAME_PROP_ID, "" when unset.
+	FriendlyName string
+	// ref is the store's own handle for this context (a duplicated
+	// PCCERT_CONTEXT on Windows); only the certStore that returned it
+	// understands it, and only until Close.
+	ref any
+}
+
+// certStore is the seam over crypt32: one opened LocalMachine\ROOT.
+type certStore interface {
+	// Enum returns every certificate context in the store.
+	Enum() ([]storeCert, error)
+	// Add adds der as a new context with the friendly name set. It fails
+	// with CRYPT_E_EXISTS when an identical certificate is present, and
+	// leaves nothing behind when any step fails.
+	Add(der []byte, friendlyName string) error
+	// Delete removes exactly the context c (from this store's Enum).
+	Delete(c storeCert) error
+	// Verify builds a chain for der with the machine's chain engine and
+	// returns nil when it ends in a trusted root.
+	Verify(der []byte) error
+	// Close releases the store and every context Enum returned.
+	Close() error
+}
+
+// opener opens the store, for writing when write is set.
+type opener func(write bool) (certStore, error)
+
+// Options configures a Store.
+type Options struct {
+	// Logger is the agent's logger; nil means a null logger.
+	Logger hclog.Logger
+}
+
+// Store is the LocalMachine\ROOT adapter. It is safe for concurrent use: a
+// mutex serialises every open of the store.
+type Store struct {
+	open opener
+	log  hclog.Logger
+	mu   sync.Mutex // serialises List and Apply
+}
+
+// New returns the adapter for this machine's LocalMachine\ROOT. On other
+// operating systems every call fails with trust.ErrNotSupported.
+func New(opts Options) *Store { return newStore(openSystem, opts) }
+
+func newStore(open opener, opts Options) *Store {
+	log := opts.Logger
+	if log == nil {
+		log = hclog.NewNullLogger()
+	}
+	return &Store{open: open, log: log.Named("winroot")}
+}
+
+// Name implements trust.Store.
+func (s *Store) Name() string { return Name }
+
+// Check implements trust.Store: the store must open for writing, which it
+// does only for LocalSystem and elevated administrators.
+func (s *Store) Check(ctx context.Context) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.open(true)
+	if err != nil {
+		if errors.Is(err, ErrAccessDenied) {
+			return fmt.Errorf("%w: trust/winroot: %s is not writable (%v): run certagent as the LocalSystem service or from an elevated prompt", trust.ErrUnavailable, StorePath, err)
+		}
+		return fmt.Errorf("%w: trust/winroot: open %s: %v", trust.ErrUnavailable, StorePath, err)
+	}
+	return st.Close()
+}
+
+// List implements trust.Store. Every certificate in the store is listed (the
+// planner needs to see roots others installed, such as retired ones); ours
+// are Tagged, and ours that the chain engine does not trust are
+// TrustPending.
+func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	st, err := s.open(false)
+	if err != nil {
+		return nil, fmt.Errorf("trust/winroot: open %s: %w", StorePath, err)
+	}
+	defer st.Close()
+	certs, err := st.Enum()
+	if err != nil {
+		return nil, fmt.Errorf("trust/winroot: list %s: %w", StorePath, err)
+	}
+	inv := &trust.Inventory{Targets: []trust.Target{{}}}
+	seen := make(map[trust.Fingerprint]bool, len(certs))
+	for _, c := range certs {
+		fp := trust.FingerprintOf(c.DER)
+		if seen[fp] {
+			continue
+		}
+		seen[fp] = true
+		e := trust.Entry{FP: fp, Subject: subjectOf(c.DER), Tagged: c.FriendlyName == friendlyName(fp)}
+		if e.Tagged {
+			if err := st.Verify(c.DER); err != nil {
+				e.TrustPending = true
+				s.log.Warn("root in store but not trusted by the chain engine", "fingerprint", fp.Short(), "error", err)
+			}
+		}
+		inv.Entries = append(inv.Entries, e)
+	}
+	trust.SortEntries(inv.Entries)
+	return inv, nil
+}
+
+// Apply implements trust.Store. The store is opened and enumerated once per
+// batch; nothing is opened when the batch is empty.
+func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
+	if len(changes) == 0 {
+		return nil
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	results := make([]trust.Result, len(changes))
+	st, err := s.open(true)
+	if err != nil {
+		err = fmt.Errorf("trust/winroot: open %s for writing: %w", StorePath, err)
+		for i, c := range changes {
+			results[i] = trust.Failed(c, err)
+		}
+		return results
+	}
+	defer st.Close()
+	certs, err := st.Enum()
+	if err != nil {
+		err = fmt.Errorf("trust/winroot: list %s: %w", StorePath, err)
+		for i, c := range changes {
+			results[i] = trust.Failed(c, err)
+		}
+		return results
+	}
+	for i, c := range changes {
+		if err := ctx.Err(); err != nil {
+			results[i] = trust.Failed(c, fmt.Errorf("trust/winroot: %w", err))
+			continue
+		}
+		var r trust.Result
+		certs, r = s.apply(st, certs, c)
+		results[i] = r
+	}
+	return results
+}
+
+// apply performs one change against the enumerated contents and returns the
+// contents after it.
+func (s *Store) apply(st certStore, certs []storeCert, c trust.Change) ([]storeCert, trust.Result) {
+	if c.Target != (trust.Target{}) {
+		return certs, trust.Failed(c, fmt.Errorf("trust/winroot: unknown target %s (the store has one)", c.Target))
+	}
+	switch c.Op {
+	case trust.OpInstall:
+		if c.Cert == nil || c.Cert.X509 == nil {
+			return certs, trust.Failed(c, errors.New("trust/winroot: install needs the certificate"))
+		}
+		der := c.Cert.X509.Raw
+		if trust.FingerprintOf(der) != c.FP {
+			return certs, trust.Failed(c, fmt.Errorf("trust/winroot: install %s: the certificate's SHA-256 is %s", c.FP.Short(), trust.FingerprintOf(der).Short()))
+		}
+		if len(matching(certs, c.FP)) > 0 {
+			return certs, trust.OK(c)
+		}
+		name := friendlyName(c.FP)
+		err := st.Add(der, name)
+		if err != nil && !errors.Is(err, ErrExists) {
+			return certs, trust.Failed(c, addHint(fmt.Errorf("trust/winroot: add %s to %s: %w", c.FP.Short(), StorePath, err)))
+		}
+		certs = append(certs, storeCert{DER: der, FriendlyName: name})
+		if err := st.Verify(der); err != nil {
+			// It is in the store, but the machine does not trust it (a
+			// policy, or an explicit distrust entry): say so rather than OK.
+			return certs, trust.Failed(c, fmt.Errorf("trust/winroot: %s added to %s but the chain engine does not trust it: %w", c.FP.Short(), StorePath, err))
+		}
+		s.log.Info("root installed", "fingerprint", c.FP.Short(), "store", StorePath)
+		return certs, trust.OK(c)
+	case trust.OpRemove:
+		idx := matching(certs, c.FP)
+		// Delete exactly the contexts whose DER hashes to c.FP. truststore
+		// deletes every root with the same serial number, which removes
+		// other issuers' roots too; we never look at the serial.
+		for n, i := range idx {
+			if err := st.Delete(certs[i]); err != nil {
+				if errors.Is(err, ErrNotFound) {
+					continue // already gone: removing an absent root is OK
+				}
+				return removeIdx(certs, idx[:n]), trust.Failed(c, addHint(fmt.Errorf("trust/winroot: delete %s from %s: %w", c.FP.Short(), StorePath, err)))
+			}
+		}
+		if len(idx) > 0 {
+			s.log.Info("root removed", "fingerprint", c.FP.Short(), "store", StorePath)
+		}
+		return removeIdx(certs, idx), trust.OK(c)
+	default:
+		return certs, trust.Failed(c, fmt.Errorf("trust/winroot: unknown operation %q", c.Op))
+	}
+}
+
+func addHint(err error) error {
+	if errors.Is(err, ErrAccessDenied) {
+		return fmt.Errorf("%w (run certagent as the LocalSystem service or from an elevated prompt)", err)
+	}
+	return err
+}
+
+// matching returns the indexes of certs whose DER hashes to fp.
+func matching(certs []storeCert, fp trust.Fingerprint) []int {
+	var idx []int
+	for i, c := range certs {
+		if sha256.Sum256(c.DER) == fp {
+			idx = append(idx, i)
+		}
+	}
+	return idx
+}
+
+func removeIdx(certs []storeCert, idx []int) []storeCert {
+	if len(idx) == 0 {
+		return certs
+	}
+	drop := make(map[int]bool, len(idx))
+	for _, i := range idx {
+		drop[i] = true
+	}
+	out := make([]storeCert, 0, len(certs)-len(idx))
+	for i, c := range certs {
+		if !drop[i] {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// friendlyName is the tag our entries carry.
+func friendlyName(fp trust.Fingerprint) string { return trust.Tag + " " + fp.Hex() }
+
+// subjectOf returns the certificate's common name (or whole subject), or ""
+// when the DER does not parse.
+func subjectOf(der []byte) string {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return ""
+	}
+	return trust.NewCert(c).Subject()
+}
