@@ -52,7 +52,7 @@ func ParseWait(s string) (time.Duration, error) {
 
 // RevisionFunc returns an account's current revision: a value that changes
 // whenever the account's certificate list changes.
-type RevisionFunc func(ctx context.Context, accountID string) (uint64, error)
+type RevisionFunc func(ctx context.Context, accountID string) (int64, error)
 
 // Hub wakes waiters when an account changes. The zero value is not usable;
 // call New.
@@ -70,7 +70,7 @@ type Hub struct {
 type account struct {
 	ch      chan struct{}
 	waiters int
-	rev     uint64
+	rev     int64
 	haveRev bool
 }
 
@@ -88,7 +88,7 @@ func New(revision RevisionFunc, interval time.Duration) *Hub {
 // waiting. Subscribe before reading the revision you compare against, so
 // that a change between the read and the wait is not lost; then tell the
 // hub that revision with seen, for the safety check. Most callers want Wait.
-func (h *Hub) Subscribe(accountID string) (changed <-chan struct{}, seen func(rev uint64), release func()) {
+func (h *Hub) Subscribe(accountID string) (changed <-chan struct{}, seen func(rev int64), release func()) {
 	h.mu.Lock()
 	a := h.accounts[accountID]
 	if a == nil {
@@ -98,7 +98,7 @@ func (h *Hub) Subscribe(accountID string) (changed <-chan struct{}, seen func(re
 	a.waiters++
 	ch := a.ch
 	h.mu.Unlock()
-	seen = func(rev uint64) {
+	seen = func(rev int64) {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		// Keep the oldest revision any waiter compared against: if the
@@ -128,7 +128,7 @@ func (h *Hub) Subscribe(accountID string) (changed <-chan struct{}, seen func(re
 
 // CheckFunc reports the account's current revision and whether the
 // caller's copy (its If-None-Match) is still current.
-type CheckFunc func(ctx context.Context) (rev uint64, current bool, err error)
+type CheckFunc func(ctx context.Context) (rev int64, current bool, err error)
 
 // Wait holds the caller until check reports that its copy is no longer
 // current, or wait elapses, or ctx ends. It returns whether the copy

@@ -45,16 +45,16 @@ func TestParseWait(t *testing.T) {
 }
 
 // fakeAccount is an account whose revision the test moves.
-type fakeAccount struct{ rev atomic.Uint64 }
+type fakeAccount struct{ rev atomic.Int64 }
 
-func (f *fakeAccount) check(have uint64) CheckFunc {
-	return func(context.Context) (uint64, bool, error) {
+func (f *fakeAccount) check(have int64) CheckFunc {
+	return func(context.Context) (int64, bool, error) {
 		r := f.rev.Load()
 		return r, r == have, nil
 	}
 }
 
-func (f *fakeAccount) revision(context.Context, string) (uint64, error) { return f.rev.Load(), nil }
+func (f *fakeAccount) revision(context.Context, string) (int64, error) { return f.rev.Load(), nil }
 
 func TestWaitReturnsAtOnceWhenStale(t *testing.T) {
 	h := New(nil, 0)
@@ -130,7 +130,7 @@ func TestWaitTimesOutAndHonoursContext(t *testing.T) {
 func TestWaitPassesCheckErrors(t *testing.T) {
 	h := New(nil, 0)
 	boom := errors.New("db down")
-	changed, err := h.Wait(context.Background(), acct, time.Minute, func(context.Context) (uint64, bool, error) {
+	changed, err := h.Wait(context.Background(), acct, time.Minute, func(context.Context) (int64, bool, error) {
 		return 0, false, boom
 	})
 	require.ErrorIs(t, err, boom)

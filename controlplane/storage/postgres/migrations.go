@@ -1,0 +1,123 @@
+package postgres
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// migrations are applied in order, each once, each in its own transaction.
+// Append only: never edit a migration that has shipped.
+//
+// Times are stored as bigint Unix nanoseconds (0 = unset) rather than
+// timestamptz, which keeps only microseconds: a value written and read
+// back must compare equal, and the deployer's claim compares due_at exactly.
+var migrations = []string{
+	// 1: the initial schema.
+	`
+create table accounts (
+	id                text primary key,
+	name              text not null,
+	created_at        bigint not null,
+	revision          bigint not null default 1,
+	in_use_id         text not null default '',
+	config_created_at bigint not null,
+	config_updated_at bigint not null,
+	-- every settings collection except "certificate", verbatim JSON text
+	settings          text
+);
+create table certificates (
+	id          text primary key,
+	account_id  text not null references accounts(id) on delete cascade,
+	type        text not null,
+	status      text not null,
+	der         bytea not null,
+	fingerprint text not null,
+	issuer_org  text not null,
+	issuer_raw  text not null,
+	name        text not null,
+	created_at  bigint not null,
+	updated_at  bigint not null,
+	uploaded_on bigint not null,
+	expires_on  bigint not null,
+	due_at      bigint not null default 0
+);
+create index certificates_account on certificates (account_id, created_at, id);
+create index certificates_due on certificates (due_at) where due_at <> 0;
+-- Keys live apart so that nothing that lists certificates ever reads them.
+create table certificate_keys (
+	cert_id text primary key references certificates(id) on delete cascade,
+	sealed  bytea not null
+);
+create table tokens (
+	id         text primary key,
+	account_id text not null references accounts(id) on delete cascade,
+	hash       bytea not null,
+	scope      text not null,
+	created_at bigint not null
+);
+create table generations (
+	account_id text not null references accounts(id) on delete cascade,
+	at         bigint not null
+);
+create index generations_account on generations (account_id, at);
+`,
+}
+
+// lockMigrate is the advisory lock key that serialises migrations when
+// several replicas start at once ("certplan" in ASCII).
+const lockMigrate = 0x63657274706c616e
+
+// Migrate brings the schema to the newest version. Safe to run from every
+// replica at once: one migrates, the others wait and find nothing to do.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("storage/postgres: migrate: connect: %w", err)
+	}
+	defer conn.Release()
+	if _, err := conn.Exec(ctx, `select pg_advisory_lock($1)`, int64(lockMigrate)); err != nil {
+		return fmt.Errorf("storage/postgres: migrate: lock: %w", err)
+	}
+	defer func() {
+		// A fresh context: the lock must be released even if ctx ended.
+		_, _ = conn.Exec(context.Background(), `select pg_advisory_unlock($1)`, int64(lockMigrate))
+	}()
+	if _, err := conn.Exec(ctx, `create table if not exists schema_migrations (
+		version    integer primary key,
+		applied_at timestamptz not null default now())`); err != nil {
+		return fmt.Errorf("storage/postgres: migrate: schema_migrations: %w", err)
+	}
+	var have int
+	if err := conn.QueryRow(ctx, `select coalesce(max(version), 0) from schema_migrations`).Scan(&have); err != nil {
+		return fmt.Errorf("storage/postgres: migrate: read version: %w", err)
+	}
+	if have > len(migrations) {
+		return fmt.Errorf("storage/postgres: migrate: database schema version %d is newer than this certplane (%d): %w", have, len(migrations), ErrSchemaTooNew)
+	}
+	for v := have + 1; v <= len(migrations); v++ {
+		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+			if _, err := tx.Exec(ctx, migrations[v-1]); err != nil {
+				return err
+			}
+			_, err := tx.Exec(ctx, `insert into schema_migrations (version) values ($1)`, v)
+			return err
+		})
+		if err != nil {
+			return fmt.Errorf("storage/postgres: migrate: version %d: %w", v, err)
+		}
+	}
+	return nil
+}
+
+// SchemaVersion returns the applied schema version (0 for none).
+func SchemaVersion(ctx context.Context, pool *pgxpool.Pool) (int, error) {
+	var v int
+	err := pool.QueryRow(ctx, `select coalesce(max(version), 0) from schema_migrations`).Scan(&v)
+	if err != nil {
+		return 0, fmt.Errorf("storage/postgres: schema version: %w", err)
+	}
+	return v, nil
+}
