@@ -124,6 +124,10 @@ type Store struct {
 	open opener
 	log  hclog.Logger
 	mu   sync.Mutex // serialises List and Apply
+	// subjects caches parsed subjects by fingerprint (guarded by mu): a
+	// machine's ROOT holds hundreds of roots and parsing each one on every
+	// List dominated its cost.
+	subjects map[trust.Fingerprint]string
 }
 
 // New returns the adapter for this machine's LocalMachine\ROOT. On other
@@ -135,7 +139,7 @@ func newStore(open opener, opts Options) *Store {
 	if log == nil {
 		log = hclog.NewNullLogger()
 	}
-	return &Store{open: open, log: log.Named("winroot")}
+	return &Store{open: open, log: log.Named("winroot"), subjects: make(map[trust.Fingerprint]string)}
 }
 
 // Name implements trust.Store.
@@ -174,13 +178,19 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 	}
 	inv := &trust.Inventory{Targets: []trust.Target{{}}}
 	seen := make(map[trust.Fingerprint]bool, len(certs))
+	subjects := make(map[trust.Fingerprint]string, len(certs))
 	for _, c := range certs {
 		fp := trust.FingerprintOf(c.DER)
 		if seen[fp] {
 			continue
 		}
 		seen[fp] = true
-		e := trust.Entry{FP: fp, Subject: subjectOf(c.DER), Tagged: c.FriendlyName == friendlyName(fp)}
+		subject, ok := s.subjects[fp]
+		if !ok {
+			subject = subjectOf(c.DER)
+		}
+		subjects[fp] = subject
+		e := trust.Entry{FP: fp, Subject: subject, Tagged: c.FriendlyName == friendlyName(fp)}
 		if e.Tagged {
 			if err := st.Verify(c.DER); err != nil {
 				e.TrustPending = true
@@ -189,6 +199,7 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 		}
 		inv.Entries = append(inv.Entries, e)
 	}
+	s.subjects = subjects // keep only what the store still holds
 	trust.SortEntries(inv.Entries)
 	return inv, nil
 }
