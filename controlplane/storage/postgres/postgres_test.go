@@ -20,6 +20,7 @@ import (
 	"github.com/certagent/certagent/controlplane/storage"
 	"github.com/certagent/certagent/controlplane/storage/postgres"
 	"github.com/certagent/certagent/controlplane/storage/postgres/pgtest"
+	"github.com/certagent/certagent/controlplane/storage/storagetest"
 )
 
 const acct = "0123456789abcdef0123456789abcdef"
@@ -423,4 +424,15 @@ func TestIsDSN(t *testing.T) {
 	assert.True(t, postgres.IsDSN("postgres://h/db"))
 	assert.True(t, postgres.IsDSN("postgresql://h/db"))
 	assert.False(t, postgres.IsDSN("sqlite:/var/lib/certplane/db"))
+}
+
+// The PostgreSQL backend passes the same conformance suite as SQLite, each
+// subtest on its own fresh schema.
+func TestConformance(t *testing.T) {
+	storagetest.Run(t, func(t *testing.T) storage.Backend {
+		b, err := postgres.Open(t.Context(), pgtest.DSN(t))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		return b
+	})
 }
