@@ -248,15 +248,12 @@ func (s *Store) apply(st certStore, certs []storeCert, c trust.Change) ([]storeC
 	if c.Target != (trust.Target{}) {
 		return certs, trust.Failed(c, fmt.Errorf("trust/winroot: unknown target %s (the store has one)", c.Target))
 	}
+	if err := c.Validate(); err != nil {
+		return certs, trust.Failed(c, fmt.Errorf("trust/winroot: %w", err))
+	}
 	switch c.Op {
 	case trust.OpInstall:
-		if c.Cert == nil || c.Cert.X509 == nil {
-			return certs, trust.Failed(c, errors.New("trust/winroot: install needs the certificate"))
-		}
 		der := c.Cert.X509.Raw
-		if trust.FingerprintOf(der) != c.FP {
-			return certs, trust.Failed(c, fmt.Errorf("trust/winroot: install %s: the certificate's SHA-256 is %s", c.FP.Short(), trust.FingerprintOf(der).Short()))
-		}
 		if len(matching(certs, c.FP)) > 0 {
 			return certs, trust.OK(c)
 		}
@@ -275,6 +272,15 @@ func (s *Store) apply(st certStore, certs []storeCert, c trust.Change) ([]storeC
 		return certs, trust.OK(c)
 	case trust.OpRemove:
 		idx := matching(certs, c.FP)
+		if anyUnenumerated(certs, idx) {
+			// Added earlier in this batch: the store has not handed out a
+			// context for it yet.
+			fresh, err := st.Enum()
+			if err != nil {
+				return certs, trust.Failed(c, fmt.Errorf("trust/winroot: list %s: %w", StorePath, err))
+			}
+			certs, idx = fresh, matching(fresh, c.FP)
+		}
 		// Delete exactly the contexts whose DER hashes to c.FP. truststore
 		// deletes every root with the same serial number, which removes
 		// other issuers' roots too; we never look at the serial.
@@ -311,6 +317,15 @@ func matching(certs []storeCert, fp trust.Fingerprint) []int {
 		}
 	}
 	return idx
+}
+
+func anyUnenumerated(certs []storeCert, idx []int) bool {
+	for _, i := range idx {
+		if certs[i].ref == nil {
+			return true
+		}
+	}
+	return false
 }
 
 func removeIdx(certs []storeCert, idx []int) []storeCert {

@@ -222,8 +222,8 @@ func TestBadChangesChangeNothing(t *testing.T) {
 		c    trust.Change
 		want string
 	}{
-		{"install without cert", trust.Change{Op: trust.OpInstall, FP: ca.FP}, "needs the certificate"},
-		{"fingerprint mismatch", trust.Change{Op: trust.OpInstall, FP: ca.FP, Cert: other}, "SHA-256"},
+		{"install without cert", trust.Change{Op: trust.OpInstall, FP: ca.FP}, "no certificate"},
+		{"fingerprint mismatch", trust.Change{Op: trust.OpInstall, FP: ca.FP, Cert: other}, "fingerprint is"},
 		{"unknown target", trust.Change{Op: trust.OpInstall, FP: ca.FP, Cert: ca, Target: trust.Target{User: "alice"}}, "unknown target"},
 		{"unknown op", trust.Change{Op: "upgrade", FP: ca.FP, Cert: ca}, "unknown operation"},
 	}
@@ -254,6 +254,16 @@ func TestBatchResultsInOrder(t *testing.T) {
 	assert.Equal(t, []trust.Status{trust.StatusOK, trust.StatusOK, trust.StatusFailed, trust.StatusOK},
 		[]trust.Status{rs[0].Status, rs[1].Status, rs[2].Status, rs[3].Status})
 	assert.Equal(t, 2, m.opens, "one open per batch")
+}
+
+func TestInstallThenRemoveInOneBatch(t *testing.T) {
+	m := newFakeMachine()
+	s := newStore(m.open, Options{})
+	ca := mintCA(t, "CA", 1)
+	requireOK(t, s.Apply(context.Background(), []trust.Change{install(ca), remove(ca.FP), install(ca)}))
+	assert.True(t, m.has(ca.FP))
+	assert.Equal(t, 2, m.adds)
+	assert.Equal(t, 1, m.deletes)
 }
 
 func TestEmptyBatchOpensNothing(t *testing.T) {
