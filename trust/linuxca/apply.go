@@ -1,0 +1,254 @@
+package linuxca
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/certagent/certagent/internal/atomicfile"
+	"github.com/certagent/certagent/platform"
+	"github.com/certagent/certagent/trust"
+)
+
+// Apply implements trust.Store: it writes and removes files, then runs the
+// refresh tool once if anything changed (or the bundle disagrees with the
+// anchors after an interrupted pass), then checks every change against the
+// rebuilt bundle.
+func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
+	res := make([]trust.Result, len(changes))
+	if len(changes) == 0 {
+		return res
+	}
+	tool, err := s.resolve()
+	if err != nil {
+		for i, c := range changes {
+			res[i] = trust.Failed(c, err)
+		}
+		return res
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+
+	// done marks results decided before the refresh.
+	done := make([]bool, len(changes))
+	for i, c := range changes {
+		if err := validate(c); err != nil {
+			res[i], done[i] = trust.Failed(c, err), true
+		}
+	}
+	anchors, err := s.scanAnchors()
+	if err != nil {
+		return failRest(res, done, changes, err)
+	}
+	bundleBefore, err := s.readBundle()
+	if err != nil {
+		return failRest(res, done, changes, err)
+	}
+	dirNewer := s.anchorDirNewerThanBundle()
+
+	var changed, removed bool
+	// javaAliases are the Debian Java aliases of anchors we removed.
+	var javaAliases []string
+	for i, c := range changes {
+		if done[i] || c.Op != trust.OpInstall {
+			continue
+		}
+		if err := os.MkdirAll(s.fam.AnchorDir, 0o755); err != nil {
+			res[i], done[i] = trust.Failed(c, fmt.Errorf("linuxca: install %s: %w", c.FP.Short(), err)), true
+			continue
+		}
+		wrote, err := atomicfile.WriteIfChanged(filepath.Join(s.fam.AnchorDir, s.ourName(c.FP)), c.Cert.PEM(), 0o644)
+		if err != nil {
+			res[i], done[i] = trust.Failed(c, fmt.Errorf("linuxca: install %s: %w", c.FP.Short(), err)), true
+			continue
+		}
+		changed = changed || wrote
+	}
+	for i, c := range changes {
+		if done[i] || c.Op != trust.OpRemove {
+			continue
+		}
+		// When we have our own file for the root, only that goes: someone
+		// else's copy of the same root is theirs. Without ours, the change
+		// names a foreign root (a retired one): each file holding exactly
+		// that certificate goes; a file with others in it stays.
+		var targets []anchorFile
+		for _, a := range anchors {
+			if a.ours && a.certs[0].FP == c.FP {
+				targets = []anchorFile{a}
+				break
+			}
+			if len(a.certs) == 1 && a.certs[0].FP == c.FP {
+				targets = append(targets, a)
+			}
+		}
+		for _, a := range targets {
+			if err := atomicfile.Remove(a.path); err != nil {
+				res[i], done[i] = trust.Failed(c, fmt.Errorf("linuxca: remove %s: %w", a.path, err)), true
+				break
+			}
+			s.log.Info("removed anchor", "fingerprint", c.FP.Short(), "file", a.path, "ours", a.ours)
+			changed, removed = true, true
+			javaAliases = append(javaAliases, "debian:"+strings.TrimSuffix(filepath.Base(a.path), ".crt")+".pem")
+		}
+	}
+
+	// An interrupted pass may have left files and bundle out of step.
+	after, err := s.scanAnchors()
+	if err != nil {
+		return failRest(res, done, changes, err)
+	}
+	inAnchors := make(map[trust.Fingerprint]bool)
+	for _, a := range after {
+		for _, c := range a.certs {
+			inAnchors[c.FP] = true
+		}
+	}
+	stale := false
+	for i, c := range changes {
+		if done[i] {
+			continue
+		}
+		switch c.Op {
+		case trust.OpInstall:
+			stale = stale || bundleBefore[c.FP] == nil
+		case trust.OpRemove:
+			if bundleBefore[c.FP] != nil && !inAnchors[c.FP] && dirNewer {
+				stale, removed = true, true
+			}
+		}
+	}
+	if changed || stale {
+		args := s.fam.Args
+		if removed && s.fam.RemoveArgs != nil {
+			args = s.fam.RemoveArgs
+		}
+		s.refreshes.Add(1)
+		s.log.Info("refreshing system trust", "tool", tool, "args", strings.Join(args, " "))
+		if _, err := s.run.Run(ctx, platform.Cmd{Path: tool, Args: args}); err != nil {
+			return failRest(res, done, changes, fmt.Errorf("linuxca: refresh: %w", err))
+		}
+	}
+	bundle, err := s.readBundle()
+	if err != nil {
+		return failRest(res, done, changes, err)
+	}
+	var javaNote string
+	if removed && len(javaAliases) > 0 {
+		javaNote = s.javaCleanup(ctx, javaAliases)
+	}
+	for i, c := range changes {
+		if done[i] {
+			continue
+		}
+		switch c.Op {
+		case trust.OpInstall:
+			if bundle[c.FP] == nil {
+				res[i] = trust.Failed(c, fmt.Errorf("linuxca: %s written to %s, but %s does not hold it after the refresh", c.FP.Short(), s.fam.AnchorDir, s.fam.Bundle))
+				continue
+			}
+			res[i] = trust.OK(c)
+		case trust.OpRemove:
+			switch {
+			case bundle[c.FP] == nil:
+				res[i] = trust.OK(c)
+				res[i].Reason = javaNote
+			case inAnchors[c.FP]:
+				res[i] = trust.Skipped(c, "still trusted through "+strings.Join(holders(after, c.FP), ", ")+", which we did not write; not removed")
+			default:
+				res[i] = trust.Skipped(c, fmt.Sprintf("trusted through the distribution's roots in %s, not an anchor file in %s; not ours to remove", s.fam.Bundle, s.fam.AnchorDir))
+			}
+		}
+	}
+	return res
+}
+
+func validate(c trust.Change) error {
+	if c.Target != (trust.Target{}) {
+		return fmt.Errorf("%w: %s", ErrUnknownTarget, c.Target)
+	}
+	switch c.Op {
+	case trust.OpInstall:
+		if c.Cert == nil || c.Cert.X509 == nil {
+			return fmt.Errorf("%w: install %s without a certificate", ErrBadChange, c.FP.Short())
+		}
+		if trust.FingerprintOf(c.Cert.X509.Raw) != c.FP {
+			return fmt.Errorf("%w: install %s: the certificate's fingerprint is %s", ErrBadChange, c.FP.Short(), trust.FingerprintOf(c.Cert.X509.Raw).Short())
+		}
+	case trust.OpRemove:
+	default:
+		return fmt.Errorf("%w: unknown op %q", ErrBadChange, c.Op)
+	}
+	return nil
+}
+
+// holders returns the files that hold fp.
+func holders(as []anchorFile, fp trust.Fingerprint) []string {
+	var out []string
+	for _, a := range as {
+		for _, c := range a.certs {
+			if c.FP == fp {
+				out = append(out, a.path)
+				break
+			}
+		}
+	}
+	return out
+}
+
+func failRest(res []trust.Result, done []bool, changes []trust.Change, err error) []trust.Result {
+	for i, c := range changes {
+		if !done[i] {
+			res[i] = trust.Failed(c, err)
+		}
+	}
+	return res
+}
+
+// anchorDirNewerThanBundle reports whether the anchor directory changed
+// after the bundle was last written: a removal whose refresh never ran.
+func (s *Store) anchorDirNewerThanBundle() bool {
+	d, err := os.Stat(s.fam.AnchorDir)
+	if err != nil {
+		return false
+	}
+	b, err := os.Stat(s.fam.Bundle)
+	if err != nil {
+		return true
+	}
+	return d.ModTime().After(b.ModTime())
+}
+
+// javaCleanup closes Debian's Java gap: the jks-keystore hook imports every
+// new anchor into the system Java keystore but never drops a removed one. It
+// returns a note for the results when the cleanup failed; the system store
+// itself is fine either way.
+func (s *Store) javaCleanup(ctx context.Context, aliases []string) string {
+	if s.fam.Name != "debian" {
+		return ""
+	}
+	for _, p := range []string{s.java.hook, s.java.keystore, s.java.keytool} {
+		if _, err := os.Stat(p); err != nil {
+			return ""
+		}
+	}
+	var failed []string
+	for _, alias := range aliases {
+		out, err := s.run.Run(ctx, platform.Cmd{
+			Path: s.java.keytool,
+			Args: []string{"-delete", "-noprompt", "-alias", alias, "-keystore", s.java.keystore, "-storepass:env", "CERTAGENT_STOREPASS"},
+			Env:  []string{"PATH=" + platform.DefaultPath, "LANG=C", "CERTAGENT_STOREPASS=" + s.java.pass},
+		})
+		if err != nil && !bytes.Contains(out, []byte("does not exist")) {
+			s.log.Warn("java keystore cleanup failed", "alias", alias, "error", err)
+			failed = append(failed, alias)
+		}
+	}
+	if len(failed) > 0 {
+		return fmt.Sprintf("removed; deleting %s from %s failed (see the log)", strings.Join(failed, ", "), s.java.keystore)
+	}
+	return ""
+}
