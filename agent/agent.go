@@ -125,7 +125,7 @@ func New(cfg *Config, deps Deps) (*Agent, error) {
 	if prev, err := LoadSnapshot(cfg.StatusPath()); err == nil {
 		// Carry history across restarts, and know what is on disk so an
 		// unchanged state is not rewritten.
-		a.snap.RetiredRemoved, a.snap.LastChange = prev.RetiredRemoved, prev.LastChange
+		a.snap.RetiredRemoved, a.snap.LastChange, a.snap.LastChanges = prev.RetiredRemoved, prev.LastChange, prev.LastChanges
 		a.persisted = material(*prev)
 	}
 	return a, nil

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"sort"
 	"time"
 
 	"github.com/certagent/certagent/internal/atomicfile"
@@ -48,8 +49,12 @@ type Snapshot struct {
 	Desired  []CertInfo       `json:"desired"`
 	Rejected []trust.Rejected `json:"rejected,omitempty"`
 	Withheld []CertInfo       `json:"withheld,omitempty"`
-	// Results are the last pass's per-target results.
+	// Results are the per-target truth after the last pass: every
+	// (desired root, store, target) ok, skipped or failed, and failed
+	// removals.
 	Results []TargetResult `json:"results"`
+	// LastChanges are the changes of the last pass that changed something.
+	LastChanges []TargetResult `json:"last_changes,omitempty"`
 	// RetiredRemoved are retired roots removed since the agent started.
 	RetiredRemoved []TargetResult `json:"retired_removed,omitempty"`
 }
@@ -64,6 +69,7 @@ func (a *Agent) Snapshot() Snapshot {
 	s.Rejected = append([]trust.Rejected(nil), s.Rejected...)
 	s.Withheld = append([]CertInfo(nil), s.Withheld...)
 	s.Results = append([]TargetResult(nil), s.Results...)
+	s.LastChanges = append([]TargetResult(nil), s.LastChanges...)
 	s.RetiredRemoved = append([]TargetResult(nil), s.RetiredRemoved...)
 	return s
 }
@@ -125,18 +131,32 @@ func (a *Agent) updateSnapshot(rep *Report, cfg *Config) {
 	now := a.deps.Now().UTC()
 	a.snap.LastPass = now
 	a.snap.Desired, a.snap.Rejected, a.snap.Withheld = rep.Desired, rep.Rejected, rep.Withheld
-	a.snap.Results = rep.Results
-	changed := false
+	// Results describe the state after the pass (so an unchanged state
+	// gives an unchanged snapshot); the changes themselves go to
+	// LastChanges and stay until the next pass that changes something.
+	var state, changes []TargetResult
 	for _, r := range rep.Results {
-		if r.Op == "" || r.Status != trust.StatusOK {
+		if r.Op != "" {
+			changes = append(changes, r)
+		}
+		switch {
+		case r.Op == trust.OpRemove && r.Status == trust.StatusOK:
+			if r.Retired {
+				a.snap.RetiredRemoved = append(a.snap.RetiredRemoved, r)
+			}
 			continue
+		case r.Op == trust.OpInstall && r.Status == trust.StatusOK:
+			r.Op, r.Reason = "", "present"
 		}
-		changed = true
-		if r.Retired {
-			a.snap.RetiredRemoved = append(a.snap.RetiredRemoved, r)
-		}
+		state = append(state, r)
 	}
-	if changed {
+	sort.SliceStable(state, func(i, j int) bool {
+		return keyLess(LedgerKey{Store: state[i].Store, Target: state[i].Target, FP: state[i].FP},
+			LedgerKey{Store: state[j].Store, Target: state[j].Target, FP: state[j].FP})
+	})
+	a.snap.Results = state
+	if len(changes) > 0 {
+		a.snap.LastChanges = changes
 		a.snap.LastChange = now
 	}
 }
@@ -145,7 +165,8 @@ func (a *Agent) updateSnapshot(rep *Report, cfg *Config) {
 // file is rewritten only when this changes, so a quiet pass writes nothing.
 func material(s Snapshot) []byte {
 	s.LastPoll, s.LastSuccess, s.ServerDate, s.NextPoll, s.LastPass = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
-	s.ClockSkew, s.ConsecutiveFailures = "", 0
+	// ok and not_modified are the same health; an error shows in LastError.
+	s.ClockSkew, s.ConsecutiveFailures, s.LastPollStatus = "", 0, ""
 	b, _ := json.Marshal(s)
 	return b
 }
