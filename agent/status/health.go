@@ -83,9 +83,9 @@ func Evaluate(r *Report, now time.Time) []Warning {
 			"fix the key named above in "+r.Config.File+"; the daemon reloads it on save")
 	}
 	cp := r.ControlPlane
-	if cp.HTTPStatus == 401 || cp.HTTPStatus == 403 {
+	if cp.TokenRejected || cp.HTTPStatus == 401 || cp.HTTPStatus == 403 {
 		add(CodeTokenRejected, SeverityDegraded, "control plane rejected the API token",
-			fmt.Sprintf("HTTP %d: %s", cp.HTTPStatus, cp.LastError),
+			cp.LastError,
 			"issue a new read token for account "+cp.AccountID+" (certplane token create --scope read, or a Cloudflare API token with Zero Trust read) and put it in api_token_file")
 	} else if unreachable(cp, r.Config.PollInterval, now) {
 		last := "never"
@@ -113,7 +113,7 @@ func Evaluate(r *Report, now time.Time) []Warning {
 			add(CodeCertRejected, SeverityDegraded, "certificate "+name+" rejected", c.Reason,
 				"replace it on the control plane with a root that passes the policy (CA, RSA ≥ 2048 or ECDSA ≥ P-256, SHA-256 signature, valid now)")
 			continue
-		case CertWithdrawn:
+		case CertWithdrawn, CertNotDeployed:
 			continue
 		}
 		if !c.NotAfter.IsZero() && c.NotAfter.Sub(now) < ExpiryWarning {

@@ -212,6 +212,8 @@ func certStatus(c Certificate) string {
 		return "REJECTED: " + c.Reason
 	case CertWithdrawn:
 		return "withdrawn, removal pending"
+	case CertNotDeployed:
+		return "not deployed (" + c.Reason + ")"
 	}
 	s := "available"
 	if c.InUse {

@@ -92,8 +92,11 @@ type ControlPlane struct {
 	HTTPStatus int `json:"http_status,omitempty"`
 	// Failures counts consecutive failed polls.
 	Failures int `json:"consecutive_failures,omitempty"`
-	// ClockSkew is the server's Date header minus local time at the last
-	// answer (positive: the local clock is behind).
+	// TokenRejected reports that the control plane refused the token (401
+	// or 403) and polling waits for a new token.
+	TokenRejected bool `json:"token_rejected,omitempty"`
+	// ClockSkew is local time minus the server's Date header at the last
+	// answer (positive: the local clock is ahead).
 	ClockSkew time.Duration `json:"clock_skew"`
 }
 
@@ -128,6 +131,9 @@ const (
 	CertRejected CertState = "rejected"
 	// CertWithdrawn: no longer available; removal pending or failed.
 	CertWithdrawn CertState = "withdrawn"
+	// CertNotDeployed: known to the control plane but not available
+	// (inactive, pending deployment or deletion); never installed.
+	CertNotDeployed CertState = "not deployed"
 )
 
 // Certificate is one certificate and where it stands in every store.

@@ -193,6 +193,9 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 		return
 	}
 	name := filepath.Clean(ev.Name)
+	if transient(filepath.Base(name)) {
+		return
+	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	for g, ts := range w.targets {
@@ -214,6 +217,20 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 	if ev.Has(fsnotify.Create) || ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 		w.rearmLocked()
 	}
+}
+
+// transient reports whether a file name is a by-product of a write that
+// ends in a real change we will see anyway: SQLite journals of NSS
+// databases (certutil -L opens them and would otherwise trigger a pass
+// that lists them again, forever) and the temporary files of atomic
+// writes (their final rename is the event that counts).
+func transient(base string) bool {
+	for _, suf := range []string{"-journal", "-wal", "-shm"} {
+		if strings.HasSuffix(base, suf) {
+			return true
+		}
+	}
+	return strings.HasPrefix(base, ".") && strings.Contains(base, ".tmp-")
 }
 
 // affects reports whether a change to name may change target t: t itself,

@@ -206,3 +206,14 @@ func waitWatched(t *testing.T, w *Watcher, dir string) {
 	}
 	t.Fatalf("%s never watched; watched: %v", dir, w.Watched())
 }
+
+func TestTransient(t *testing.T) {
+	for name, want := range map[string]bool{
+		"cert9.db-journal": true, "cert9.db-wal": true, "key4.db-shm": true,
+		".config.json.tmp-12345": true, "cert9.db": false, "certagent-ab.crt": false, ".hidden": false,
+	} {
+		if got := transient(name); got != want {
+			t.Errorf("transient(%q): got %v, want %v", name, got, want)
+		}
+	}
+}
