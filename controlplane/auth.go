@@ -1,0 +1,87 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"crypto/subtle"
+	"encoding/base64"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"strings"
+
+	"github.com/certagent/certagent/controlplane/storage"
+)
+
+// Tokens look like "cpt_<16 hex id>.<43 base64url secret>". The id finds
+// the row; only SHA-256 of the secret is stored. A plain hash (not a slow
+// password hash) is right here because the secret is 256 random bits: there
+// is nothing to brute-force, and a slow hash would only make every API
+// call slower.
+const tokenPrefix = "cpt_"
+
+// ErrUnauthenticated means no token, a malformed one, or an unknown or
+// wrong one; callers must not tell these apart in responses.
+var ErrUnauthenticated = errors.New("controlplane: authentication error")
+
+// Principal is an authenticated token.
+type Principal struct {
+	TokenID   string
+	AccountID string
+	Scope     string
+}
+
+// CanWrite reports whether the principal may change things.
+func (p Principal) CanWrite() bool { return p.Scope == storage.ScopeWrite }
+
+// CreateToken creates a token for an account and returns it. The token is
+// shown once: only its hash is stored.
+func (s *Service) CreateToken(ctx context.Context, accountID, scope string) (string, error) {
+	if scope != storage.ScopeRead && scope != storage.ScopeWrite {
+		return "", fmt.Errorf("controlplane: scope %q: want read or write", scope)
+	}
+	var id [8]byte
+	var secret [32]byte
+	if _, err := rand.Read(id[:]); err != nil {
+		return "", fmt.Errorf("controlplane: token id: %w", err)
+	}
+	if _, err := rand.Read(secret[:]); err != nil {
+		return "", fmt.Errorf("controlplane: token secret: %w", err)
+	}
+	sec := base64.RawURLEncoding.EncodeToString(secret[:])
+	sum := sha256.Sum256([]byte(sec))
+	t := storage.Token{ID: hex.EncodeToString(id[:]), AccountID: accountID, Hash: sum[:], Scope: scope, CreatedAt: s.store.Now()}
+	if err := s.store.Backend().CreateToken(ctx, t); err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return "", fmt.Errorf("controlplane: account %s: %w", accountID, err)
+		}
+		return "", fmt.Errorf("controlplane: create token: %w", err)
+	}
+	return tokenPrefix + t.ID + "." + sec, nil
+}
+
+// Authenticate checks a bearer token. Every failure is ErrUnauthenticated
+// (wrapping a storage error only when the database itself failed).
+func (s *Service) Authenticate(ctx context.Context, token string) (Principal, error) {
+	rest, ok := strings.CutPrefix(token, tokenPrefix)
+	if !ok {
+		return Principal{}, ErrUnauthenticated
+	}
+	id, sec, ok := strings.Cut(rest, ".")
+	if !ok || len(id) != 16 || len(sec) != 43 {
+		return Principal{}, ErrUnauthenticated
+	}
+	t, err := s.store.Backend().Token(ctx, id)
+	if errors.Is(err, storage.ErrNotFound) {
+		return Principal{}, ErrUnauthenticated
+	}
+	if err != nil {
+		return Principal{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
+	}
+	sum := sha256.Sum256([]byte(sec))
+	if subtle.ConstantTimeCompare(sum[:], t.Hash) != 1 {
+		return Principal{}, ErrUnauthenticated
+	}
+	return Principal{TokenID: t.ID, AccountID: t.AccountID, Scope: t.Scope}, nil
+}

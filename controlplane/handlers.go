@@ -1,0 +1,307 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"unicode"
+
+	"github.com/google/uuid"
+
+	"github.com/certagent/certagent/api"
+	"github.com/certagent/certagent/controlplane/longpoll"
+	"github.com/certagent/certagent/controlplane/storage"
+)
+
+// ListETag is the strong entity tag of an account's certificate list at a
+// revision. The account prefix keeps tags of different accounts apart.
+func ListETag(accountID string, revision int64) string {
+	return `"` + accountID[:8] + "-" + strconv.FormatInt(revision, 10) + `"`
+}
+
+// etagMatches reports whether an If-None-Match header matches etag, with
+// the weak comparison RFC 9110 prescribes for If-None-Match.
+func etagMatches(header, etag string) bool {
+	for _, part := range strings.Split(header, ",") {
+		part = strings.TrimSpace(part)
+		if part == "*" || strings.TrimPrefix(part, "W/") == etag {
+			return true
+		}
+	}
+	return false
+}
+
+// handleList serves the list. With If-None-Match it first reads only the
+// account's revision, so an unchanged list costs one indexed row read and
+// no certificate is loaded; with ?wait= as well, it holds the request until
+// the list changes or the wait ends (certplane's long-poll extension).
+func handleList(c *call) (any, error) {
+	ctx := c.r.Context()
+	wait, err := longpoll.ParseWait(c.r.URL.Query().Get("wait"))
+	if err != nil {
+		return nil, invalid("", "wait must be seconds (30) or a duration (30s), at most %s", longpoll.MaxWait)
+	}
+	if inm := c.r.Header.Get("If-None-Match"); inm != "" {
+		rev, err := c.s.store.Revision(ctx, c.account)
+		if err != nil {
+			return nil, err
+		}
+		etag := ListETag(c.account, rev)
+		if etagMatches(inm, etag) {
+			if wait <= 0 {
+				return notModified{etag}, nil
+			}
+			wctx, cancel := context.WithCancel(ctx)
+			defer cancel()
+			stop := context.AfterFunc(c.stopping, cancel)
+			defer stop()
+			changed, err := c.s.hub.Wait(wctx, c.account, wait, func(ctx context.Context) (int64, bool, error) {
+				rev, err := c.s.store.Revision(ctx, c.account)
+				if err != nil {
+					return 0, false, err
+				}
+				etag = ListETag(c.account, rev)
+				return rev, etagMatches(inm, etag), nil
+			})
+			if err != nil && wctx.Err() == nil {
+				return nil, err
+			}
+			if !changed {
+				// Timed out, shutting down, or the client left.
+				return notModified{etag}, nil
+			}
+		}
+	}
+	certs, rev, err := c.s.store.List(ctx, c.account)
+	if err != nil {
+		return nil, err
+	}
+	c.w.Header().Set("ETag", ListETag(c.account, rev))
+	c.w.Header().Set("Cache-Control", "private, no-cache")
+	out := make([]api.Certificate, len(certs))
+	for i, cert := range certs {
+		out[i] = APICertificate(cert)
+	}
+	return out, nil
+}
+
+// generateBody is POST /certificates. A pointer tells an explicit 0 (out of
+// range) from an absent field (the default); key_type is our extension.
+type generateBody struct {
+	ValidityPeriodDays *int   `json:"validity_period_days"`
+	KeyType            string `json:"key_type"`
+}
+
+func handleGenerate(c *call) (any, error) {
+	var b generateBody
+	if err := decodeBody(c, &b, true); err != nil {
+		return nil, err
+	}
+	req := GenerateRequest{KeyType: b.KeyType}
+	if b.ValidityPeriodDays != nil {
+		if d := *b.ValidityPeriodDays; d < 1 || d > 10950 {
+			return nil, invalid("/validity_period_days", "validity_period_days must be 1..10950, got %d", d)
+		}
+		req.ValidityDays = *b.ValidityPeriodDays
+	}
+	cert, err := c.s.Generate(c.r.Context(), c.account, req)
+	if err != nil {
+		return nil, err
+	}
+	return APICertificate(cert), nil
+}
+
+func handleGet(c *call) (any, error) {
+	cert, err := c.s.store.Get(c.r.Context(), c.account, c.cert)
+	if err != nil {
+		return nil, err
+	}
+	return APICertificate(cert), nil
+}
+
+func handleDelete(c *call) (any, error) {
+	cert, err := c.s.Delete(c.r.Context(), c.account, c.cert)
+	if err != nil {
+		return nil, err
+	}
+	return APICertificate(cert), nil
+}
+
+func handleActivate(c *call) (any, error) {
+	if err := decodeBody(c, &struct{}{}, true); err != nil {
+		return nil, err
+	}
+	cert, err := c.s.Activate(c.r.Context(), c.account, c.cert)
+	if err != nil {
+		return nil, err
+	}
+	return APICertificate(cert), nil
+}
+
+func handleDeactivate(c *call) (any, error) {
+	if err := decodeBody(c, &struct{}{}, true); err != nil {
+		return nil, err
+	}
+	cert, err := c.s.Deactivate(c.r.Context(), c.account, c.cert)
+	if err != nil {
+		return nil, err
+	}
+	return APICertificate(cert), nil
+}
+
+func handleDownload(c *call) (any, error) {
+	format := c.r.URL.Query().Get("format")
+	if format == "" {
+		format = FormatPEM
+	}
+	b, err := c.s.Download(c.r.Context(), c.account, c.cert, format)
+	if err != nil {
+		return nil, err
+	}
+	if format == FormatCRT {
+		return rawResult{contentType: "application/pkix-cert", filename: c.cert + ".crt", body: b}, nil
+	}
+	return rawResult{contentType: "application/x-pem-file", filename: c.cert + ".pem", body: b}, nil
+}
+
+func configResult(a storage.Account) (any, error) {
+	out, err := APIConfiguration(a)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func handleGetConfig(c *call) (any, error) {
+	a, err := c.s.store.Account(c.r.Context(), c.account)
+	if err != nil {
+		return nil, err
+	}
+	return configResult(a)
+}
+
+func handlePutConfig(c *call) (any, error)   { return configure(c, true) }
+func handlePatchConfig(c *call) (any, error) { return configure(c, false) }
+
+// ConfigurationBody is the body of PUT/PATCH /configuration. Settings collections other than
+// "certificate" are stored verbatim and returned as sent.
+type ConfigurationBody struct {
+	Settings map[string]json.RawMessage `json:"settings"`
+}
+
+// ParseConfiguration validates a PUT/PATCH /configuration body and returns
+// the change it asks for. Exported for the fuzz target and the CLI.
+func ParseConfiguration(body ConfigurationBody, replace bool) (storage.ConfigChange, error) {
+	if body.Settings == nil {
+		return storage.ConfigChange{}, invalid("/settings", "settings is required")
+	}
+	ch := storage.ConfigChange{Replace: replace, Settings: map[string]json.RawMessage{}}
+	for k, v := range body.Settings {
+		if k == "certificate" {
+			continue
+		}
+		if t := strings.TrimSpace(string(v)); !strings.HasPrefix(t, "{") {
+			return ch, invalid("/settings/"+k, "settings.%s must be an object", k)
+		}
+		ch.Settings[k] = v
+	}
+	raw, ok := body.Settings["certificate"]
+	if !ok || strings.TrimSpace(string(raw)) == "null" {
+		if replace {
+			// PUT replaces the whole settings object: no certificate
+			// setting means the account's own certificates are off.
+			none := ""
+			ch.CertificateID = &none
+		}
+		return ch, nil
+	}
+	var cs api.CertificateSetting
+	dec := json.NewDecoder(strings.NewReader(string(raw)))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&cs); err != nil {
+		e := jsonError(err)
+		e.errs[0].Message = "settings.certificate: " + e.errs[0].Message
+		e.errs[0].Source = &api.Source{Pointer: "/settings/certificate"}
+		return ch, e
+	}
+	u, err := uuid.Parse(cs.ID)
+	if err != nil || len(cs.ID) != 36 {
+		return ch, invalid("/settings/certificate/id", "settings.certificate.id must be a certificate UUID or %s", api.NilUUID)
+	}
+	id := u.String()
+	ch.CertificateID = &id
+	return ch, nil
+}
+
+func configure(c *call, replace bool) (any, error) {
+	var b ConfigurationBody
+	if err := decodeBody(c, &b, false); err != nil {
+		return nil, err
+	}
+	ch, err := ParseConfiguration(b, replace)
+	if err != nil {
+		return nil, err
+	}
+	a, err := c.s.Configure(c.r.Context(), c.account, ch)
+	if errors.Is(err, storage.ErrNotFound) {
+		return nil, invalid("/settings/certificate/id", "settings.certificate.id: no such certificate in this account")
+	}
+	if err != nil {
+		return nil, err
+	}
+	return configResult(a)
+}
+
+// ValidateUpload checks the fields of an upload that do not need the
+// certificate parsed.
+func ValidateUpload(b api.UploadRequest) error {
+	if !b.CA {
+		return invalid("/ca", "ca must be true: only CA certificates can be inspection roots")
+	}
+	if len(b.Name) > 255 {
+		return invalid("/name", "name is longer than 255 characters")
+	}
+	if strings.IndexFunc(b.Name, unicode.IsControl) >= 0 {
+		return invalid("/name", "name contains control characters")
+	}
+	if strings.TrimSpace(b.Certificates) == "" {
+		return invalid("/certificates", "certificates is required: the CA certificate in PEM")
+	}
+	if strings.TrimSpace(b.PrivateKey) == "" {
+		return invalid("/private_key", "private_key is required: Gateway needs it to sign with the CA")
+	}
+	return nil
+}
+
+func handleUpload(c *call) (any, error) {
+	var b api.UploadRequest
+	if err := decodeBody(c, &b, false); err != nil {
+		return nil, err
+	}
+	if err := ValidateUpload(b); err != nil {
+		return nil, err
+	}
+	cert, err := c.s.Upload(c.r.Context(), c.account, b.Name, b.Certificates, b.PrivateKey)
+	if err != nil {
+		return nil, err
+	}
+	return MTLSResult(cert)
+}
+
+// MTLSResult is the mtls_certificates view of a custom certificate.
+func MTLSResult(c storage.Certificate) (api.MTLSCertificate, error) {
+	x, err := x509.ParseCertificate(c.DER)
+	if err != nil {
+		return api.MTLSCertificate{}, fmt.Errorf("controlplane: stored certificate %s: %w", c.ID, err)
+	}
+	ac := APICertificate(c)
+	return api.MTLSCertificate{
+		ID: c.ID, Name: c.Name, CA: true, Certificates: ac.Certificate, ExpiresOn: ac.ExpiresOn,
+		Issuer: c.IssuerRaw, SerialNumber: x.SerialNumber.String(), Signature: x.SignatureAlgorithm.String(),
+		UpdatedAt: ac.UpdatedAt, UploadedOn: ac.UploadedOn,
+	}, nil
+}

@@ -1,0 +1,349 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/certagent/certagent/api"
+)
+
+// APIPrefix is where the v4 API lives, as on api.cloudflare.com.
+const APIPrefix = "/client/v4"
+
+// MaxBodyBytes bounds request bodies. The largest legitimate body, a custom
+// upload with an RSA-4096 key and its certificate, is under 10 KiB.
+const MaxBodyBytes = 64 << 10
+
+// handlerFunc serves one method of one route. It returns the envelope's
+// result, or one of the raw results below, or an error.
+type handlerFunc func(c *call) (any, error)
+
+// notModified answers 304 with the ETag.
+type notModified struct{ etag string }
+
+// rawResult is a non-JSON body (downloads).
+type rawResult struct {
+	contentType string
+	filename    string
+	body        []byte
+}
+
+type route struct {
+	segs    []string
+	methods map[string]handlerFunc
+}
+
+// call is one request on its way through a handler.
+type call struct {
+	w       http.ResponseWriter
+	r       *http.Request
+	s       *Service
+	account string
+	cert    string
+	p       Principal
+	// stopping ends when the server shuts down, so held long-polls answer.
+	stopping context.Context
+}
+
+// reqInfo carries what the request log needs out of the handler.
+type reqInfo struct {
+	account string
+}
+
+type ctxKey struct{}
+
+// Handler returns the HTTP API. stopping, when it ends, releases held
+// long-poll requests so a graceful shutdown does not wait for them; nil
+// means never.
+func (s *Service) Handler(stopping context.Context) http.Handler {
+	if stopping == nil {
+		stopping = context.Background()
+	}
+	routes := s.routes()
+	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		s.serve(w, r, routes, stopping)
+	})
+	return s.logRequests(mux)
+}
+
+func (s *Service) routes() []route {
+	g := []string{"accounts", "{account}", "gateway"}
+	p := func(extra ...string) []string { return append(append([]string{}, g...), extra...) }
+	return []route{
+		{p("certificates"), map[string]handlerFunc{http.MethodGet: handleList, http.MethodPost: handleGenerate}},
+		{p("certificates", "{cert}"), map[string]handlerFunc{http.MethodGet: handleGet, http.MethodDelete: handleDelete}},
+		{p("certificates", "{cert}", "activate"), map[string]handlerFunc{http.MethodPost: handleActivate}},
+		{p("certificates", "{cert}", "deactivate"), map[string]handlerFunc{http.MethodPost: handleDeactivate}},
+		{p("certificates", "{cert}", "download"), map[string]handlerFunc{http.MethodGet: handleDownload}},
+		{p("configuration"), map[string]handlerFunc{
+			http.MethodGet: handleGetConfig, http.MethodPut: handlePutConfig, http.MethodPatch: handlePatchConfig}},
+		{[]string{"accounts", "{account}", "mtls_certificates"}, map[string]handlerFunc{http.MethodPost: handleUpload}},
+	}
+}
+
+// match finds the route for path segments and captures its parameters.
+func match(routes []route, segs []string) (*route, map[string]string) {
+	for i := range routes {
+		rt := &routes[i]
+		if len(rt.segs) != len(segs) {
+			continue
+		}
+		params := map[string]string{}
+		ok := true
+		for j, want := range rt.segs {
+			if strings.HasPrefix(want, "{") {
+				if segs[j] == "" {
+					ok = false
+					break
+				}
+				params[strings.Trim(want, "{}")] = segs[j]
+			} else if want != segs[j] {
+				ok = false
+				break
+			}
+		}
+		if ok {
+			return rt, params
+		}
+	}
+	return nil, nil
+}
+
+func (s *Service) serve(w http.ResponseWriter, r *http.Request, routes []route, stopping context.Context) {
+	if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
+		return
+	}
+	rest, ok := strings.CutPrefix(r.URL.Path, APIPrefix+"/")
+	var rt *route
+	var params map[string]string
+	if ok {
+		rt, params = match(routes, strings.Split(rest, "/"))
+	}
+	if rt == nil {
+		e := notFound(r.URL.Path)
+		e.errs = append(e.errs, api.Message{Code: CodeNoRoute, Message: "No route for that URI"})
+		s.writeError(w, r, e)
+		return
+	}
+	h := rt.methods[r.Method]
+	if h == nil {
+		allow := make([]string, 0, len(rt.methods))
+		for m := range rt.methods {
+			allow = append(allow, m)
+		}
+		sort.Strings(allow)
+		w.Header().Set("Allow", strings.Join(allow, ", "))
+		s.writeError(w, r, newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+			"method %s not allowed here; use %s", r.Method, strings.Join(allow, ", ")))
+		return
+	}
+	c := &call{w: w, r: r, s: s, account: params["account"], cert: params["cert"], stopping: stopping}
+	if info, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
+		info.account = c.account
+	}
+	if e := s.authorize(c); e != nil {
+		s.writeError(w, r, e)
+		return
+	}
+	if params["cert"] != "" {
+		if u, err := uuid.Parse(c.cert); err != nil || u.String() != strings.ToLower(c.cert) || len(c.cert) != 36 {
+			s.writeError(w, r, notFound(r.URL.Path))
+			return
+		}
+		c.cert = strings.ToLower(c.cert)
+	}
+	res, err := h(c)
+	if err != nil {
+		s.writeError(w, r, toAPIError(err, r.URL.Path))
+		return
+	}
+	switch v := res.(type) {
+	case notModified:
+		w.Header().Set("ETag", v.etag)
+		w.WriteHeader(http.StatusNotModified)
+	case rawResult:
+		w.Header().Set("Content-Type", v.contentType)
+		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", v.filename))
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Write(v.body)
+	default:
+		s.writeEnvelope(w, r, http.StatusOK, res)
+	}
+}
+
+// authorize checks the bearer token against the route's account and the
+// method's scope.
+func (s *Service) authorize(c *call) *apiError {
+	h := c.r.Header.Get("Authorization")
+	scheme, token, _ := strings.Cut(h, " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		c.w.Header().Set("WWW-Authenticate", `Bearer realm="certplane"`)
+		return newError(http.StatusUnauthorized, CodeAuth, "Authentication error")
+	}
+	p, err := s.Authenticate(c.r.Context(), token)
+	if err != nil {
+		if errors.Is(err, ErrUnauthenticated) && errors.Unwrap(err) == nil {
+			c.w.Header().Set("WWW-Authenticate", `Bearer realm="certplane", error="invalid_token"`)
+			return newError(http.StatusUnauthorized, CodeAuth, "Authentication error")
+		}
+		e := newError(http.StatusInternalServerError, CodeInternal, "internal error")
+		e.cause = err
+		return e
+	}
+	c.p = p
+	if !api.ValidAccountID(c.account) {
+		return notFound(c.r.URL.Path)
+	}
+	if p.AccountID != c.account {
+		return newError(http.StatusForbidden, CodeAuth, "Authentication error: the token does not belong to this account")
+	}
+	if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead && !p.CanWrite() {
+		return newError(http.StatusForbidden, CodeScope, "the token's scope is read; this operation needs a write token")
+	}
+	return nil
+}
+
+func (s *Service) writeEnvelope(w http.ResponseWriter, r *http.Request, status int, result any) {
+	raw, err := json.Marshal(result)
+	if err != nil {
+		e := newError(http.StatusInternalServerError, CodeInternal, "internal error")
+		e.cause = fmt.Errorf("controlplane: encode result: %w", err)
+		s.writeError(w, r, e)
+		return
+	}
+	writeJSON(w, status, api.Envelope{Success: true, Errors: []api.Message{}, Messages: []api.Message{}, Result: raw})
+}
+
+func (s *Service) writeError(w http.ResponseWriter, r *http.Request, e *apiError) {
+	if e.cause != nil {
+		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", e.cause)
+	}
+	writeJSON(w, e.status, api.Envelope{Success: false, Errors: e.errs, Messages: []api.Message{}, Result: json.RawMessage("null")})
+}
+
+func writeJSON(w http.ResponseWriter, status int, env api.Envelope) {
+	b, err := json.Marshal(env)
+	if err != nil {
+		// Only a result that cannot be encoded gets here, and those were
+		// handled by writeEnvelope; keep the envelope shape regardless.
+		b = []byte(`{"success":false,"errors":[{"code":1000,"message":"internal error"}],"messages":[],"result":null}`)
+		status = http.StatusInternalServerError
+	}
+	w.Header().Set("Content-Type", "application/json")
+	if w.Header().Get("Cache-Control") == "" {
+		w.Header().Set("Cache-Control", "no-store")
+	}
+	w.WriteHeader(status)
+	w.Write(append(b, '\n'))
+}
+
+// decodeBody reads the request body as one JSON object into v. Unknown
+// fields are rejected (a typo such as "validity_days" must not silently
+// become the default). An empty body is allowed when allowEmpty, because
+// `curl -X POST …/activate` sends none.
+func decodeBody(c *call, v any, allowEmpty bool) error {
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, MaxBodyBytes))
+	if err != nil {
+		var mbe *http.MaxBytesError
+		if errors.As(err, &mbe) {
+			return newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "request body larger than %d bytes", MaxBodyBytes)
+		}
+		return newError(http.StatusBadRequest, CodeMalformedJSON, "reading request body: %v", err)
+	}
+	trimmed := bytes.TrimSpace(body)
+	if len(trimmed) == 0 {
+		if allowEmpty {
+			return nil
+		}
+		return newError(http.StatusBadRequest, CodeMalformedJSON, "request body is empty; want a JSON object")
+	}
+	if trimmed[0] != '{' {
+		return newError(http.StatusBadRequest, CodeMalformedJSON, "request body must be a JSON object")
+	}
+	dec := json.NewDecoder(bytes.NewReader(trimmed))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(v); err != nil {
+		return jsonError(err)
+	}
+	if _, err := dec.Token(); err != io.EOF {
+		return newError(http.StatusBadRequest, CodeMalformedJSON, "malformed JSON: data after the object")
+	}
+	return nil
+}
+
+// jsonError turns a decoding error into a clear 400.
+func jsonError(err error) *apiError {
+	var se *json.SyntaxError
+	var te *json.UnmarshalTypeError
+	switch {
+	case errors.As(err, &se):
+		return newError(http.StatusBadRequest, CodeMalformedJSON, "malformed JSON at byte %d: %v", se.Offset, se)
+	case errors.As(err, &te):
+		field := te.Field
+		if field == "" {
+			field = "body"
+		}
+		e := newError(http.StatusBadRequest, CodeMalformedJSON, "field %s: want %s, got JSON %s", field, te.Type, te.Value)
+		e.errs[0].Source = &api.Source{Pointer: "/" + strings.ReplaceAll(field, ".", "/")}
+		return e
+	case errors.Is(err, io.ErrUnexpectedEOF):
+		return newError(http.StatusBadRequest, CodeMalformedJSON, "malformed JSON: unexpected end of body")
+	case strings.HasPrefix(err.Error(), "json: unknown field "):
+		return newError(http.StatusBadRequest, CodeValidation, "unknown field %s", strings.TrimPrefix(err.Error(), "json: unknown field "))
+	}
+	return newError(http.StatusBadRequest, CodeMalformedJSON, "malformed JSON: %v", err)
+}
+
+// statusRecorder remembers the status for the request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// logRequests logs method, path, status, duration and account of every
+// request. Never the Authorization header or the query string's secrets
+// (there are none: tokens only travel in the header).
+func (s *Service) logRequests(next http.Handler) http.Handler {
+	log := s.log.Named("http")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		info := &reqInfo{}
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		args := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start)}
+		if info.account != "" {
+			args = append(args, "account", info.account)
+		}
+		log.Info("request", args...)
+	})
+}
