@@ -15,22 +15,22 @@ import (
 // their meaning; the rest are certplane's own, one per rule, documented in
 // docs/api.md. Never renumber one.
 const (
-	CodeInternal          = 1000 // 500: a server-side failure; details are in the server log only
-	CodeValidation        = 1001 // 400: a field has a bad value
-	CodeMalformedJSON     = 1002 // 400: the body is not the JSON object expected
-	CodeBodyTooLarge      = 1003 // 413: the body exceeds MaxBodyBytes
-	CodeMethodNotAllowed  = 1004 // 405: the route exists, the method does not
-	CodeBadCertificate    = 1010 // 400: an uploaded certificate is unacceptable
-	CodeBadPrivateKey     = 1011 // 400: an uploaded private key is unacceptable or does not match
-	CodeDailyLimit        = 1100 // 429: 3 generations per account per rolling 24 h
-	CodeAvailableLimit    = 1101 // 409: at most 10 available (or pending deployment)
-	CodeDeleteNotInactive = 1102 // 409: delete only when inactive
-	CodeDeactivateInUse   = 1103 // 409: the certificate in use cannot be deactivated
-	CodeUseNotAvailable   = 1104 // 409: only an available certificate can be turned on
-	CodeCustomLimit       = 1105 // 409: at most 5 custom certificates
-	CodeDuplicate         = 1106 // 409: the account already has this certificate
-	CodeNoRoute           = 7000 // 404: no route for that URI (sent with 7003)
-	CodeNotFound          = 7003 // 404: unknown route or object id
+	CodeInternal          = 1000  // 500: a server-side failure; details are in the server log only
+	CodeValidation        = 1001  // 400: a field has a bad value
+	CodeMalformedJSON     = 1002  // 400: the body is not the JSON object expected
+	CodeBodyTooLarge      = 1003  // 413: the body exceeds MaxBodyBytes
+	CodeMethodNotAllowed  = 1004  // 405: the route exists, the method does not
+	CodeBadCertificate    = 1010  // 400: an uploaded certificate is unacceptable
+	CodeBadPrivateKey     = 1011  // 400: an uploaded private key is unacceptable or does not match
+	CodeDailyLimit        = 1100  // 429: 3 generations per account per rolling 24 h
+	CodeAvailableLimit    = 1101  // 409: at most 10 available (or pending deployment)
+	CodeDeleteNotInactive = 1102  // 409: delete only when inactive
+	CodeDeactivateInUse   = 1103  // 409: the certificate in use cannot be deactivated
+	CodeUseNotAvailable   = 1104  // 409: only an available certificate can be turned on
+	CodeCustomLimit       = 1105  // 409: at most 5 custom certificates
+	CodeDuplicate         = 1106  // 409: the account already has this certificate
+	CodeNoRoute           = 7000  // 404: no route for that URI (sent with 7003)
+	CodeNotFound          = 7003  // 404: unknown route or object id
 	CodeAuth              = 10000 // 401/403: no, invalid or foreign token
 	CodeScope             = 10001 // 403: a read token on a write endpoint
 )
