@@ -72,7 +72,7 @@ func startDaemon(t *testing.T, cas ...*trusttest.CA) (*env, *localapi.Client) {
 	require.NoError(t, os.Chmod(filepath.Dir(root), 0o755))
 	e := &env{
 		root: root, cfgPath: filepath.Join(root, "etc", "config.json"), state: filepath.Join(root, "state"),
-		socket: filepath.Join(root, "run", "certagent.sock"),
+		socket:  filepath.Join(root, "run", "certagent.sock"),
 		anchors: filepath.Join(root, "anchors"), anchors2: filepath.Join(root, "anchors2"),
 		cp: newFakeCP(t, cas...), logs: &syncBuffer{},
 	}
@@ -296,4 +296,3 @@ func exists(p string) bool {
 	_, err := os.Stat(p)
 	return err == nil
 }
-
