@@ -31,7 +31,9 @@ type memPlane struct {
 	waits   int
 }
 
-func newMemPlane(hold bool) *memPlane { return &memPlane{hold: hold, rev: 1, changed: make(chan struct{})} }
+func newMemPlane(hold bool) *memPlane {
+	return &memPlane{hold: hold, rev: 1, changed: make(chan struct{})}
+}
 
 func (p *memPlane) add(ca *trusttest.CA) {
 	p.mu.Lock()
