@@ -183,12 +183,12 @@ func LoadConfig(p platform.Paths, opts LoadOptions) (*Config, error) {
 	if goos == "" {
 		goos = runtime.GOOS
 	}
+	if src.FileMissing && len(managed.Settings) == 0 && !opts.Local {
+		return nil, fmt.Errorf("%w: config %s does not exist (write it, or set CERTAGENT_CONFIG to the file)", ErrConfig, p.ConfigFile)
+	}
 	cfg, err := parseConfig(merged, origin, p, goos, opts.Local)
 	if err != nil {
 		return nil, err
-	}
-	if src.FileMissing && len(managed.Settings) == 0 && !opts.Local {
-		return nil, fmt.Errorf("%w: config %s does not exist (write it, or set CERTAGENT_CONFIG to the file)", ErrConfig, p.ConfigFile)
 	}
 	cfg.Source = src
 	return cfg, nil

@@ -1,0 +1,190 @@
+package agent
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/certagent/certagent/platform"
+	"github.com/certagent/certagent/trust/trusttest"
+)
+
+func writeFile(t *testing.T, path, content string, mode os.FileMode) {
+	t.Helper()
+	require.NoError(t, os.WriteFile(path, []byte(content), mode))
+	require.NoError(t, os.Chmod(path, mode))
+}
+
+func TestLoadConfig(t *testing.T) {
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	writeFile(t, tokenFile, "secret-token-value\n", 0o600)
+	looseToken := filepath.Join(dir, "loose-token")
+	writeFile(t, looseToken, "secret-token-value\n", 0o644)
+	caFile := filepath.Join(dir, "ca.pem")
+	writeFile(t, caFile, string(trusttest.NewCA(t).PEM()), 0o644)
+	state := filepath.Join(dir, "state")
+
+	base := `"control_plane_url":"https://api.example.com/client/v4","account_id":"0123456789abcdef0123456789abcdef","state_dir":"` + state + `"`
+	withToken := base + `,"api_token_file":"` + tokenFile + `"`
+
+	tests := []struct {
+		name    string
+		file    string // "" means no file
+		managed string // "" means no managed file
+		local   bool
+		wantErr string // substring; "" means success
+		check   func(t *testing.T, c *Config)
+	}{
+		{
+			name: "minimal with defaults",
+			file: `{` + withToken + `}`,
+			check: func(t *testing.T, c *Config) {
+				assert.Equal(t, "secret-token-value", c.APIToken)
+				assert.Equal(t, DefaultPollInterval, c.PollInterval)
+				assert.True(t, c.RemoveRetired)
+				assert.Equal(t, []string{"system", "nss"}, c.Stores)
+				assert.Equal(t, "info", c.LogLevel)
+				assert.Len(t, c.Retired(), 1)
+			},
+		},
+		{
+			name: "every key",
+			file: `{` + base + `,"api_token":"tok","poll_interval":"5m","stores":["dir:/srv/ca","bundle:/etc/ssl/ours.pem"],` +
+				`"remove_retired":false,"retired_fingerprints":["` + strings.Repeat("ab", 32) + `"],"log_level":"DEBUG",` +
+				`"ca_file":"` + caFile + `","pin_sha256":"sha256//` + strings.Repeat("A", 43) + `="}`,
+			check: func(t *testing.T, c *Config) {
+				assert.Equal(t, 5*time.Minute, c.PollInterval)
+				assert.Equal(t, []string{"dir:/srv/ca", "bundle:/etc/ssl/ours.pem"}, c.Stores)
+				assert.False(t, c.RemoveRetired)
+				assert.Nil(t, c.Retired())
+				assert.Len(t, c.RetiredFingerprints, 1)
+				assert.Equal(t, "debug", c.LogLevel)
+				assert.Len(t, c.PinSHA256, 1)
+			},
+		},
+		{
+			name:    "managed settings win key by key",
+			file:    `{` + withToken + `,"poll_interval":"10m","log_level":"warn"}`,
+			managed: `{"poll_interval":30,"stores":"system, dir:/srv/ca","remove_retired":0}`,
+			check: func(t *testing.T, c *Config) {
+				assert.Equal(t, 30*time.Second, c.PollInterval)
+				assert.Equal(t, "warn", c.LogLevel, "keys the MDM does not set come from the file")
+				assert.Equal(t, []string{"system", "dir:/srv/ca"}, c.Stores)
+				assert.False(t, c.RemoveRetired)
+				assert.Equal(t, []string{"poll_interval", "remove_retired", "stores"}, c.Source.ManagedKeys)
+			},
+		},
+		{
+			name:    "managed settings alone",
+			managed: `{` + withToken + `}`,
+			check: func(t *testing.T, c *Config) {
+				assert.True(t, c.Source.FileMissing)
+				assert.Equal(t, "secret-token-value", c.APIToken)
+			},
+		},
+		{name: "no file at all", wantErr: "does not exist"},
+		{name: "no file, local commands still work", local: true, check: func(t *testing.T, c *Config) {
+			assert.Equal(t, state, c.StateDir[:len(state)])
+		}},
+		{name: "not JSON", file: `control_plane_url = "x"`, wantErr: "not a JSON object"},
+		{name: "trailing garbage", file: `{` + withToken + `} {}`, wantErr: "trailing data"},
+		{name: "unknown key (typo)", file: `{` + withToken + `,"poll_intervall":"5m"}`, wantErr: "poll_intervall: unknown key"},
+		{name: "unknown managed key", file: `{` + withToken + `}`, managed: `{"storez":["system"]}`, wantErr: "managed.json: storez: unknown key"},
+		{name: "bad duration", file: `{` + withToken + `,"poll_interval":"often"}`, wantErr: "poll_interval"},
+		{name: "too short", file: `{` + withToken + `,"poll_interval":"1s"}`, wantErr: "outside"},
+		{name: "missing url", file: `{"account_id":"0123456789abcdef0123456789abcdef","api_token":"x"}`, wantErr: "control_plane_url: missing"},
+		{name: "http to a remote host", file: `{` + strings.Replace(withToken, "https://api.example.com", "http://api.example.com", 1) + `}`, wantErr: "only allowed to a loopback"},
+		{name: "http to loopback", file: `{` + strings.Replace(withToken, "https://api.example.com", "http://127.0.0.1:8080", 1) + `}`},
+		{name: "credentials in url", file: `{` + strings.Replace(withToken, "https://", "https://u:p@", 1) + `}`, wantErr: "credentials in the URL"},
+		{name: "bad account", file: `{` + strings.Replace(withToken, "0123456789abcdef0123456789abcdef", "ACME", 1) + `}`, wantErr: "account_id"},
+		{name: "no token", file: `{` + base + `}`, wantErr: "api_token: missing"},
+		{name: "token and file", file: `{` + withToken + `,"api_token":"x"}`, wantErr: "not both"},
+		{name: "token file readable by others", file: `{` + base + `,"api_token_file":"` + looseToken + `"}`, wantErr: "chmod 600"},
+		{name: "token file missing", file: `{` + base + `,"api_token_file":"` + filepath.Join(dir, "nope") + `"}`, wantErr: "api_token_file"},
+		{name: "relative store path", file: `{` + withToken + `,"stores":["dir:ca"]}`, wantErr: "absolute path"},
+		{name: "unknown store", file: `{` + withToken + `,"stores":["keychain"]}`, wantErr: "unknown store"},
+		{name: "duplicate store", file: `{` + withToken + `,"stores":["system","system"]}`, wantErr: "twice"},
+		{name: "empty stores", file: `{` + withToken + `,"stores":[]}`, wantErr: "at least one store"},
+		{name: "bad retired fingerprint", file: `{` + withToken + `,"retired_fingerprints":["F5:E1"]}`, wantErr: "retired_fingerprints"},
+		{name: "bad pin", file: `{` + withToken + `,"pin_sha256":"abc"}`, wantErr: "pin_sha256"},
+		{name: "bad log level", file: `{` + withToken + `,"log_level":"loud"}`, wantErr: "log_level"},
+		{name: "ca_file without certificates", file: `{` + withToken + `,"ca_file":"` + tokenFile + `"}`, wantErr: "no PEM certificate"},
+		{name: "remove_retired not a bool", file: `{` + withToken + `,"remove_retired":"yes"}`, wantErr: "remove_retired"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if runtime.GOOS == "windows" && strings.Contains(tc.wantErr, "chmod") {
+				t.Skip("no mode bits on windows")
+			}
+			d := t.TempDir()
+			p := platform.Paths{ConfigFile: filepath.Join(d, "config.json"), ManagedFile: filepath.Join(d, "managed.json"), StateDir: state}
+			if tc.file != "" {
+				writeFile(t, p.ConfigFile, tc.file, 0o644)
+			}
+			if tc.managed != "" {
+				writeFile(t, p.ManagedFile, tc.managed, 0o644)
+			}
+			c, err := LoadConfig(p, LoadOptions{Local: tc.local, GOOS: "linux"})
+			if tc.wantErr != "" {
+				require.Error(t, err)
+				assert.ErrorIs(t, err, ErrConfig)
+				assert.Contains(t, err.Error(), tc.wantErr)
+				assert.NotContains(t, err.Error(), "secret-token-value", "the token leaked into an error")
+				return
+			}
+			require.NoError(t, err)
+			if tc.check != nil {
+				tc.check(t, c)
+			}
+			for _, s := range []string{c.String(), fmt.Sprintf("%v %+v %#v", c, c, *c)} {
+				assert.NotContains(t, s, "secret-token-value", "the token leaked into a string")
+			}
+		})
+	}
+}
+
+func TestConfigErrorNamesTheFile(t *testing.T) {
+	d := t.TempDir()
+	p := platform.Paths{ConfigFile: filepath.Join(d, "config.json"), StateDir: d}
+	writeFile(t, p.ConfigFile, `{"poll_interval":"soon"}`, 0o644)
+	_, err := LoadConfig(p, LoadOptions{})
+	require.Error(t, err)
+	assert.Contains(t, err.Error(), p.ConfigFile+": poll_interval:")
+	var ke *keyErr
+	require.True(t, errors.As(err, &ke))
+	assert.Equal(t, "poll_interval", ke.key)
+}
+
+func TestDefaultStores(t *testing.T) {
+	assert.Equal(t, []string{"system", "nss"}, DefaultStores("linux"))
+	assert.Equal(t, []string{"system"}, DefaultStores("darwin"))
+	assert.Equal(t, []string{"system"}, DefaultStores("windows"))
+}
+
+func TestParsePin(t *testing.T) {
+	ca := trusttest.NewCA(t)
+	b64 := SPKIPin(ca.X509)
+	want, err := ParsePin(b64)
+	require.NoError(t, err)
+	for _, in := range []string{
+		b64, "sha256//" + b64, strings.TrimRight(b64, "="),
+		fmt.Sprintf("%x", want[:]), strings.ToUpper(fmt.Sprintf("%x", want[:])),
+	} {
+		got, err := ParsePin(in)
+		require.NoError(t, err, in)
+		assert.Equal(t, want, got, in)
+	}
+	for _, bad := range []string{"", "abc", strings.Repeat("z", 64), b64[:20]} {
+		_, err := ParsePin(bad)
+		assert.Error(t, err, bad)
+	}
+}
