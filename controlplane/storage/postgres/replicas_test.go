@@ -1,0 +1,160 @@
+package postgres_test
+
+import (
+	"context"
+	"crypto/rand"
+	"net/http"
+	"net/http/httptest"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/certagent/certagent/api"
+	"github.com/certagent/certagent/controlplane"
+	"github.com/certagent/certagent/controlplane/seal"
+	"github.com/certagent/certagent/controlplane/storage/postgres"
+	"github.com/certagent/certagent/controlplane/storage/postgres/pgtest"
+)
+
+// replica is one certplane instance: a service on its own pool, its HTTP
+// API, and its change listener.
+type replica struct {
+	svc *controlplane.Service
+	srv *httptest.Server
+}
+
+// readyNotifier tells the test when the listener is connected (its first
+// NotifyAll), so no change can be missed by starting too early.
+type readyNotifier struct {
+	postgres.Notifier
+	once  sync.Once
+	ready chan struct{}
+}
+
+func (r *readyNotifier) NotifyAll() {
+	r.Notifier.NotifyAll()
+	r.once.Do(func() { close(r.ready) })
+}
+
+// startReplicas starts n certplane instances on one database. Their
+// long-poll safety checks run only hourly, so within a test only
+// LISTEN/NOTIFY can carry a change from one replica to another.
+func startReplicas(t *testing.T, n int) []replica {
+	t.Helper()
+	dsn := pgtest.DSN(t)
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	sealer, err := seal.New(key)
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	var wg sync.WaitGroup
+	t.Cleanup(func() { cancel(); wg.Wait() })
+	out := make([]replica, n)
+	for i := range n {
+		b, err := postgres.Open(t.Context(), dsn)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = b.Close() })
+		svc, err := controlplane.New(b, controlplane.Options{Sealer: sealer, DeployDelay: -1, PollInterval: time.Hour})
+		require.NoError(t, err)
+		n := &readyNotifier{Notifier: svc.Hub(), ready: make(chan struct{})}
+		wg.Go(func() { _ = b.Follow(ctx, n, hclog.NewNullLogger()) })
+		<-n.ready
+		srv := httptest.NewServer(svc.Handler(ctx))
+		t.Cleanup(srv.Close)
+		out[i] = replica{svc: svc, srv: srv}
+	}
+	return out
+}
+
+// A long-poll held on replica B is answered when an admin generates a
+// certificate through replica A.
+func TestLongPollWokenAcrossReplicas(t *testing.T) {
+	reps := startReplicas(t, 2)
+	acct, err := reps[0].svc.CreateAccount(t.Context(), "acme")
+	require.NoError(t, err)
+	readTok, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "read")
+	require.NoError(t, err)
+	writeTok, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "write")
+	require.NoError(t, err)
+
+	reader, err := api.NewClient(reps[1].srv.URL+"/client/v4", acct.ID, readTok, api.WithHTTPClient(&http.Client{Timeout: time.Minute}))
+	require.NoError(t, err)
+	admin, err := api.NewClient(reps[0].srv.URL+"/client/v4", acct.ID, writeTok)
+	require.NoError(t, err)
+
+	first, err := reader.ListIfChanged(t.Context(), "", 0)
+	require.NoError(t, err)
+	require.Len(t, first.Certificates, 1)
+	require.NotEmpty(t, first.ETag)
+
+	type answer struct {
+		res *api.ListResult
+		err error
+	}
+	got := make(chan answer, 1)
+	go func() {
+		res, err := reader.ListIfChanged(t.Context(), first.ETag, 50*time.Second)
+		got <- answer{res, err}
+	}()
+	// The generation must come after the request is held, or it would be
+	// answered at once and prove nothing.
+	// Polling a condition (not a sleep for timing): the hub has no "a
+	// waiter arrived" event.
+	for reps[1].svc.Hub().Waiting(acct.ID) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	gen, err := admin.Generate(t.Context(), 0)
+	require.NoError(t, err)
+
+	a := <-got
+	require.NoError(t, a.err, "the held request should end with the new list, not a 304 at the timeout")
+	assert.NotEqual(t, first.ETag, a.res.ETag)
+	require.Len(t, a.res.Certificates, 2)
+	assert.Equal(t, gen.ID, a.res.Certificates[1].ID)
+}
+
+// Several replicas' deployers race for the same pending transitions; each
+// certificate becomes available exactly once, through exactly one of them.
+func TestDeployersAcrossReplicasCompleteEachStepOnce(t *testing.T) {
+	reps := startReplicas(t, 3)
+	acct, err := reps[0].svc.CreateAccount(t.Context(), "acme")
+	require.NoError(t, err)
+	var ids []string
+	for range 3 {
+		c, err := reps[0].svc.Generate(t.Context(), acct.ID, controlplane.GenerateRequest{})
+		require.NoError(t, err)
+		_, err = reps[0].svc.Activate(t.Context(), acct.ID, c.ID)
+		require.NoError(t, err)
+		ids = append(ids, c.ID)
+	}
+	before, err := reps[0].svc.Store().Revision(t.Context(), acct.ID)
+	require.NoError(t, err)
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	total := 0
+	for _, r := range reps {
+		for range 4 {
+			wg.Go(func() {
+				n, err := r.svc.Store().CompleteDue(t.Context())
+				assert.NoError(t, err)
+				mu.Lock()
+				total += n
+				mu.Unlock()
+			})
+		}
+	}
+	wg.Wait()
+	assert.Equal(t, len(ids), total, "steps completed across 12 deployers")
+	after, err := reps[2].svc.Store().Revision(t.Context(), acct.ID)
+	require.NoError(t, err)
+	assert.Equal(t, before+int64(len(ids)), after, "one revision per completed step")
+	for _, id := range ids {
+		c, err := reps[1].svc.Store().Get(t.Context(), acct.ID, id)
+		require.NoError(t, err)
+		assert.Equal(t, api.StatusAvailable, c.Status)
+	}
+}
