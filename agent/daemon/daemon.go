@@ -275,9 +275,20 @@ func (d *Daemon) reload(ctx context.Context) {
 		d.mu.Unlock()
 		go func() {
 			defer close(done)
+			// The long-poll (certplane's ?wait extension) brings an
+			// activation here within seconds; it stops by itself on servers
+			// without it and the interval loop carries on.
+			lp := make(chan struct{})
+			go func() {
+				defer close(lp)
+				if err := ag.WatchChanges(actx, 0); err != nil && !errors.Is(err, agent.ErrNoLongPoll) {
+					d.log.Warn("long-poll stopped; interval polling continues", "error", err)
+				}
+			}()
 			if err := ag.Run(actx); err != nil {
 				d.log.Error("agent loop stopped", "error", err)
 			}
+			<-lp
 		}()
 		d.log.Info("agent started", "config", cfg.String())
 	}
