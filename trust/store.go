@@ -197,6 +197,15 @@ type Store interface {
 	Apply(ctx context.Context, changes []Change) []Result
 }
 
+// Refresher is implemented by stores whose content also derives from state
+// outside any Change, such as a bundle that copies the system roots. The
+// agent calls Refresh once per pass, even when it has nothing to Apply;
+// Refresh writes only when the derived content changed and reports whether
+// it wrote.
+type Refresher interface {
+	Refresh(ctx context.Context) (bool, error)
+}
+
 // Install installs certs into every target of s that lacks them and returns
 // the results of the changes it made. It is a convenience for tools and
 // tests; the agent plans through its own planner.

@@ -4,6 +4,7 @@ import (
 	"fmt"
 
 	"github.com/certagent/certagent/trust"
+	"github.com/certagent/certagent/trust/bundle"
 	"github.com/certagent/certagent/trust/dir"
 )
 
@@ -14,7 +15,9 @@ func openPath(kind, path string, env Env) (trust.Store, error) {
 	switch kind {
 	case "dir":
 		return dir.New(path), nil
+	case "bundle":
+		return bundle.New(path), nil
 	default:
-		return nil, fmt.Errorf("stores: %s:%s: not built yet", kind, path)
+		return nil, fmt.Errorf("stores: %q is not a path store", kind)
 	}
 }

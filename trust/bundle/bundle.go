@@ -1,0 +1,575 @@
+// Package bundle is the "bundle:PATH" trust store: one PEM file holding the
+// platform's system roots plus certagent's, for tools that take a CA file
+// (NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, git
+// http.sslCAInfo).
+//
+// The file has three parts. A system section between
+// "# certagent-system-roots begin" and "…end" lines is copied from the
+// distro's CA bundle on every write, so a root the distro adds or distrusts
+// follows at the next write (Apply, or Refresh which the agent calls every
+// pass); a system root cannot be removed through this store (the result is
+// Skipped with the file to fix), because the next write would bring it back.
+// Each of certagent's roots is preceded by a "# certagent: <sha-256 hex>"
+// line, which makes it Tagged. Any other certificate, one an administrator
+// appended by hand, is kept as it is and can be removed by its exact
+// fingerprint, like a retired root.
+//
+// On macOS and Windows there is no system bundle file: the bundle holds only
+// certagent's roots and its header says so.
+//
+// A file at PATH that certagent did not write (no header) is never
+// overwritten, nor is the system bundle itself.
+package bundle
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/pem"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+
+	"github.com/certagent/certagent/internal/atomicfile"
+	"github.com/certagent/certagent/trust"
+)
+
+// FileMode is the bundle's mode: roots are public and every tool must read
+// them.
+const FileMode fs.FileMode = 0o644
+
+// Markers of the file format.
+const (
+	headerLine  = "# certagent bundle: system roots plus the roots certagent installs."
+	systemBegin = "# certagent-system-roots begin"
+	systemEnd   = "# certagent-system-roots end"
+	ourMarker   = "# " + trust.Tag + ": "
+)
+
+// Sentinel errors.
+var (
+	// ErrNotOurs is wrapped when PATH holds a file certagent did not write.
+	ErrNotOurs = errors.New("trust/bundle: file was not written by certagent")
+	// ErrSystemRoot is wrapped in the reason of a removal that cannot be
+	// done here because the root comes from the system bundle.
+	ErrSystemRoot = errors.New("trust/bundle: root comes from the system bundle")
+)
+
+// Option configures a Store.
+type Option func(*Store)
+
+// WithSystemRoots replaces the distro bundle paths with paths: the first
+// that exists supplies the system roots. No paths means no system roots.
+// Tests use it so they never read /etc.
+func WithSystemRoots(paths ...string) Option {
+	return func(s *Store) { s.sources = append([]string(nil), paths...) }
+}
+
+// Store is a bundle: store, safe for concurrent use.
+type Store struct {
+	path    string
+	sources []string
+
+	// mu serialises writes against reads of the bundle in this process.
+	mu sync.Mutex
+	// parsed caches x509 parses by fingerprint for List's subjects; it is
+	// replaced by each List so it never outgrows the file. Guarded by mu.
+	parsed map[trust.Fingerprint]*x509.Certificate
+}
+
+// New returns the store for the bundle file at path.
+func New(path string, opts ...Option) *Store {
+	s := &Store{path: filepath.Clean(path), sources: defaultSources}
+	for _, o := range opts {
+		o(s)
+	}
+	return s
+}
+
+// Name implements trust.Store.
+func (s *Store) Name() string { return "bundle:" + s.path }
+
+// Path returns the bundle file.
+func (s *Store) Path() string { return s.path }
+
+// block is one certificate of the bundle.
+type block struct {
+	fp  trust.Fingerprint
+	der []byte
+	// typ is the PEM type; hand-added blocks may be other than CERTIFICATE
+	// and are kept verbatim.
+	typ string
+}
+
+// content is a parsed bundle file.
+type content struct {
+	exists  bool
+	ours    bool // has our header
+	raw     []byte
+	mode    fs.FileMode
+	system  []block
+	tagged  []block
+	foreign []block
+}
+
+// source is the system bundle as read now.
+type source struct {
+	path   string // "" when there is none
+	blocks []block
+}
+
+// SystemRootsFile returns the system bundle the store copies, or "" when
+// none of its candidates exists.
+func (s *Store) SystemRootsFile() string {
+	p, _ := s.findSource()
+	return p
+}
+
+func (s *Store) findSource() (string, error) {
+	for _, p := range s.sources {
+		st, err := os.Stat(p)
+		if err == nil && st.Mode().IsRegular() {
+			return p, nil
+		}
+		if err != nil && !errors.Is(err, fs.ErrNotExist) {
+			// An unreadable system bundle must not silently become "no
+			// system roots": tools would lose every public root.
+			return "", fmt.Errorf("trust/bundle: system roots %s: %w", p, err)
+		}
+	}
+	return "", nil
+}
+
+func (s *Store) readSource() (*source, error) {
+	p, err := s.findSource()
+	if err != nil || p == "" {
+		return &source{}, err
+	}
+	data, err := os.ReadFile(p)
+	if err != nil {
+		return nil, fmt.Errorf("trust/bundle: reading system roots %s: %w", p, err)
+	}
+	src := &source{path: p}
+	for rest := data; ; {
+		var b *pem.Block
+		b, rest = pem.Decode(rest)
+		if b == nil {
+			break
+		}
+		// Copied without parsing: a root Go's parser is strict about is
+		// still a root OpenSSL and Node accept.
+		if b.Type == "CERTIFICATE" {
+			src.blocks = append(src.blocks, block{fp: trust.FingerprintOf(b.Bytes), der: b.Bytes, typ: b.Type})
+		}
+	}
+	return src, nil
+}
+
+// sameFile reports whether the bundle path is the system bundle itself.
+func (s *Store) sameFile(src string) bool {
+	if src == "" {
+		return false
+	}
+	if filepath.Clean(src) == s.path {
+		return true
+	}
+	a, err1 := os.Stat(src)
+	b, err2 := os.Stat(s.path)
+	return err1 == nil && err2 == nil && os.SameFile(a, b)
+}
+
+// read parses the bundle file. A missing file is an empty, not-yet-ours
+// bundle.
+func (s *Store) read() (*content, error) {
+	c := &content{}
+	st, err := os.Stat(s.path)
+	if errors.Is(err, fs.ErrNotExist) {
+		return c, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("trust/bundle: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, fmt.Errorf("trust/bundle: %s is not a regular file", s.path)
+	}
+	data, err := os.ReadFile(s.path)
+	if err != nil {
+		return nil, fmt.Errorf("trust/bundle: %w", err)
+	}
+	c.exists, c.raw, c.mode = true, data, st.Mode().Perm()
+	c.ours = bytes.HasPrefix(data, []byte(headerLine))
+	if err := parse(data, c); err != nil {
+		return nil, fmt.Errorf("trust/bundle: %s: %w", s.path, err)
+	}
+	return c, nil
+}
+
+// parse splits data into system, tagged and foreign blocks. A block is ours
+// only when the marker right before it names its own fingerprint.
+func parse(data []byte, c *content) error {
+	sc := bufio.NewScanner(bytes.NewReader(data))
+	sc.Buffer(make([]byte, 0, 64*1024), 1<<20)
+	var (
+		inSystem bool
+		marker   string // fingerprint hex of the last "# certagent:" line
+		inBlock  bool
+		buf      []byte
+		start    int
+	)
+	for n := 1; sc.Scan(); n++ {
+		line := strings.TrimRight(sc.Text(), "\r")
+		if inBlock {
+			if strings.HasPrefix(line, "-----BEGIN ") {
+				return fmt.Errorf("line %d: PEM block starting at line %d never ends", n, start)
+			}
+			buf = append(append(buf, line...), '\n')
+			if !strings.HasPrefix(line, "-----END ") {
+				continue
+			}
+			inBlock = false
+			pb, rest := pem.Decode(buf)
+			if pb == nil || len(pb.Bytes) == 0 || len(bytes.TrimSpace(rest)) != 0 {
+				return fmt.Errorf("line %d: corrupt PEM block", start)
+			}
+			b := block{typ: pb.Type, der: pb.Bytes}
+			if pb.Type == "CERTIFICATE" {
+				b.fp = trust.FingerprintOf(pb.Bytes)
+			}
+			switch {
+			case inSystem:
+				c.system = append(c.system, b)
+			case marker != "" && b.typ == "CERTIFICATE" && marker == b.fp.Hex():
+				c.tagged = append(c.tagged, b)
+			default:
+				c.foreign = append(c.foreign, b)
+			}
+			marker = ""
+			continue
+		}
+		switch {
+		case strings.HasPrefix(line, "-----BEGIN "):
+			inBlock, buf, start = true, append(buf[:0], line+"\n"...), n
+		case strings.HasPrefix(line, systemBegin):
+			inSystem = true
+		case strings.HasPrefix(line, systemEnd):
+			inSystem = false
+		case strings.HasPrefix(line, ourMarker):
+			marker = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(line, ourMarker)))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return err
+	}
+	if inBlock {
+		return fmt.Errorf("line %d: PEM block never ends", start)
+	}
+	return nil
+}
+
+// render writes the bundle. Our roots are sorted by fingerprint and nothing
+// time-dependent is written, so the same inputs give the same bytes and a
+// pass with nothing to change writes nothing.
+func render(src *source, tagged, foreign []block, subjects map[trust.Fingerprint]string) []byte {
+	var b bytes.Buffer
+	b.WriteString(headerLine + "\n")
+	b.WriteString("# Written by certagent: the system section and the certagent entries are\n")
+	b.WriteString("# rewritten at every pass; certificates added by hand elsewhere are kept.\n")
+	b.WriteString("# For NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE, SSL_CERT_FILE, git http.sslCAInfo.\n")
+	if src.path == "" {
+		b.WriteString(noSourceNote + "\n")
+	}
+	b.WriteString("\n" + systemBegin)
+	if src.path != "" {
+		b.WriteString(": " + sanitize(src.path))
+	}
+	b.WriteString("\n")
+	for _, bl := range src.blocks {
+		writeBlock(&b, bl)
+	}
+	b.WriteString(systemEnd + "\n")
+	if len(foreign) > 0 {
+		b.WriteString("\n# Added by hand, kept by certagent:\n")
+		for _, bl := range foreign {
+			writeBlock(&b, bl)
+		}
+	}
+	for _, bl := range tagged {
+		b.WriteString("\n" + ourMarker + bl.fp.Hex() + "\n")
+		if sub := subjects[bl.fp]; sub != "" {
+			b.WriteString("# subject: " + sanitize(sub) + "\n")
+		}
+		writeBlock(&b, bl)
+	}
+	return b.Bytes()
+}
+
+func writeBlock(b *bytes.Buffer, bl block) {
+	_ = pem.Encode(b, &pem.Block{Type: bl.typ, Bytes: bl.der}) // writes to memory cannot fail
+}
+
+// sanitize makes untrusted text (a certificate's subject, a path) safe in a
+// comment line: no line breaks or control characters that could forge a
+// marker or a PEM boundary, and a bounded length.
+func sanitize(s string) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > 200 {
+		s = s[:200]
+	}
+	return s
+}
+
+// Check implements trust.Store.
+func (s *Store) Check(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	src, err := s.findSource()
+	if err != nil {
+		return fmt.Errorf("%w: %v", trust.ErrUnavailable, err)
+	}
+	if s.sameFile(src) {
+		return fmt.Errorf("trust/bundle: %s: %w: it is the system bundle; choose another path", s.path, trust.ErrUnavailable)
+	}
+	s.mu.Lock()
+	c, err := s.read()
+	s.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("%w: %v", trust.ErrUnavailable, err)
+	}
+	if c.exists && !c.ours {
+		return fmt.Errorf("trust/bundle: %s: %w: %w; move it away or choose another path", s.path, trust.ErrUnavailable, ErrNotOurs)
+	}
+	for p := filepath.Dir(s.path); ; p = filepath.Dir(p) {
+		st, err := os.Stat(p)
+		if err == nil {
+			if !st.IsDir() {
+				return fmt.Errorf("trust/bundle: %s: %w: %s is not a directory", s.path, trust.ErrUnavailable, p)
+			}
+			return nil
+		}
+		if filepath.Dir(p) == p {
+			return fmt.Errorf("trust/bundle: %s: %w: %v", s.path, trust.ErrUnavailable, err)
+		}
+	}
+}
+
+// List implements trust.Store: every certificate in the bundle file as it is
+// on disk, ours Tagged.
+func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	inv := &trust.Inventory{Targets: []trust.Target{{}}}
+	at := make(map[trust.Fingerprint]int)
+	seen := make(map[trust.Fingerprint]*x509.Certificate)
+	add := func(bl block, tagged bool) {
+		if bl.typ != "CERTIFICATE" {
+			return
+		}
+		if i, ok := at[bl.fp]; ok {
+			inv.Entries[i].Tagged = inv.Entries[i].Tagged || tagged
+			return
+		}
+		x, ok := s.parsed[bl.fp]
+		if !ok {
+			x, _ = x509.ParseCertificate(bl.der) // a subject is a nicety; the fingerprint is what counts
+		}
+		seen[bl.fp] = x
+		e := trust.Entry{FP: bl.fp, Tagged: tagged}
+		if x != nil {
+			e.Subject = trust.NewCert(x).Subject()
+		}
+		at[bl.fp] = len(inv.Entries)
+		inv.Entries = append(inv.Entries, e)
+	}
+	for _, bl := range c.system {
+		add(bl, false)
+	}
+	for _, bl := range c.foreign {
+		add(bl, false)
+	}
+	for _, bl := range c.tagged {
+		add(bl, true)
+	}
+	s.parsed = seen
+	trust.SortEntries(inv.Entries)
+	return inv, nil
+}
+
+// Apply implements trust.Store. The whole batch becomes at most one atomic
+// write, and none when the bytes would not change.
+func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
+	out := make([]trust.Result, len(changes))
+	if len(changes) == 0 {
+		return out
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, src, err := s.load()
+	if err != nil {
+		for i, ch := range changes {
+			out[i] = trust.Failed(ch, err)
+		}
+		return out
+	}
+	tagged := make(map[trust.Fingerprint]block, len(c.tagged))
+	subjects := make(map[trust.Fingerprint]string)
+	for _, bl := range c.tagged {
+		tagged[bl.fp] = bl
+	}
+	foreign := c.foreign
+	system := make(map[trust.Fingerprint]bool, len(src.blocks))
+	for _, bl := range src.blocks {
+		system[bl.fp] = true
+	}
+	var changed []int
+	for i, ch := range changes {
+		switch {
+		case ctx.Err() != nil:
+			out[i] = trust.Failed(ch, ctx.Err())
+		case ch.Target != trust.Target{}:
+			out[i] = trust.Failed(ch, fmt.Errorf("trust/bundle: %s: unknown target %s (the store has one)", s.path, ch.Target))
+		case ch.Validate() != nil:
+			out[i] = trust.Failed(ch, fmt.Errorf("trust/bundle: %s: %w", s.path, ch.Validate()))
+		case ch.Op == trust.OpInstall:
+			if _, ok := tagged[ch.FP]; !ok {
+				tagged[ch.FP] = block{fp: ch.FP, der: ch.Cert.X509.Raw, typ: "CERTIFICATE"}
+				changed = append(changed, i)
+			}
+			subjects[ch.FP] = ch.Cert.Subject()
+			out[i] = trust.OK(ch)
+		default:
+			hit := false
+			if _, ok := tagged[ch.FP]; ok {
+				delete(tagged, ch.FP)
+				hit = true
+			}
+			kept := foreign[:0:0]
+			for _, bl := range foreign {
+				if bl.typ == "CERTIFICATE" && bl.fp == ch.FP {
+					hit = true
+					continue
+				}
+				kept = append(kept, bl)
+			}
+			foreign = kept
+			if hit {
+				changed = append(changed, i)
+			}
+			if system[ch.FP] {
+				out[i] = trust.Skipped(ch, fmt.Sprintf("%v: it is copied from %s at every write; remove it from the system trust store", ErrSystemRoot, src.path))
+				continue
+			}
+			out[i] = trust.OK(ch)
+		}
+	}
+	list := make([]block, 0, len(tagged))
+	for _, bl := range tagged {
+		list = append(list, bl)
+		if _, ok := subjects[bl.fp]; !ok {
+			subjects[bl.fp] = s.subject(bl)
+		}
+	}
+	sort.Slice(list, func(i, j int) bool { return bytes.Compare(list[i].fp[:], list[j].fp[:]) < 0 })
+	if err := s.write(c, render(src, list, foreign, subjects)); err != nil {
+		for _, i := range changed {
+			out[i] = trust.Failed(changes[i], err)
+		}
+	}
+	return out
+}
+
+// Refresh rewrites the bundle when the system roots changed since the last
+// write, and reports whether it wrote. A bundle not written yet is left for
+// the first Apply. The agent calls it once per pass (trust.Refresher).
+func (s *Store) Refresh(ctx context.Context) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, src, err := s.load()
+	if err != nil || !c.exists {
+		return false, err
+	}
+	subjects := make(map[trust.Fingerprint]string, len(c.tagged))
+	for _, bl := range c.tagged {
+		subjects[bl.fp] = s.subject(bl)
+	}
+	tagged := append([]block(nil), c.tagged...)
+	sort.Slice(tagged, func(i, j int) bool { return bytes.Compare(tagged[i].fp[:], tagged[j].fp[:]) < 0 })
+	data := render(src, tagged, c.foreign, subjects)
+	if c.mode == FileMode && bytes.Equal(data, c.raw) {
+		return false, nil
+	}
+	return true, s.write(c, data)
+}
+
+// subject returns the subject of a block for its comment line, from List's
+// parse cache when it is there. s.mu must be held.
+func (s *Store) subject(bl block) string {
+	x, ok := s.parsed[bl.fp]
+	if !ok {
+		var err error
+		if x, err = x509.ParseCertificate(bl.der); err != nil {
+			return ""
+		}
+	}
+	if x == nil {
+		return ""
+	}
+	return trust.NewCert(x).Subject()
+}
+
+// load reads the bundle and the system roots and refuses a file that is not
+// ours to write.
+func (s *Store) load() (*content, *source, error) {
+	src, err := s.readSource()
+	if err != nil {
+		return nil, nil, err
+	}
+	if s.sameFile(src.path) {
+		return nil, nil, fmt.Errorf("trust/bundle: %s is the system bundle; refusing to write it", s.path)
+	}
+	c, err := s.read()
+	if err != nil {
+		return nil, nil, err
+	}
+	if c.exists && !c.ours {
+		return nil, nil, fmt.Errorf("trust/bundle: %s: %w; move it away or choose another path", s.path, ErrNotOurs)
+	}
+	return c, src, nil
+}
+
+// write replaces the bundle with data unless it already holds exactly that.
+func (s *Store) write(c *content, data []byte) error {
+	if c.exists && c.mode == FileMode && bytes.Equal(data, c.raw) {
+		return nil
+	}
+	if err := os.MkdirAll(filepath.Dir(s.path), 0o755); err != nil {
+		return fmt.Errorf("trust/bundle: creating %s: %w", filepath.Dir(s.path), err)
+	}
+	if err := atomicfile.Write(s.path, data, FileMode); err != nil {
+		return fmt.Errorf("trust/bundle: writing %s: %w", s.path, err)
+	}
+	return nil
+}
+
+var _ trust.Store = (*Store)(nil)
