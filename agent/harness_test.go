@@ -48,7 +48,7 @@ const (
 // fakePlane speaks the list endpoint of the Cloudflare v4 API (envelope,
 // Bearer auth, ETag/If-None-Match) with a mutable certificate list.
 type fakePlane struct {
-	t   *testing.T
+	t   testing.TB
 	srv *httptest.Server
 
 	mu    sync.Mutex
@@ -59,7 +59,7 @@ type fakePlane struct {
 	block chan struct{}
 }
 
-func newFakePlane(t *testing.T) *fakePlane {
+func newFakePlane(t testing.TB) *fakePlane {
 	p := &fakePlane{t: t, block: make(chan struct{})}
 	p.srv = httptest.NewServer(http.HandlerFunc(p.serve))
 	t.Cleanup(func() {
@@ -213,7 +213,7 @@ func mustJSON(v any) json.RawMessage {
 
 // rig is an agent wired to a fake plane and fake stores.
 type rig struct {
-	t      *testing.T
+	t      testing.TB
 	plane  *fakePlane
 	cfg    *Config
 	stores map[string]trust.Store
@@ -222,7 +222,7 @@ type rig struct {
 
 // newRig returns a rig with two fake stores: "one" (a single target) and
 // "multi" (alice and bob).
-func newRig(t *testing.T) *rig {
+func newRig(t testing.TB) *rig {
 	r := &rig{t: t, plane: newFakePlane(t), stores: map[string]trust.Store{}}
 	r.stores["one"] = trusttest.NewFake("one")
 	r.stores["multi"] = trusttest.NewFake("multi", tA, tB)

@@ -105,8 +105,11 @@ func (a *Agent) recordFetch(rep *Report, last *answer, now time.Time) {
 	case "auth_error":
 		a.lastFetchOK = false
 		a.failures++
+		// authSince is the last refused attempt: the next one waits
+		// AuthRetry from here.
+		a.authSince = now
 		if !a.authBlocked {
-			a.authBlocked, a.authSince = true, now
+			a.authBlocked = true
 			a.log.Error("control plane refused the token; waiting for a new config or token file", "error", rep.Fetch.Error)
 		}
 		a.snap.LastError = rep.Fetch.Error
