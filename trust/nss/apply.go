@@ -1,0 +1,234 @@
+package nss
+
+import (
+	"context"
+	"fmt"
+	"sync"
+
+	"github.com/certagent/certagent/platform"
+	"github.com/certagent/certagent/trust"
+)
+
+// Apply implements trust.Store. Databases are changed in parallel (at most
+// Options.Workers at once), each one's changes in order, and every change
+// is checked against a fresh listing afterwards.
+func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
+	res := make([]trust.Result, len(changes))
+	if len(changes) == 0 {
+		return res
+	}
+	if err := s.Check(ctx); err != nil {
+		for i, c := range changes {
+			res[i] = trust.Failed(c, err)
+		}
+		return res
+	}
+	dbs, _, err := s.discover()
+	if err != nil {
+		for i, c := range changes {
+			res[i] = trust.Failed(c, fmt.Errorf("nss: %w", err))
+		}
+		return res
+	}
+	byTarget := make(map[trust.Target]db, len(dbs))
+	for _, d := range dbs {
+		byTarget[d.target] = d
+	}
+	groups := make(map[trust.Target][]int)
+	var order []trust.Target
+	for i, c := range changes {
+		if err := validate(c); err != nil {
+			res[i] = trust.Failed(c, err)
+			continue
+		}
+		if _, ok := byTarget[c.Target]; !ok {
+			res[i] = trust.Failed(c, fmt.Errorf("%w: %s", ErrUnknownTarget, c.Target))
+			continue
+		}
+		if groups[c.Target] == nil {
+			order = append(order, c.Target)
+		}
+		groups[c.Target] = append(groups[c.Target], i)
+	}
+	sem := make(chan struct{}, s.workers)
+	var wg sync.WaitGroup
+	for _, t := range order {
+		d, idx := byTarget[t], groups[t]
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			s.applyDB(ctx, d, changes, idx, res)
+		})
+	}
+	wg.Wait()
+	return res
+}
+
+func validate(c trust.Change) error {
+	switch c.Op {
+	case trust.OpInstall:
+		if c.Cert == nil || c.Cert.X509 == nil {
+			return fmt.Errorf("%w: install %s without a certificate", ErrBadChange, c.FP.Short())
+		}
+		if got := trust.FingerprintOf(c.Cert.X509.Raw); got != c.FP {
+			return fmt.Errorf("%w: install %s: the certificate's fingerprint is %s", ErrBadChange, c.FP.Short(), got.Short())
+		}
+	case trust.OpRemove:
+	default:
+		return fmt.Errorf("%w: unknown op %q", ErrBadChange, c.Op)
+	}
+	return nil
+}
+
+// applyDB performs the changes idx of one database; it writes only
+// res[idx...].
+func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx []int, res []trust.Result) {
+	unlock := s.lockDB(d.dir)
+	defer unlock()
+	fail := func(err error) {
+		for _, i := range idx {
+			if res[i].Status == "" {
+				res[i] = trust.Failed(changes[i], err)
+			}
+		}
+	}
+	if d.create && dbState(d.dir) == dbNone {
+		if !hasInstall(changes, idx) {
+			// Nothing to remove from a database that does not exist.
+			for _, i := range idx {
+				res[i] = trust.OK(changes[i])
+			}
+			return
+		}
+		if err := s.createDB(ctx, d); err != nil {
+			fail(err)
+			return
+		}
+	}
+	entries, err := s.listDB(ctx, d)
+	if err != nil {
+		fail(err)
+		return
+	}
+	changed := false
+	for _, i := range idx {
+		c := changes[i]
+		switch c.Op {
+		case trust.OpInstall:
+			if hasOurs(entries, c.FP) {
+				continue
+			}
+			// certutil reads the certificate from stdin when -i is absent,
+			// so no temporary file has to be readable by the user.
+			add := s.certutilCmd(d, "-A", "-n", nickname(c.FP), "-t", "C,,")
+			add.Stdin = c.Cert.PEM()
+			if _, err := s.runCertutil(ctx, add); err != nil {
+				res[i] = trust.Failed(c, fmt.Errorf("nss: certutil -A (%s): %w", d.target, err))
+				continue
+			}
+			changed = true
+		case trust.OpRemove:
+			nicks, why := removable(entries, c.FP)
+			if why != "" {
+				res[i] = trust.Skipped(c, why)
+				continue
+			}
+			for _, n := range nicks {
+				if _, err := s.runCertutil(ctx, s.certutilCmd(d, "-D", "-n", n)); err != nil {
+					res[i] = trust.Failed(c, fmt.Errorf("nss: certutil -D -n %q (%s): %w", n, d.target, err))
+					break
+				}
+				changed = true
+				s.log.Info("removed root", "fingerprint", c.FP.Short(), "target", d.target.String(), "nickname", n)
+			}
+		}
+	}
+	if changed {
+		s.invalidate(d.dir)
+		entries, err = s.listDB(ctx, d)
+		if err != nil {
+			fail(err)
+			return
+		}
+	}
+	for _, i := range idx {
+		c := changes[i]
+		if res[i].Status != "" {
+			continue
+		}
+		held := holds(entries, c.FP)
+		switch {
+		case c.Op == trust.OpInstall && held:
+			res[i] = trust.OK(c)
+		case c.Op == trust.OpInstall:
+			res[i] = trust.Failed(c, fmt.Errorf("nss: %s: certutil -A succeeded but the database does not list %s as a trusted CA", d.target, c.FP.Short()))
+		case !held:
+			res[i] = trust.OK(c)
+		default:
+			res[i] = trust.Failed(c, fmt.Errorf("nss: %s: %s is still listed after removal", d.target, c.FP.Short()))
+		}
+	}
+}
+
+func hasInstall(changes []trust.Change, idx []int) bool {
+	for _, i := range idx {
+		if changes[i].Op == trust.OpInstall {
+			return true
+		}
+	}
+	return false
+}
+
+func hasOurs(es []nssEntry, fp trust.Fingerprint) bool {
+	for _, e := range es {
+		if e.cert.FP == fp && e.ours {
+			return true
+		}
+	}
+	return false
+}
+
+func holds(es []nssEntry, fp trust.Fingerprint) bool {
+	for _, e := range es {
+		if e.cert.FP == fp {
+			return true
+		}
+	}
+	return false
+}
+
+// removable returns the nicknames to delete to remove fp, or why not. Our
+// own nickname goes alone when present; otherwise (a foreign root, named by
+// its exact fingerprint) every nickname that holds only fp goes, and a
+// nickname shared with another certificate stays: certutil -D deletes by
+// nickname, and two roots with one subject share one.
+func removable(es []nssEntry, fp trust.Fingerprint) ([]string, string) {
+	for _, e := range es {
+		if e.cert.FP == fp && e.ours && !e.shared {
+			return []string{e.nick}, ""
+		}
+	}
+	var nicks []string
+	for _, e := range es {
+		if e.cert.FP != fp {
+			continue
+		}
+		if e.shared {
+			return nil, fmt.Sprintf("nickname %q is shared with other certificates; not removed", e.nick)
+		}
+		nicks = append(nicks, e.nick)
+	}
+	return nicks, ""
+}
+
+// createDB makes d's directory and an empty database, as d's user.
+func (s *Store) createDB(ctx context.Context, d db) error {
+	if _, err := s.run.Run(ctx, platform.Cmd{Path: "/bin/mkdir", Args: []string{"-p", "-m", "0700", d.dir}, As: d.user}); err != nil {
+		return fmt.Errorf("nss: create %s: %w", d.target, err)
+	}
+	if _, err := s.runCertutil(ctx, s.certutilCmd(d, "-N", "--empty-password")); err != nil {
+		return fmt.Errorf("nss: certutil -N (%s): %w", d.target, err)
+	}
+	s.log.Info("created nss database", "target", d.target.String())
+	return nil
+}
