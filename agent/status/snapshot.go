@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/certagent/certagent/agent"
+	"github.com/certagent/certagent/internal/buildinfo"
 	"github.com/certagent/certagent/trust"
 )
 
@@ -43,8 +44,12 @@ func FromSnapshot(s *agent.Snapshot, in Inputs) *Report {
 	}
 	poll, _ := time.ParseDuration(s.PollInterval)
 	skew, _ := time.ParseDuration(s.ClockSkew)
+	version := s.Version
+	if version == "" {
+		version = buildinfo.Version
+	}
 	r := &Report{
-		Version:     s.Version,
+		Version:     version,
 		OS:          runtime.GOOS,
 		GeneratedAt: now.UTC(),
 		Daemon:      in.Daemon,

@@ -1,0 +1,173 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"path/filepath"
+	"runtime"
+	"strings"
+
+	"github.com/certagent/certagent/agent"
+	"github.com/certagent/certagent/agent/daemon"
+	"github.com/certagent/certagent/platform"
+)
+
+const serviceUsage = `usage: certagent service install|uninstall|start|stop|restart|status
+
+  install    install (or update) the system service and start it; safe to re-run
+             (a package upgrade does): an existing service is updated in place
+  uninstall  stop the service and remove it; succeeds when it is not installed
+  start, stop, restart
+  status     print the service manager's view (exit 0 running, 3 not running, 4 not installed)
+`
+
+// cmdService manages the system service.
+func cmdService(args []string) int {
+	fs := flag.NewFlagSet("service", flag.ContinueOnError)
+	noStart := fs.Bool("no-start", false, "install: do not start the service (image builds, no init running)")
+	fs.Usage = func() { fmt.Fprint(os.Stderr, serviceUsage); fs.PrintDefaults() }
+	if len(args) == 0 {
+		fs.Usage()
+		return 2
+	}
+	action := args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	paths := platform.DefaultPaths()
+	svc, err := platform.NewService(serviceOptions(paths), nil)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "certagent service:", err)
+		return 1
+	}
+	if action != "status" && !isAdmin() {
+		fmt.Fprintf(os.Stderr, "certagent service %s: needs root (or Administrator)\n", action)
+		return 1
+	}
+	switch action {
+	case "install":
+		if err := svc.Install(); err != nil {
+			fmt.Fprintln(os.Stderr, "certagent service install:", err)
+			return 1
+		}
+		fmt.Printf("certagent: service installed (%s)\n", svc.Platform())
+		if *noStart {
+			return 0
+		}
+		if st, _ := svc.State(); st != platform.ServiceRunning {
+			if err := svc.Start(); err != nil {
+				fmt.Fprintln(os.Stderr, "certagent service install: installed, but start failed:", err)
+				return 1
+			}
+		}
+		fmt.Println("certagent: service running")
+		return 0
+	case "uninstall":
+		if err := svc.Uninstall(); err != nil {
+			fmt.Fprintln(os.Stderr, "certagent service uninstall:", err)
+			return 1
+		}
+		fmt.Println("certagent: service removed")
+		return 0
+	case "start", "stop", "restart":
+		ctl := map[string]func() error{"start": svc.Start, "stop": svc.Stop, "restart": svc.Restart}[action]
+		if err := ctl(); err != nil {
+			fmt.Fprintf(os.Stderr, "certagent service %s: %v\n", action, err)
+			return 1
+		}
+		return 0
+	case "status":
+		st, err := svc.State()
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "certagent service status:", err)
+		}
+		fmt.Printf("certagent service (%s): %s\n", svc.Platform(), st)
+		switch st {
+		case platform.ServiceRunning:
+			return 0
+		case platform.ServiceNotInstalled:
+			return 4
+		default:
+			return 3
+		}
+	default:
+		fs.Usage()
+		return 2
+	}
+}
+
+// serviceOptions are the service's settings: run the daemon, with write
+// access to the non-default directories the config names.
+func serviceOptions(paths platform.Paths) platform.ServiceOptions {
+	o := platform.ServiceOptions{Arguments: []string{"run"}}
+	// Local: a service installed before its token is provisioned still
+	// gets the right writable paths.
+	if cfg, err := agent.LoadConfig(paths, agent.LoadOptions{Local: true}); err == nil {
+		o.ReadWritePaths = append(o.ReadWritePaths, cfg.StateDir)
+		for _, s := range cfg.Stores {
+			kind, arg, _ := strings.Cut(s, ":")
+			switch kind {
+			case "dir":
+				o.ReadWritePaths = append(o.ReadWritePaths, arg)
+			case "bundle":
+				// Atomic replacement writes a temp file next to the bundle.
+				o.ReadWritePaths = append(o.ReadWritePaths, filepath.Dir(arg))
+			}
+		}
+	}
+	return o
+}
+
+// cmdRunDaemon is `certagent run`: the daemon in the foreground, under the
+// service manager or in a terminal. Logs are JSON lines under a service
+// manager and text on a terminal.
+func cmdRunDaemon(args []string) int {
+	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	level := fs.String("log-level", "", "trace, debug, info, warn or error (default: the config's log_level, else info)")
+	if err := fs.Parse(args); err != nil {
+		return 2
+	}
+	paths := platform.DefaultPaths()
+	interactive := platform.Interactive()
+	lvl := *level
+	var secrets []string
+	if cfg, err := agent.LoadConfig(paths, agent.LoadOptions{Local: true}); err == nil {
+		if lvl == "" {
+			lvl = cfg.LogLevel
+		}
+		secrets = append(secrets, cfg.APIToken)
+	}
+	log := daemon.NewLogger(daemon.LogOptions{Output: os.Stderr, JSON: !interactive, Level: lvl, Secrets: secrets})
+	state := "running"
+	if interactive {
+		state = "foreground"
+	}
+	run := func(ctx context.Context) error {
+		return daemon.Run(ctx, daemon.Options{Paths: paths, Logger: log, ServiceState: state})
+	}
+	svc, err := platform.NewService(serviceOptions(paths), run)
+	if err != nil {
+		log.Error("cannot set up the service", "error", err)
+		return 1
+	}
+	if err := svc.Run(); err != nil {
+		if errors.Is(err, platform.ErrDaemonRunning) {
+			log.Error("another certagent daemon is running", "socket", paths.Socket)
+		} else {
+			log.Error("daemon failed", "error", err)
+		}
+		return 1
+	}
+	return 0
+}
+
+// isAdmin reports whether we may manage the service.
+func isAdmin() bool {
+	if runtime.GOOS == "windows" {
+		return true // the service manager itself refuses non-admins
+	}
+	return os.Geteuid() == 0
+}
