@@ -340,7 +340,7 @@ func (s *Service) logRequests(next http.Handler) http.Handler {
 		if rec.status == 0 {
 			rec.status = http.StatusOK
 		}
-		args := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start)}
+		args := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start).String()}
 		if info.account != "" {
 			args = append(args, "account", info.account)
 		}

@@ -1,19 +1,20 @@
 // Command certplane is the self-hostable control plane: Cloudflare's Zero
-// Trust certificate API on embedded SQLite or PostgreSQL.
+// Trust certificate API on embedded SQLite or PostgreSQL. The logic lives
+// in controlplane/cli; this only wires signals and the exit code.
 package main
 
 import (
-	"fmt"
+	"context"
 	"os"
+	"os/signal"
+	"syscall"
 
-	"github.com/certagent/certagent/internal/buildinfo"
+	"github.com/certagent/certagent/controlplane/cli"
 )
 
 func main() {
-	if len(os.Args) > 1 && os.Args[1] == "version" {
-		fmt.Println("certplane", buildinfo.Version)
-		return
-	}
-	fmt.Fprintln(os.Stderr, "certplane: not built yet")
-	os.Exit(2)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	code := cli.Main(ctx, os.Args[1:], cli.Env{Stdout: os.Stdout, Stderr: os.Stderr})
+	stop()
+	os.Exit(code)
 }

@@ -1,0 +1,572 @@
+// Package cli is the certplane command line: the server (`serve`) and the
+// admin shortcuts that work directly on the database (`account`, `token`,
+// `cert`). cmd/certplane only wires process concerns (signals, exit code)
+// to Main.
+//
+// Output is meant for scripts: a command that creates something prints
+// only its id (or the token) on stdout; --json prints the full object.
+// Diagnostics and logs go to stderr.
+package cli
+
+import (
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hashicorp/go-hclog"
+	"github.com/mattn/go-isatty"
+
+	"github.com/certagent/certagent/api"
+	"github.com/certagent/certagent/controlplane"
+	"github.com/certagent/certagent/controlplane/ca"
+	"github.com/certagent/certagent/controlplane/longpoll"
+	"github.com/certagent/certagent/controlplane/seal"
+	"github.com/certagent/certagent/controlplane/storage"
+	"github.com/certagent/certagent/controlplane/storage/postgres"
+	"github.com/certagent/certagent/controlplane/storage/sqlite"
+	"github.com/certagent/certagent/internal/buildinfo"
+)
+
+// Env is the process environment Main works in; tests fill it in.
+type Env struct {
+	Stdout, Stderr io.Writer
+	// Getenv reads environment variables; nil means os.Getenv.
+	Getenv func(string) string
+	// Ready, if set, is called by serve with the bound address once it
+	// accepts connections (tests listen on port 0).
+	Ready func(addr net.Addr)
+	// Now is the clock for the service; nil means time.Now.
+	Now func() time.Time
+}
+
+// errUsage marks errors that should print the command's usage.
+var errUsage = errors.New("usage")
+
+const usage = `certplane: a self-hosted, Cloudflare-compatible control plane for Zero Trust
+inspection root CAs (the API of api.cloudflare.com/client/v4, accounts/*/gateway/certificates).
+
+Usage:
+  certplane serve   [--listen 127.0.0.1:8080] [--db sqlite:PATH|postgres://…] [--data-dir D]
+                    [--tls-cert F --tls-key F] [--deploy-delay 2s] [--key-type ecdsa-p256|rsa-2048|rsa-3072]
+  certplane account create --name NAME [--db …] [--json]        prints the new 32-hex account id
+  certplane token create --account ID --scope read|write [--db …] [--json]
+                                                                prints the token (shown only once)
+  certplane cert list       --account ID [--json]
+  certplane cert generate   --account ID [--days 1826] [--key-type T] [--json]   prints the certificate id
+  certplane cert activate   --account ID --id CERT [--json]
+  certplane cert deactivate --account ID --id CERT [--json]
+  certplane cert use        --account ID --id CERT|none [--json]
+  certplane cert delete     --account ID --id CERT [--json]
+  certplane cert download   --account ID --id CERT [--format pem|crt] [--out FILE]
+  certplane version
+
+Every command takes --db and --data-dir. The default data directory is
+$XDG_DATA_HOME/certplane, else /var/lib/certplane; the default database is
+sqlite:<data-dir>/certplane.db. Private keys are sealed with the key in
+<data-dir>/seal.key (created 0600 on first use) or CERTPLANE_SEAL_KEY (base64).
+The cert commands work on the database directly; a running server's deployer
+completes their activations and deactivations.
+
+Example: a server and an agent token in four lines
+  certplane serve --db sqlite:/tmp/cp/certplane.db --data-dir /tmp/cp &
+  ACCOUNT=$(certplane account create --db sqlite:/tmp/cp/certplane.db --data-dir /tmp/cp --name acme)
+  TOKEN=$(certplane token create --db sqlite:/tmp/cp/certplane.db --account "$ACCOUNT" --scope read)
+  curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/client/v4/accounts/$ACCOUNT/gateway/certificates
+`
+
+// Main runs certplane with args (without the program name) and returns the
+// exit code: 0 success, 1 failure, 2 usage error.
+func Main(ctx context.Context, args []string, env Env) int {
+	if env.Getenv == nil {
+		env.Getenv = os.Getenv
+	}
+	err := run(ctx, args, env)
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		fmt.Fprintf(env.Stderr, "certplane: %v\n\n%s", err, usage)
+		return 2
+	default:
+		fmt.Fprintf(env.Stderr, "certplane: %v\n", err)
+		return 1
+	}
+}
+
+func run(ctx context.Context, args []string, env Env) error {
+	if len(args) == 0 {
+		return fmt.Errorf("%w: no command", errUsage)
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		fmt.Fprint(env.Stdout, usage)
+		return nil
+	case "version", "--version":
+		fmt.Fprintln(env.Stdout, "certplane", buildinfo.Version)
+		return nil
+	case "serve":
+		return serve(ctx, args[1:], env)
+	case "account":
+		if len(args) < 2 || args[1] != "create" {
+			return fmt.Errorf("%w: want `account create`", errUsage)
+		}
+		return accountCreate(ctx, args[2:], env)
+	case "token":
+		if len(args) < 2 || args[1] != "create" {
+			return fmt.Errorf("%w: want `token create`", errUsage)
+		}
+		return tokenCreate(ctx, args[2:], env)
+	case "cert":
+		if len(args) < 2 {
+			return fmt.Errorf("%w: want `cert list|generate|activate|deactivate|use|delete|download`", errUsage)
+		}
+		return certCommand(ctx, args[1], args[2:], env)
+	}
+	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+}
+
+// common holds the flags every database command takes.
+type common struct {
+	db, dataDir string
+	json        bool
+}
+
+func newFlags(name string, env Env, c *common, example string) *flag.FlagSet {
+	fs := flag.NewFlagSet("certplane "+name, flag.ContinueOnError)
+	fs.SetOutput(env.Stderr)
+	fs.StringVar(&c.db, "db", "", "database: sqlite:PATH or postgres://… (default sqlite:<data-dir>/certplane.db)")
+	fs.StringVar(&c.dataDir, "data-dir", "", "data directory for the database and the seal key (default $XDG_DATA_HOME/certplane or /var/lib/certplane)")
+	fs.BoolVar(&c.json, "json", false, "print JSON")
+	fs.Usage = func() {
+		fmt.Fprintf(env.Stderr, "Usage: certplane %s [flags]\n\nExample:\n  %s\n\nFlags:\n", name, example)
+		fs.PrintDefaults()
+	}
+	return fs
+}
+
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return fmt.Errorf("%w: %v", errUsage, err)
+	}
+	return nil
+}
+
+// DefaultDataDir is $XDG_DATA_HOME/certplane, else /var/lib/certplane.
+func DefaultDataDir(getenv func(string) string) string {
+	if x := getenv("XDG_DATA_HOME"); x != "" && filepath.IsAbs(x) {
+		return filepath.Join(x, "certplane")
+	}
+	return "/var/lib/certplane"
+}
+
+func (c *common) resolve(env Env) {
+	if c.dataDir == "" {
+		c.dataDir = DefaultDataDir(env.Getenv)
+	}
+	if c.db == "" {
+		c.db = "sqlite:" + filepath.Join(c.dataDir, "certplane.db")
+	}
+}
+
+// openBackend opens the database named by c.db.
+func (c *common) openBackend(ctx context.Context) (storage.Backend, error) {
+	switch {
+	case postgres.IsDSN(c.db):
+		return postgres.Open(ctx, c.db)
+	case strings.HasPrefix(c.db, "sqlite:"):
+		path := strings.TrimPrefix(strings.TrimPrefix(c.db, "sqlite:"), "//")
+		if path == "" {
+			return nil, fmt.Errorf("%w: --db sqlite: needs a path", errUsage)
+		}
+		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+			return nil, fmt.Errorf("create database directory: %w", err)
+		}
+		return sqlite.Open(ctx, path)
+	}
+	return nil, fmt.Errorf("%w: --db %q: want sqlite:PATH or postgres://…", errUsage, c.db)
+}
+
+// service opens the backend and builds a Service; withSealer loads (and
+// on first use creates) the seal key.
+func (c *common) service(ctx context.Context, env Env, withSealer bool, opts controlplane.Options) (*controlplane.Service, storage.Backend, error) {
+	c.resolve(env)
+	if withSealer {
+		s, created, err := seal.Load(env.Getenv(seal.EnvKey), c.dataDir)
+		if err != nil {
+			return nil, nil, err
+		}
+		if created {
+			fmt.Fprintf(env.Stderr, "certplane: created seal key %s (back it up: without it no stored private key can be opened)\n",
+				filepath.Join(c.dataDir, seal.KeyFile))
+		}
+		opts.Sealer = s
+	}
+	b, err := c.openBackend(ctx)
+	if err != nil {
+		return nil, nil, err
+	}
+	if opts.Now == nil {
+		opts.Now = env.Now
+	}
+	svc, err := controlplane.New(b, opts)
+	if err != nil {
+		b.Close()
+		return nil, nil, err
+	}
+	return svc, b, nil
+}
+
+func printJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func newLogger(env Env, level string) hclog.Logger {
+	// JSON when stderr is not a terminal (a service manager, a pipe).
+	jsonFmt := true
+	if f, ok := env.Stderr.(*os.File); ok && isatty.IsTerminal(f.Fd()) {
+		jsonFmt = false
+	}
+	return hclog.New(&hclog.LoggerOptions{
+		Name: "certplane", Level: hclog.LevelFromString(level), Output: env.Stderr, JSONFormat: jsonFmt,
+	})
+}
+
+func serve(ctx context.Context, args []string, env Env) error {
+	var c common
+	fs := newFlags("serve", env, &c, "certplane serve --listen 127.0.0.1:8080 --db sqlite:/var/lib/certplane/certplane.db")
+	listen := fs.String("listen", "127.0.0.1:8080", "address to listen on")
+	tlsCert := fs.String("tls-cert", "", "TLS certificate file (PEM); serve HTTPS")
+	tlsKey := fs.String("tls-key", "", "TLS private key file (PEM)")
+	delay := fs.Duration("deploy-delay", controlplane.DefaultDeployDelay, "how long pending_deployment and pending_deletion last")
+	keyType := fs.String("key-type", ca.KeyECDSAP256, "key of generated roots: ecdsa-p256, rsa-2048 or rsa-3072")
+	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if (*tlsCert == "") != (*tlsKey == "") {
+		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
+	}
+	if *delay < 0 {
+		return fmt.Errorf("%w: --deploy-delay must not be negative", errUsage)
+	}
+	if !ca.ValidKeyType(*keyType) {
+		return fmt.Errorf("%w: --key-type %q: want ecdsa-p256, rsa-2048 or rsa-3072", errUsage, *keyType)
+	}
+	log := newLogger(env, *level)
+	d := *delay
+	if d == 0 {
+		d = -1 // zero means "immediately" on the command line
+	}
+	svc, b, err := c.service(ctx, env, true, controlplane.Options{Logger: log, DeployDelay: d, KeyType: *keyType})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *listen, err)
+	}
+	stopping, stop := context.WithCancel(context.Background())
+	defer stop()
+	srv := &http.Server{
+		Handler:           svc.Handler(stopping),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      longpoll.MaxWait + 30*time.Second,
+		IdleTimeout:       2 * time.Minute,
+		ErrorLog:          log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
+	}
+	if *tlsCert != "" {
+		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
+	}
+
+	runCtx, cancelRun := context.WithCancel(context.Background())
+	defer cancelRun()
+	bg := make(chan struct{})
+	go func() {
+		defer close(bg)
+		svc.Run(runCtx)
+	}()
+	if pg, ok := b.(*postgres.Backend); ok {
+		// Other replicas' changes wake this replica's long-polls and deployer.
+		l := &postgres.Listener{
+			OnChange:    func(ch postgres.Change) { svc.Hub().Notify(ch.AccountID); svc.Deployer().Kick() },
+			OnReconnect: svc.Hub().NotifyAll,
+			Logger:      log.Named("listen"),
+		}
+		go l.Run(runCtx, pg)
+	}
+
+	errc := make(chan error, 1)
+	go func() {
+		if *tlsCert != "" {
+			errc <- srv.ServeTLS(ln, *tlsCert, *tlsKey)
+		} else {
+			errc <- srv.Serve(ln)
+		}
+	}()
+	scheme := "http"
+	if *tlsCert != "" {
+		scheme = "https"
+	}
+	log.Info("listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String()+controlplane.APIPrefix,
+		"db", redactDB(c.db), "deploy_delay", delay.String())
+	if env.Ready != nil {
+		env.Ready(ln.Addr())
+	}
+	select {
+	case err := <-errc:
+		stop()
+		cancelRun()
+		<-bg
+		return fmt.Errorf("serve: %w", err)
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	stop() // release held long-polls
+	shCtx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+	defer cancel()
+	err = srv.Shutdown(shCtx)
+	cancelRun()
+	<-bg
+	if err != nil {
+		return fmt.Errorf("shutdown: %w", err)
+	}
+	log.Info("stopped")
+	return nil
+}
+
+// redactDB hides a PostgreSQL password in logs.
+func redactDB(db string) string {
+	if !postgres.IsDSN(db) {
+		return db
+	}
+	if i := strings.Index(db, "@"); i > 0 {
+		if j := strings.Index(db, "://"); j > 0 && j < i {
+			user := db[j+3 : i]
+			if k := strings.Index(user, ":"); k >= 0 {
+				return db[:j+3] + user[:k] + ":***" + db[i:]
+			}
+		}
+	}
+	return db
+}
+
+func accountCreate(ctx context.Context, args []string, env Env) error {
+	var c common
+	fs := newFlags("account create", env, &c, "ACCOUNT=$(certplane account create --name acme)")
+	name := fs.String("name", "", "account name (required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if strings.TrimSpace(*name) == "" {
+		return fmt.Errorf("%w: --name is required", errUsage)
+	}
+	svc, b, err := c.service(ctx, env, true, controlplane.Options{})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	a, err := svc.CreateAccount(ctx, *name)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(env.Stdout, map[string]any{
+			"id": a.ID, "name": a.Name, "created_at": api.Time{Time: a.CreatedAt}, "certificate_id": a.InUseID,
+		})
+	}
+	fmt.Fprintln(env.Stdout, a.ID)
+	return nil
+}
+
+func tokenCreate(ctx context.Context, args []string, env Env) error {
+	var c common
+	fs := newFlags("token create", env, &c, `TOKEN=$(certplane token create --account "$ACCOUNT" --scope read)`)
+	account := fs.String("account", "", "account id (required)")
+	scope := fs.String("scope", "", "read (list and get) or write (everything) (required)")
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if !api.ValidAccountID(*account) {
+		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
+	}
+	if *scope != storage.ScopeRead && *scope != storage.ScopeWrite {
+		return fmt.Errorf("%w: --scope must be read or write", errUsage)
+	}
+	svc, b, err := c.service(ctx, env, false, controlplane.Options{})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	tok, err := svc.CreateToken(ctx, *account, *scope)
+	if err != nil {
+		return err
+	}
+	if c.json {
+		return printJSON(env.Stdout, map[string]string{"token": tok, "account_id": *account, "scope": *scope})
+	}
+	fmt.Fprintln(env.Stdout, tok)
+	return nil
+}
+
+func certCommand(ctx context.Context, sub string, args []string, env Env) error {
+	var c common
+	fs := newFlags("cert "+sub, env, &c, `certplane cert `+sub+` --account "$ACCOUNT" --id "$CERT"`)
+	account := fs.String("account", "", "account id (required)")
+	id := fs.String("id", "", "certificate id (or give it as the argument)")
+	var days *int
+	var keyType, format, out *string
+	switch sub {
+	case "generate":
+		days = fs.Int("days", ca.DefaultValidityDays, "validity in days, 1..10950")
+		keyType = fs.String("key-type", "", "ecdsa-p256 (default), rsa-2048 or rsa-3072")
+	case "download":
+		format = fs.String("format", controlplane.FormatPEM, "pem or crt (DER)")
+		out = fs.String("out", "", "write to this file instead of stdout")
+	case "list", "activate", "deactivate", "use", "delete":
+	default:
+		return fmt.Errorf("%w: unknown cert command %q", errUsage, sub)
+	}
+	if err := parse(fs, args); err != nil {
+		return err
+	}
+	if *id == "" && fs.NArg() == 1 {
+		*id = fs.Arg(0)
+	} else if fs.NArg() > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	}
+	if !api.ValidAccountID(*account) {
+		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
+	}
+	needsID := sub != "list" && sub != "generate"
+	if needsID && *id == "" {
+		return fmt.Errorf("%w: --id is required", errUsage)
+	}
+	svc, b, err := c.service(ctx, env, sub == "generate", controlplane.Options{})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+
+	var cert storage.Certificate
+	switch sub {
+	case "list":
+		certs, _, err := svc.Store().List(ctx, *account)
+		if err != nil {
+			return explain(err)
+		}
+		return printList(env.Stdout, certs, c.json)
+	case "generate":
+		cert, err = svc.Generate(ctx, *account, controlplane.GenerateRequest{ValidityDays: *days, KeyType: *keyType})
+	case "activate":
+		cert, err = svc.Activate(ctx, *account, *id)
+	case "deactivate":
+		cert, err = svc.Deactivate(ctx, *account, *id)
+	case "delete":
+		cert, err = svc.Delete(ctx, *account, *id)
+	case "use":
+		target := *id
+		if target == "none" {
+			target = api.NilUUID
+		}
+		a, err := svc.Use(ctx, *account, target)
+		if err != nil {
+			return explain(err)
+		}
+		if c.json {
+			conf, err := controlplane.APIConfiguration(a)
+			if err != nil {
+				return err
+			}
+			return printJSON(env.Stdout, conf)
+		}
+		if a.InUseID == "" {
+			fmt.Fprintln(env.Stdout, api.NilUUID)
+		} else {
+			fmt.Fprintln(env.Stdout, a.InUseID)
+		}
+		return nil
+	case "download":
+		data, err := svc.Download(ctx, *account, *id, *format)
+		if err != nil {
+			return explain(err)
+		}
+		if *out == "" {
+			_, err = env.Stdout.Write(data)
+			return err
+		}
+		// A public certificate: world-readable is right.
+		if err := os.WriteFile(*out, data, 0o644); err != nil {
+			return fmt.Errorf("write %s: %w", *out, err)
+		}
+		return nil
+	}
+	if err != nil {
+		return explain(err)
+	}
+	if c.json {
+		return printJSON(env.Stdout, controlplane.APICertificate(cert))
+	}
+	if sub == "generate" {
+		fmt.Fprintln(env.Stdout, cert.ID)
+	} else {
+		fmt.Fprintln(env.Stdout, cert.Status)
+	}
+	return nil
+}
+
+// explain turns storage sentinels into the same words the API uses.
+func explain(err error) error {
+	switch {
+	case errors.Is(err, storage.ErrNotFound):
+		return fmt.Errorf("no such account or certificate: %w", err)
+	}
+	return err
+}
+
+func printList(w io.Writer, certs []storage.Certificate, asJSON bool) error {
+	if asJSON {
+		out := make([]api.Certificate, len(certs))
+		for i, c := range certs {
+			out[i] = controlplane.APICertificate(c)
+		}
+		return printJSON(w, out)
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSTATUS\tIN USE\tTYPE\tEXPIRES\tFINGERPRINT")
+	for _, c := range certs {
+		inUse := ""
+		if c.InUse {
+			inUse = "yes"
+		}
+		fp := c.Fingerprint
+		if len(fp) > 23 {
+			fp = fp[:23] + "…"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.ID, c.Status, inUse, c.Type, c.ExpiresOn.Format("2006-01-02"), fp)
+	}
+	return tw.Flush()
+}
