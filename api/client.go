@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"net/url"
 	"regexp"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -38,6 +39,11 @@ type Error struct {
 	StatusCode int
 	// Errors are the envelope's errors; empty when the body had none.
 	Errors []Message
+	// Detail says what the body was when it was not an envelope ("text/html
+	// body: a proxy or captive portal?"), or "".
+	Detail string
+	// RetryAfter is the server's Retry-After (429, 503), or 0.
+	RetryAfter time.Duration
 }
 
 func (e *Error) Error() string {
@@ -49,9 +55,36 @@ func (e *Error) Error() string {
 		} else {
 			b.WriteString("; ")
 		}
-		fmt.Fprintf(&b, "%d %s", m.Code, m.Message)
+		// The server's text goes to logs and terminals: no control
+		// characters, bounded length.
+		fmt.Fprintf(&b, "%d %s", m.Code, clean(m.Message, 200))
+		if i == 4 && len(e.Errors) > 5 {
+			fmt.Fprintf(&b, "; and %d more", len(e.Errors)-5)
+			break
+		}
+	}
+	if len(e.Errors) == 0 && e.Detail != "" {
+		b.WriteString(" (" + e.Detail + ")")
+	}
+	if e.RetryAfter > 0 {
+		fmt.Fprintf(&b, " (retry after %s)", e.RetryAfter)
 	}
 	return b.String()
+}
+
+// clean makes server-supplied text safe to print: control characters
+// become '?', and it is cut to max bytes.
+func clean(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r < 0xa0) {
+			return '?'
+		}
+		return r
+	}, s)
+	if len(s) > max {
+		s = s[:max] + "…"
+	}
+	return s
 }
 
 // Code returns the first error code, or 0.
@@ -207,8 +240,25 @@ func (c *Client) ListIfChanged(ctx context.Context, etag string, wait time.Durat
 	return res, nil
 }
 
+// ErrBadID is returned for a certificate id that cannot be part of a URL
+// path: empty, "." or "..", or with a slash or control character.
+var ErrBadID = errors.New("api: bad certificate id")
+
+// checkID refuses ids that would change which URL is requested. Ids come
+// from callers and from list answers, so they are untrusted.
+func checkID(id string) error {
+	if id == "" || id == "." || id == ".." || len(id) > 128 || strings.ContainsAny(id, "/\\?#%") ||
+		strings.IndexFunc(id, func(r rune) bool { return r < 0x21 || r == 0x7f }) >= 0 {
+		return fmt.Errorf("%w: %q", ErrBadID, clean(id, 64))
+	}
+	return nil
+}
+
 // Get returns one certificate.
 func (c *Client) Get(ctx context.Context, id string) (*Certificate, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
 	var out Certificate
 	if _, err := c.do(ctx, http.MethodGet, c.gatewayPath("certificates", id), nil, nil, nil, &out); err != nil {
 		return nil, err
@@ -229,19 +279,36 @@ func (c *Client) Generate(ctx context.Context, validityDays int) (*Certificate, 
 
 // Activate deploys a certificate (inactive → pending_deployment → available).
 func (c *Client) Activate(ctx context.Context, id string) (*Certificate, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
 	return c.post(ctx, c.gatewayPath("certificates", id, "activate"))
 }
 
 // Deactivate withdraws a certificate (→ pending_deletion → inactive).
 func (c *Client) Deactivate(ctx context.Context, id string) (*Certificate, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
 	return c.post(ctx, c.gatewayPath("certificates", id, "deactivate"))
 }
 
-// Delete removes an inactive certificate.
+// Delete removes an inactive certificate. A success whose result is null
+// (some v4 endpoints answer deletes that way) returns a Certificate with
+// only the id set.
 func (c *Client) Delete(ctx context.Context, id string) (*Certificate, error) {
-	var out Certificate
-	if _, err := c.do(ctx, http.MethodDelete, c.gatewayPath("certificates", id), nil, nil, nil, &out); err != nil {
+	if err := checkID(id); err != nil {
 		return nil, err
+	}
+	var raw json.RawMessage
+	if _, err := c.do(ctx, http.MethodDelete, c.gatewayPath("certificates", id), nil, nil, nil, &raw); err != nil {
+		return nil, err
+	}
+	out := Certificate{ID: id}
+	if string(raw) != "null" {
+		if err := json.Unmarshal(raw, &out); err != nil {
+			return nil, fmt.Errorf("api: DELETE certificate %s: %w: result: %v", id, ErrMalformed, err)
+		}
 	}
 	return &out, nil
 }
@@ -281,6 +348,9 @@ func (c *Client) Upload(ctx context.Context, name, certPEM, keyPEM string) (*MTL
 // Download returns a certificate in "pem" or "crt" (DER) form, through
 // certplane's download extension.
 func (c *Client) Download(ctx context.Context, id, format string) ([]byte, error) {
+	if err := checkID(id); err != nil {
+		return nil, err
+	}
 	q := url.Values{"format": {format}}
 	path := c.gatewayPath("certificates", id, "download")
 	req, err := c.newRequest(ctx, http.MethodGet, path, q, nil, nil)
@@ -298,6 +368,9 @@ func (c *Client) Download(ctx context.Context, id, format string) ([]byte, error
 	}
 	if resp.StatusCode != http.StatusOK {
 		return nil, c.failure(http.MethodGet, path, resp, body)
+	}
+	if len(body) == 0 {
+		return nil, fmt.Errorf("api: GET %s: %w: empty body", path, ErrMalformed)
 	}
 	return body, nil
 }
@@ -320,8 +393,14 @@ func (c *Client) gatewayPath(parts ...string) string {
 
 func (c *Client) newRequest(ctx context.Context, method, path string, q url.Values, hdr http.Header, body any) (*http.Request, error) {
 	u := *c.base
-	u.Path = c.base.Path + path
-	u.RawPath = ""
+	// path is already escaped (gatewayPath); keep that form on the wire and
+	// the decoded one in Path, or an escaped id would be escaped twice.
+	decoded, err := url.PathUnescape(path)
+	if err != nil {
+		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
+	}
+	u.Path = c.base.Path + decoded
+	u.RawPath = c.base.EscapedPath() + path
 	if len(q) > 0 {
 		u.RawQuery = q.Encode()
 	}
@@ -378,11 +457,19 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, hdr 
 		return resp, fmt.Errorf("api: %s %s: HTTP %d: %w", method, path, resp.StatusCode, err)
 	}
 	if !env.Success {
+		if len(env.Errors) == 0 {
+			return resp, fmt.Errorf("api: %s %s: HTTP %d: %w: success is false but there are no errors", method, path, resp.StatusCode, ErrMalformed)
+		}
 		return resp, &Error{Method: method, Path: path, StatusCode: resp.StatusCode, Errors: env.Errors}
 	}
 	if out != nil {
 		if len(env.Result) == 0 {
 			return resp, fmt.Errorf("api: %s %s: %w: success without a result", method, path, ErrMalformed)
+		}
+		if _, raw := out.(*json.RawMessage); !raw && string(env.Result) == "null" {
+			if _, list := out.(*[]Certificate); !list {
+				return resp, fmt.Errorf("api: %s %s: %w: success with a null result", method, path, ErrMalformed)
+			}
 		}
 		if err := json.Unmarshal(env.Result, out); err != nil {
 			return resp, fmt.Errorf("api: %s %s: %w: result: %v", method, path, ErrMalformed, err)
@@ -394,11 +481,57 @@ func (c *Client) do(ctx context.Context, method, path string, q url.Values, hdr 
 // failure builds the error for a non-2xx answer, keeping the envelope's
 // errors when the body is one.
 func (c *Client) failure(method, path string, resp *http.Response, raw []byte) error {
-	e := &Error{Method: method, Path: path, StatusCode: resp.StatusCode}
-	if env, err := decodeEnvelope(resp, raw); err == nil {
+	e := &Error{Method: method, Path: path, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	env, err := decodeEnvelope(resp, raw)
+	if err == nil {
 		e.Errors = env.Errors
 	}
+	if len(e.Errors) == 0 {
+		e.Detail = bodyKind(resp, raw)
+	}
 	return e
+}
+
+// bodyKind describes a body that carried no envelope errors, for Error.
+func bodyKind(resp *http.Response, raw []byte) string {
+	mt, _, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	trimmed := bytes.TrimSpace(raw)
+	switch {
+	case len(trimmed) == 0:
+		return "empty body"
+	case mt == "text/html" || trimmed[0] == '<':
+		return "HTML body, not an API answer: a proxy, load balancer or captive portal?"
+	case mt != "" && mt != "application/json":
+		return mt + " body, not an API answer"
+	default:
+		return "body is not an API envelope"
+	}
+}
+
+// retryAfter parses a Retry-After header: delay seconds or an HTTP date.
+// Nonsense and the past give 0; more than a day is capped, so a hostile
+// answer cannot park the agent.
+func retryAfter(h string, now time.Time) time.Duration {
+	h = strings.TrimSpace(h)
+	if h == "" {
+		return 0
+	}
+	var d time.Duration
+	if secs, err := strconv.ParseInt(h, 10, 64); err == nil {
+		if secs <= 0 {
+			return 0
+		}
+		if secs > 86400 {
+			secs = 86400
+		}
+		d = time.Duration(secs) * time.Second
+	} else if t, err := http.ParseTime(h); err == nil {
+		d = t.Sub(now)
+	}
+	if d < 0 {
+		return 0
+	}
+	return min(d, 24*time.Hour)
 }
 
 func readLimited(r io.Reader) ([]byte, error) {
@@ -427,7 +560,7 @@ func decodeEnvelope(resp *http.Response, raw []byte) (*Envelope, error) {
 	if err := dec.Decode(&env); err != nil {
 		return nil, fmt.Errorf("%w: not a v4 envelope: %v", ErrMalformed, err)
 	}
-	if dec.More() {
+	if len(bytes.TrimSpace(raw[dec.InputOffset():])) != 0 {
 		return nil, fmt.Errorf("%w: trailing data after the envelope", ErrMalformed)
 	}
 	if !env.Success && len(env.Errors) == 0 && len(env.Result) == 0 {

@@ -226,6 +226,11 @@ func (t *Time) UnmarshalJSON(b []byte) error {
 	if v.Year() <= 1 {
 		v = time.Time{}
 	}
+	if y := v.UTC().Year(); y > 9999 {
+		// MarshalJSON writes UTC; a year RFC 3339 cannot spell would not
+		// read back.
+		return fmt.Errorf("time %q: year %d out of range", str, y)
+	}
 	*t = Time{v}
 	return nil
 }
