@@ -57,7 +57,9 @@ func (f *fakeBackend) Purge(context.Context) (any, error) {
 }
 
 // serve starts a server on a socket in a directory every user can reach.
-func serve(t *testing.T, b Backend) string {
+func serve(t *testing.T, b Backend) string { return serveB(t, b) }
+
+func serveB(t testing.TB, b Backend) string {
 	t.Helper()
 	dir := t.TempDir()
 	// t.TempDir is 0700 (and so is its parent); the unprivileged client
