@@ -18,10 +18,10 @@ func TestFromSnapshot(t *testing.T) {
 	alice := trust.Target{User: "alice", Path: "/home/alice/.pki/nssdb"}
 	snap := &agent.Snapshot{
 		Version: "1.0", ControlPlaneURL: "https://cp.example/client/v4", AccountID: "acct", PollInterval: "1m0s",
-		Stores:         []string{"system", "nss", "java"},
-		LastPoll:       now.Add(-10 * time.Second), LastPollStatus: "auth_error", LastError: "HTTP 401: invalid token",
-		LastSuccess:    now.Add(-time.Hour), ConsecutiveFailures: 1, AuthBlocked: true, ClockSkew: "2s",
-		LastPass:       now.Add(-10 * time.Second),
+		Stores:   []string{"system", "nss", "java"},
+		LastPoll: now.Add(-10 * time.Second), LastPollStatus: "auth_error", LastError: "HTTP 401: invalid token",
+		LastSuccess: now.Add(-time.Hour), ConsecutiveFailures: 1, AuthBlocked: true, ClockSkew: "2s",
+		LastPass: now.Add(-10 * time.Second),
 		Desired: []agent.CertInfo{
 			{ID: "a", FP: a, Subject: "Root A", NotAfter: now.Add(400 * 24 * time.Hour), InUse: true},
 			{ID: "b", FP: b, Subject: "Root B", NotAfter: now.Add(10 * 24 * time.Hour)},
