@@ -126,6 +126,7 @@ func New(cfg *Config, deps Deps) (*Agent, error) {
 		// Carry history across restarts, and know what is on disk so an
 		// unchanged state is not rewritten.
 		a.snap.RetiredRemoved, a.snap.LastChange, a.snap.LastChanges = prev.RetiredRemoved, prev.LastChange, prev.LastChanges
+		a.snap.LastSuccess = prev.LastSuccess
 		a.persisted = material(*prev)
 	}
 	return a, nil

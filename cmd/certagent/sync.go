@@ -41,6 +41,7 @@ func cmdSync(args []string) int {
 	fs := flag.NewFlagSet("sync", flag.ContinueOnError)
 	dry := fs.Bool("dry-run", false, "plan only: print what would change, change nothing, write nothing")
 	asJSON := fs.Bool("json", false, "print the report as JSON")
+	verbose := fs.Bool("verbose", false, "also log what happens (at the config's log_level) to stderr")
 	fs.Usage = func() {
 		fmt.Fprintln(fs.Output(), "usage: certagent sync [--dry-run] [--json]\n\nOne reconcile pass now: poll the control plane, install what is missing,\nremove what certagent installed that is no longer available.")
 		fs.PrintDefaults()
@@ -54,9 +55,9 @@ func cmdSync(args []string) int {
 		return exitConfig
 	}
 	log := newLogger(cfg.LogLevel)
-	if !*asJSON {
-		// The report below says everything; keep the log for problems.
-		log.SetLevel(hclog.Warn)
+	if !*verbose {
+		// The report says everything the log would, per target.
+		log.SetLevel(hclog.Off)
 	}
 	a, err := agent.New(cfg, agent.Deps{Logger: log.Named("agent")})
 	if err != nil {
