@@ -196,6 +196,15 @@ func goClient(url string) int {
 // rejected means neither. Anything in between fails t.
 func ChromiumTrusts(t testing.TB, s *Server, home string) bool {
 	t.Helper()
+	return ChromiumTrustsAs(t, s, -1, -1, home)
+}
+
+// ChromiumTrustsAs is ChromiumTrusts with chromium running as uid:gid, as a
+// real user's browser does: files it creates in home (Chromium 146+ makes
+// ~/.local/share/pki/nssdb on its first certificate check when no
+// ~/.pki/nssdb exists) stay that user's. uid < 0 means as ourselves.
+func ChromiumTrustsAs(t testing.TB, s *Server, uid, gid int, home string) bool {
+	t.Helper()
 	chromium := Tool(t, ChromiumPath, "chromium")
 	path := NewPath("chromium")
 	ud := t.TempDir()
@@ -208,6 +217,11 @@ func ChromiumTrusts(t testing.TB, s *Server, home string) bool {
 		defer os.RemoveAll(d)
 		ud = d
 	}
+	if uid >= 0 {
+		if err := os.Chown(ud, uid, gid); err != nil {
+			t.Fatalf("nstest: %v", err)
+		}
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), checkTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, chromium,
@@ -215,6 +229,9 @@ func ChromiumTrusts(t testing.TB, s *Server, home string) bool {
 		"--disable-background-networking", "--disable-component-update", "--disable-sync",
 		"--no-proxy-server", "--user-data-dir="+ud, "--dump-dom", s.URL+path)
 	cmd.Env = cleanEnv("HOME=" + home)
+	if uid >= 0 {
+		setCredential(cmd, uid, gid)
+	}
 	var out, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &stderr
 	runErr := cmd.Run()

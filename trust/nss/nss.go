@@ -11,8 +11,12 @@
 // removes by fingerprint. A user without any database is reported Skipped
 // "no NSS database", never as success. We create a database for nobody,
 // with one exception: a user who runs a Chromium-based browser (its profile
-// directory exists) but has no ~/.pki/nssdb gets one on the first install,
-// because Chromium reads that database but never creates it.
+// directory exists) but has neither ~/.pki/nssdb nor
+// ~/.local/share/pki/nssdb gets ~/.pki/nssdb on the first install, owned by
+// them. Chromium before 146 reads that database but never creates it;
+// Chromium 146+ (measured: Debian's 156) creates ~/.local/share/pki/nssdb
+// on its first certificate check, but still reads ~/.pki/nssdb when that
+// exists (TestChromium proves both).
 //
 // List runs no command when nothing changed: each database's listing is
 // cached under the (size, mtime, inode) of its cert9.db.

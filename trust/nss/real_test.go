@@ -1,0 +1,260 @@
+package nss
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync/atomic"
+	"syscall"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/certagent/certagent/internal/nstest"
+	"github.com/certagent/certagent/platform"
+	"github.com/certagent/certagent/trust"
+	"github.com/certagent/certagent/trust/trusttest"
+)
+
+func TestMain(m *testing.M) { nstest.Main(m, nstest.Config{}) }
+
+var nextUID atomic.Int64
+
+// newUser makes a user that exists only for this test: a uid no account
+// has and a home on the namespace's tmpfs, owned by that uid.
+func newUser(t *testing.T, name string) platform.User {
+	t.Helper()
+	uid := 42000 + int(nextUID.Add(1))
+	home, err := os.MkdirTemp(nstest.Scratch(), "home-"+name+"-")
+	require.NoError(t, err)
+	require.NoError(t, os.Chmod(home, 0o755))
+	require.NoError(t, os.Chown(home, uid, uid))
+	return platform.User{Name: fmt.Sprintf("%s%d", name, uid), UID: uid, GID: uid, Home: home, Shell: "/bin/sh"}
+}
+
+// certutil runs the real certutil as u (nil: root), outside the adapter.
+func certutil(t *testing.T, u *platform.User, stdin []byte, args ...string) string {
+	t.Helper()
+	out, err := (&platform.ExecRunner{}).Run(context.Background(), platform.Cmd{Path: DefaultCertutil, Args: args, As: u, Stdin: stdin})
+	require.NoError(t, err, "%s", out)
+	return string(out)
+}
+
+// newDB creates an empty NSS database in dir as u.
+func newDB(t *testing.T, u *platform.User, dir string) {
+	t.Helper()
+	out, err := (&platform.ExecRunner{}).Run(context.Background(), platform.Cmd{Path: "/bin/mkdir", Args: []string{"-p", dir}, As: u})
+	require.NoError(t, err, "%s", out)
+	certutil(t, u, nil, "-N", "-d", "sql:"+dir, "--empty-password")
+}
+
+func requireReal(t *testing.T) {
+	t.Helper()
+	nstest.Require(t)
+	nstest.Tool(t, DefaultCertutil, "libnss3-tools")
+}
+
+func usersFunc(us ...platform.User) func() ([]platform.User, error) {
+	return func() ([]platform.User, error) { return us, nil }
+}
+
+func ownerOf(t *testing.T, p string) int {
+	t.Helper()
+	st, err := os.Stat(p)
+	require.NoError(t, err)
+	return int(st.Sys().(*syscall.Stat_t).Uid)
+}
+
+// TestRealCertutil: install, list, no-change pass, foreign root, removal,
+// with the real certutil run as the database's owner.
+func TestRealCertutil(t *testing.T) {
+	requireReal(t)
+	t.Parallel()
+	alice := newUser(t, "alice")
+	chromeDB := filepath.Join(alice.Home, ".pki/nssdb")
+	profile := filepath.Join(alice.Home, ".mozilla/firefox/abc.default-release")
+	newDB(t, &alice, chromeDB)
+	newDB(t, &alice, profile)
+	require.NoError(t, os.WriteFile(filepath.Join(alice.Home, ".mozilla/firefox/profiles.ini"), []byte("[Profile0]\nName=default\nIsRelative=1\nPath=abc.default-release\n"), 0o644))
+	bob := newUser(t, "bob") // no database at all
+
+	cr := &platform.CountingRunner{Runner: &platform.ExecRunner{}}
+	s := New(Options{Users: usersFunc(alice, bob), SystemDB: "-", Runner: cr})
+	ctx := context.Background()
+	require.NoError(t, s.Check(ctx))
+	inv, err := s.List(ctx)
+	require.NoError(t, err)
+	assert.Len(t, inv.Targets, 2)
+	require.Len(t, inv.Skipped, 1)
+	assert.Equal(t, trust.Skip{Target: trust.Target{User: bob.Name}, Reason: "no NSS database"}, inv.Skipped[0])
+
+	ca := trusttest.NewCA(t)
+	res, err := trust.Install(ctx, s, ca.Cert)
+	require.NoError(t, err)
+	require.Len(t, res, 2)
+	require.NoError(t, trust.FirstError(res))
+	for _, db := range []string{chromeDB, profile} {
+		assert.Equal(t, alice.UID, ownerOf(t, filepath.Join(db, "cert9.db")), "%s changed owner", db)
+		out := certutil(t, &alice, nil, "-L", "-d", "sql:"+db, "-n", nickname(ca.FP))
+		assert.Contains(t, out, "Trusted CA", "trust flags in %s", db)
+	}
+
+	// Nothing to change: no command at all, List included.
+	n := cr.Count()
+	inv, err = s.List(ctx)
+	require.NoError(t, err)
+	for _, tg := range inv.Targets {
+		assert.True(t, inv.Has(tg, ca.FP))
+	}
+	res, err = trust.Install(ctx, s, ca.Cert)
+	require.NoError(t, err)
+	assert.Empty(t, res)
+	assert.Equal(t, n, cr.Count(), "a pass with nothing to change ran certutil")
+
+	// A root someone else added (with their own nickname) is listed as
+	// theirs, survives removal of ours, and goes when named exactly.
+	foreign := trusttest.NewCA(t, trusttest.WithCommonName("Cloudflare for Teams ECC Certificate Authority"))
+	certutil(t, &alice, foreign.PEM(), "-A", "-d", "sql:"+chromeDB, "-n", "Cloudflare for Teams ECC Certificate Authority - Cloudflare, Inc.", "-t", "CT,C,C")
+	inv, err = s.List(ctx)
+	require.NoError(t, err)
+	tgChrome := trust.Target{User: alice.Name, Path: chromeDB}
+	require.True(t, inv.Has(tgChrome, foreign.FP))
+	for _, e := range inv.Entries {
+		assert.Equal(t, e.FP == ca.FP, e.Tagged, "%s %s", e.Target, e.FP.Short())
+	}
+	res, err = trust.Uninstall(ctx, s, ca.FP)
+	require.NoError(t, err)
+	require.Len(t, res, 2)
+	require.NoError(t, trust.FirstError(res))
+	requireOK(t, s.Apply(ctx, []trust.Change{{Op: trust.OpRemove, FP: foreign.FP, Target: tgChrome}}))
+	inv, err = s.List(ctx)
+	require.NoError(t, err)
+	assert.Empty(t, inv.Entries)
+	assert.Equal(t, alice.UID, ownerOf(t, filepath.Join(chromeDB, "cert9.db")))
+}
+
+func requireOK(t *testing.T, res []trust.Result) {
+	t.Helper()
+	for _, r := range res {
+		require.Equal(t, trust.StatusOK, r.Status, "%s: %s %v", r.Change, r.Reason, r.Err)
+	}
+}
+
+// TestSharedNickname: two roots under one nickname (same subject, as a
+// renewed root has) are never deleted by nickname.
+func TestSharedNickname(t *testing.T) {
+	requireReal(t)
+	t.Parallel()
+	u := newUser(t, "erin")
+	db := filepath.Join(u.Home, ".pki/nssdb")
+	newDB(t, &u, db)
+	old := trusttest.NewCA(t, trusttest.WithCommonName("Same Subject"), trusttest.WithOrganization("Org"))
+	renewed := trusttest.NewCA(t, trusttest.WithCommonName("Same Subject"), trusttest.WithOrganization("Org"), trusttest.WithFreshKey())
+	certutil(t, &u, old.PEM(), "-A", "-d", "sql:"+db, "-n", "Same Subject - Org", "-t", "C,,")
+	certutil(t, &u, renewed.PEM(), "-A", "-d", "sql:"+db, "-n", "Same Subject - Org", "-t", "C,,")
+	s := New(Options{Users: usersFunc(u), SystemDB: "-"})
+	ctx := context.Background()
+	inv, err := s.List(ctx)
+	require.NoError(t, err)
+	tg := trust.Target{User: u.Name, Path: db}
+	require.True(t, inv.Has(tg, old.FP))
+	require.True(t, inv.Has(tg, renewed.FP))
+	res := s.Apply(ctx, []trust.Change{{Op: trust.OpRemove, FP: old.FP, Target: tg}})
+	assert.Equal(t, trust.StatusSkipped, res[0].Status, "%v", res[0].Err)
+	inv, err = s.List(ctx)
+	require.NoError(t, err)
+	assert.True(t, inv.Has(tg, renewed.FP), "the renewed root must survive")
+}
+
+// TestConformance runs trust/trusttest against real databases of two users
+// and a system database.
+func TestConformance(t *testing.T) {
+	requireReal(t)
+	t.Parallel()
+	trusttest.Run(t, func(t *testing.T) trust.Store {
+		a, b := newUser(t, "carol"), newUser(t, "dave")
+		newDB(t, &a, filepath.Join(a.Home, ".pki/nssdb"))
+		newDB(t, &b, filepath.Join(b.Home, ".local/share/pki/nssdb"))
+		sys, err := os.MkdirTemp(nstest.Scratch(), "sysdb-")
+		require.NoError(t, err)
+		newDB(t, nil, sys)
+		return New(Options{Users: usersFunc(a, b), SystemDB: sys})
+	}, trusttest.Options{
+		Plant: func(t *testing.T, st trust.Store, c *trust.Cert) {
+			inv, err := st.List(context.Background())
+			require.NoError(t, err)
+			for _, tg := range inv.Targets {
+				var u *platform.User
+				if tg.User != "" {
+					us, _ := st.(*Store).users()
+					for i := range us {
+						if us[i].Name == tg.User {
+							u = &us[i]
+						}
+					}
+				}
+				certutil(t, u, c.PEM(), "-A", "-d", "sql:"+tg.Path, "-n", "someone else "+c.FP.Short(), "-t", "C,,")
+			}
+		},
+		PlantedRemovable: true,
+		Parallel:         true,
+		Rounds:           2,
+	})
+}
+
+// TestChromium: headless Debian chromium, run as the user with the user's
+// HOME, rejects the test server before install, loads it after, and rejects
+// it again after removal. Chromium 156 makes ~/.local/share/pki/nssdb itself
+// on its first certificate check, so frank's install lands there; gina never
+// ran a check, so the adapter creates ~/.pki/nssdb for her (Chromium has a
+// profile directory) and chromium reads it.
+func TestChromium(t *testing.T) {
+	requireReal(t)
+	nstest.Tool(t, nstest.ChromiumPath, "chromium")
+	ca := trusttest.NewCA(t, trusttest.WithCommonName("certagent chromium test CA"))
+	srv := nstest.Serve(t, ca)
+	chromiumUser := func(t *testing.T, name string) platform.User {
+		u := newUser(t, name)
+		out, err := (&platform.ExecRunner{}).Run(context.Background(), platform.Cmd{Path: "/bin/mkdir", Args: []string{"-p", filepath.Join(u.Home, ".config/chromium/Default")}, As: &u})
+		require.NoError(t, err, "%s", out)
+		return u
+	}
+	check := func(t *testing.T, u platform.User) bool {
+		return nstest.ChromiumTrustsAs(t, srv, u.UID, u.GID, u.Home)
+	}
+	install := func(t *testing.T, s *Store) trust.Target {
+		res, err := trust.Install(context.Background(), s, ca.Cert)
+		require.NoError(t, err)
+		require.Len(t, res, 1, "one database")
+		require.NoError(t, trust.FirstError(res))
+		return res[0].Change.Target
+	}
+
+	t.Run("own database", func(t *testing.T) {
+		t.Parallel()
+		u := chromiumUser(t, "frank")
+		s := New(Options{Users: usersFunc(u), SystemDB: "-"})
+		assert.False(t, check(t, u), "chromium trusts the CA before install")
+		tg := install(t, s)
+		t.Logf("installed into %s", tg.Path)
+		assert.Equal(t, u.UID, ownerOf(t, filepath.Join(tg.Path, "cert9.db")))
+		assert.True(t, check(t, u), "chromium does not trust the installed CA")
+		res, err := trust.Uninstall(context.Background(), s, ca.FP)
+		require.NoError(t, err)
+		require.NoError(t, trust.FirstError(res))
+		assert.False(t, check(t, u), "chromium trusts the CA after removal")
+	})
+	t.Run("created database", func(t *testing.T) {
+		t.Parallel()
+		u := chromiumUser(t, "gina")
+		s := New(Options{Users: usersFunc(u), SystemDB: "-"})
+		tg := install(t, s)
+		db := filepath.Join(u.Home, ".pki/nssdb")
+		require.Equal(t, db, tg.Path)
+		assert.Equal(t, u.UID, ownerOf(t, db))
+		assert.Equal(t, u.UID, ownerOf(t, filepath.Join(db, "cert9.db")))
+		assert.True(t, check(t, u), "chromium does not read the database we created")
+	})
+}
