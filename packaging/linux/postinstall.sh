@@ -1,0 +1,32 @@
+#!/bin/sh
+# certagent post-install: deb postinst, rpm %post, Arch post_install and
+# post_upgrade, apk post-install and post-upgrade.
+#
+# POSIX sh only: nfpm pastes this body into a shell function in Arch's
+# .INSTALL, where the shebang is just a comment.
+#
+# Arguments differ by format (deb: configure|abort-*; rpm: 1 install, 2
+# upgrade; Arch and apk: version strings). Every call means "our files are in
+# place", so every call does the same thing: make sure the state directory
+# exists and (re)start the service, which also picks up a new binary after an
+# upgrade.
+set -e
+
+# The ledger lists what we installed; nobody else needs to read it.
+mkdir -p /var/lib/certagent
+chmod 0700 /var/lib/certagent
+
+# Only talk to systemd when it is PID 1: containers, chroots and image builds
+# have systemctl but no systemd, and an install there must still succeed.
+if [ -d /run/systemd/system ]; then
+	systemctl daemon-reload >/dev/null 2>&1 || true
+	systemctl enable certagent.service >/dev/null 2>&1 ||
+		echo "certagent: warning: could not enable certagent.service" >&2
+	# A missing or half-written config makes the daemon exit non-zero; the
+	# unit retries every 5 s, so the package install itself never fails.
+	systemctl restart certagent.service ||
+		echo "certagent: warning: certagent.service did not start; see: journalctl -u certagent" >&2
+else
+	echo "certagent: systemd is not running; not starting the service" >&2
+fi
+exit 0
