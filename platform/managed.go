@@ -6,7 +6,7 @@ import "encoding/json"
 // key; the keys are the config file's.
 type Managed struct {
 	// Source names where the settings came from, for status ("/etc/certagent/managed.json",
-	// "HKLM\SOFTWARE\Policies\certagent", "/Library/Managed Preferences/dev.certagent.plist").
+	// "HKLM\SOFTWARE\Policies\certagent", "/Library/Managed Preferences/dev.certagent.agent.plist").
 	Source string
 	// Settings maps config keys to JSON values. Empty when nothing is managed.
 	Settings map[string]json.RawMessage

@@ -1,5 +1,8 @@
 package platform
 
+// defaultPaths follows macOS conventions for a system daemon: settings and
+// state under /Library/Application Support (root-owned), logs where Console
+// looks, and the LocalAPI socket in /var/run.
 func defaultPaths() Paths {
 	return Paths{
 		ConfigFile: "/Library/Application Support/certagent/config.json",
