@@ -224,7 +224,14 @@ func (s *Service) writeEnvelope(w http.ResponseWriter, r *http.Request, status i
 		s.writeError(w, r, e)
 		return
 	}
-	writeJSON(w, status, api.Envelope{Success: true, Errors: []api.Message{}, Messages: []api.Message{}, Result: raw})
+	// Spliced rather than marshalled through api.Envelope: a RawMessage
+	// field is re-validated and compacted byte by byte, which was a quarter
+	// of the list's cost.
+	b := make([]byte, 0, len(raw)+64)
+	b = append(b, `{"success":true,"errors":[],"messages":[],"result":`...)
+	b = append(b, raw...)
+	b = append(b, "}\n"...)
+	writeBody(w, status, b)
 }
 
 func (s *Service) writeError(w http.ResponseWriter, r *http.Request, e *apiError) {
@@ -237,17 +244,20 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, e *apiError
 func writeJSON(w http.ResponseWriter, status int, env api.Envelope) {
 	b, err := json.Marshal(env)
 	if err != nil {
-		// Only a result that cannot be encoded gets here, and those were
-		// handled by writeEnvelope; keep the envelope shape regardless.
+		// Envelopes of errors always encode; keep the shape regardless.
 		b = []byte(`{"success":false,"errors":[{"code":1000,"message":"internal error"}],"messages":[],"result":null}`)
 		status = http.StatusInternalServerError
 	}
+	writeBody(w, status, append(b, '\n'))
+}
+
+func writeBody(w http.ResponseWriter, status int, b []byte) {
 	w.Header().Set("Content-Type", "application/json")
 	if w.Header().Get("Cache-Control") == "" {
 		w.Header().Set("Cache-Control", "no-store")
 	}
 	w.WriteHeader(status)
-	w.Write(append(b, '\n'))
+	w.Write(b)
 }
 
 // decodeBody reads the request body as one JSON object into v. Unknown

@@ -1,0 +1,368 @@
+package controlplane_test
+
+import (
+	"bytes"
+	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/json"
+	"encoding/pem"
+	"math/big"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/certagent/certagent/api"
+	"github.com/certagent/certagent/controlplane"
+	"github.com/certagent/certagent/controlplane/storage"
+)
+
+func TestErrors(t *testing.T) {
+	f := newFixture(t)
+	other, err := f.svc.CreateAccount(context.Background(), "other")
+	require.NoError(t, err)
+	otherTok, err := f.svc.CreateToken(context.Background(), other.ID, storage.ScopeWrite)
+	require.NoError(t, err)
+	certPEM, _ := mintCA(t)
+	upload := func(m map[string]any) string {
+		b, _ := json.Marshal(m)
+		return string(b)
+	}
+	unknown := uuid.NewString()
+	tests := []struct {
+		name          string
+		method, path  string
+		token, body   string
+		status        int
+		codes         []int
+		pointer       string
+		messageSubstr string
+	}{
+		{"unknown route", "GET", controlplane.APIPrefix + "/nope", f.read, "", 404, []int{7003, 7000}, "", "Could not route"},
+		{"outside the API", "GET", "/admin", "", "", 404, []int{7003, 7000}, "", ""},
+		{"trailing slash", "GET", f.gw("/certificates/"), f.read, "", 404, []int{7003, 7000}, "", ""},
+		{"no token", "GET", f.gw("/certificates"), "", "", 401, []int{10000}, "", "Authentication error"},
+		{"malformed token", "GET", f.gw("/certificates"), "hunter2", "", 401, []int{10000}, "", ""},
+		{"unknown token", "GET", f.gw("/certificates"), "cpt_0000000000000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "", 401, []int{10000}, "", ""},
+		{"another account's token", "GET", f.gw("/certificates"), otherTok, "", 403, []int{10000}, "", ""},
+		{"not an account id", "GET", controlplane.APIPrefix + "/accounts/ACME/gateway/certificates", f.read, "", 404, []int{7003}, "", ""},
+		{"read token writes", "POST", f.gw("/certificates"), f.read, "{}", 403, []int{10001}, "", "write token"},
+		{"read token configures", "PATCH", f.gw("/configuration"), f.read, `{"settings":{}}`, 403, []int{10001}, "", ""},
+		{"cert id not a UUID", "GET", f.gw("/certificates/../../x"), f.read, "", 404, []int{7003, 7000}, "", ""},
+		{"cert id garbage", "GET", f.gw("/certificates/xyz"), f.read, "", 404, []int{7003}, "", ""},
+		{"unknown cert", "GET", f.gw("/certificates/" + unknown), f.read, "", 404, []int{7003}, "", ""},
+		{"unknown cert activate", "POST", f.gw("/certificates/" + unknown + "/activate"), f.write, "{}", 404, []int{7003}, "", ""},
+		{"wrong method", "PUT", f.gw("/certificates"), f.write, "{}", 405, []int{1004}, "", "GET, POST"},
+		{"malformed JSON", "POST", f.gw("/certificates"), f.write, "{", 400, []int{1002}, "", "unexpected end"},
+		{"syntax error", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":}`, 400, []int{1002}, "", "malformed JSON"},
+		{"not an object", "POST", f.gw("/certificates"), f.write, `[]`, 400, []int{1002}, "", "JSON object"},
+		{"trailing data", "POST", f.gw("/certificates"), f.write, `{}{}`, 400, []int{1002}, "", "after the object"},
+		{"unknown field", "POST", f.gw("/certificates"), f.write, `{"validity_days":30}`, 400, []int{1001}, "", `"validity_days"`},
+		{"days as string", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":"30"}`, 400, []int{1002}, "/validity_period_days", "want int"},
+		{"days fraction", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":1.5}`, 400, []int{1002}, "", ""},
+		{"days zero", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":0}`, 400, []int{1001}, "/validity_period_days", "1..10950"},
+		{"days too many", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":10951}`, 400, []int{1001}, "/validity_period_days", ""},
+		{"bad key type", "POST", f.gw("/certificates"), f.write, `{"key_type":"dsa"}`, 400, []int{1001}, "/key_type", ""},
+		{"too large", "POST", f.gw("/certificates"), f.write, `{"x":"` + strings.Repeat("a", controlplane.MaxBodyBytes) + `"}`, 413, []int{1003}, "", ""},
+		{"activate with fields", "POST", f.gw("/certificates/" + unknown + "/activate"), f.write, `{"force":true}`, 400, []int{1001}, "", ""},
+		{"config without settings", "PATCH", f.gw("/configuration"), f.write, `{}`, 400, []int{1001}, "/settings", ""},
+		{"config empty body", "PUT", f.gw("/configuration"), f.write, ``, 400, []int{1002}, "", "empty"},
+		{"config bad id", "PATCH", f.gw("/configuration"), f.write, `{"settings":{"certificate":{"id":"x"}}}`, 400, []int{1001}, "/settings/certificate/id", ""},
+		{"config unknown cert", "PATCH", f.gw("/configuration"), f.write, `{"settings":{"certificate":{"id":"` + unknown + `"}}}`, 400, []int{1001}, "", "no such certificate"},
+		{"config cert field", "PATCH", f.gw("/configuration"), f.write, `{"settings":{"certificate":{"id":"` + unknown + `","x":1}}}`, 400, []int{1001}, "/settings/certificate", ""},
+		{"config setting not object", "PATCH", f.gw("/configuration"), f.write, `{"settings":{"tls_decrypt":true}}`, 400, []int{1001}, "/settings/tls_decrypt", ""},
+		{"upload not ca", "POST", controlplane.APIPrefix + "/accounts/" + f.account + "/mtls_certificates", f.write, upload(map[string]any{"name": "x", "certificates": certPEM, "private_key": "k", "ca": false}), 400, []int{1001}, "/ca", ""},
+		{"upload bad cert", "POST", controlplane.APIPrefix + "/accounts/" + f.account + "/mtls_certificates", f.write, upload(map[string]any{"name": "x", "certificates": "nope", "private_key": "k", "ca": true}), 400, []int{1010}, "/certificates", ""},
+		{"upload bad key", "POST", controlplane.APIPrefix + "/accounts/" + f.account + "/mtls_certificates", f.write, upload(map[string]any{"name": "x", "certificates": certPEM, "private_key": "k", "ca": true}), 400, []int{1011}, "/private_key", ""},
+		{"upload no key", "POST", controlplane.APIPrefix + "/accounts/" + f.account + "/mtls_certificates", f.write, upload(map[string]any{"certificates": certPEM, "ca": true}), 400, []int{1001}, "/private_key", ""},
+		{"list bad wait", "GET", f.gw("/certificates?wait=soon"), f.read, "", 400, []int{1001}, "", "wait"},
+		{"download bad format", "GET", f.gw("/certificates/" + f.first + "/download?format=pfx"), f.read, "", 400, []int{1001}, "", "pem or crt"},
+		{"delete in use", "DELETE", f.gw("/certificates/" + f.first), f.write, "", 409, []int{1102}, "", "inactive"},
+		{"deactivate in use", "POST", f.gw("/certificates/" + f.first + "/deactivate"), f.write, "", 409, []int{1103}, "", ""},
+	}
+	rev := f.revision(t)
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := f.do(t, tt.method, tt.path, tt.token, tt.body)
+			require.Equal(t, tt.status, r.status, "body: %s", r.body)
+			assert.False(t, r.env.Success)
+			assert.Equal(t, "null", string(r.env.Result))
+			assert.NotNil(t, r.env.Messages)
+			var codes []int
+			for _, e := range r.env.Errors {
+				codes = append(codes, e.Code)
+			}
+			assert.Equal(t, tt.codes, codes)
+			if tt.messageSubstr != "" {
+				assert.Contains(t, r.env.Errors[0].Message, tt.messageSubstr)
+			}
+			if tt.pointer != "" {
+				require.NotNil(t, r.env.Errors[0].Source)
+				assert.Equal(t, tt.pointer, r.env.Errors[0].Source.Pointer)
+			}
+			switch tt.status {
+			case 401:
+				assert.Contains(t, r.header.Get("WWW-Authenticate"), "Bearer")
+			case 405:
+				assert.Equal(t, "GET, POST", r.header.Get("Allow"))
+			}
+		})
+	}
+	assert.Equal(t, rev, f.revision(t), "refused requests must change nothing")
+	certs, _, err := f.svc.Store().List(context.Background(), f.account)
+	require.NoError(t, err)
+	assert.Len(t, certs, 1)
+}
+
+func TestEmptyBodiesAreAccepted(t *testing.T) {
+	f := newFixture(t)
+	r := f.do(t, "POST", f.gw("/certificates"), f.write, "")
+	require.Equal(t, 200, r.status, "%s", r.body)
+	var c api.Certificate
+	require.NoError(t, json.Unmarshal(r.env.Result, &c))
+	assert.Equal(t, api.StatusInactive, c.BindingStatus)
+	r = f.do(t, "POST", f.gw("/certificates/"+c.ID+"/activate"), f.write, "")
+	require.Equal(t, 200, r.status, "%s", r.body)
+	// Upper-case ids are the same id.
+	r = f.do(t, "GET", f.gw("/certificates/"+strings.ToUpper(c.ID)), f.read, "")
+	require.Equal(t, 200, r.status, "%s", r.body)
+}
+
+func TestCertificateWireShape(t *testing.T) {
+	f := newFixture(t)
+	r := f.do(t, "GET", f.gw("/certificates"), f.read, "")
+	require.Equal(t, 200, r.status)
+	assert.True(t, r.env.Success)
+	assert.Equal(t, []api.Message{}, r.env.Errors)
+	var raw []map[string]any
+	require.NoError(t, json.Unmarshal(r.env.Result, &raw))
+	require.Len(t, raw, 1)
+	for _, k := range []string{"id", "binding_status", "certificate", "fingerprint", "in_use", "issuer_org", "issuer_raw",
+		"type", "created_at", "updated_at", "uploaded_on", "expires_on"} {
+		assert.Contains(t, raw[0], k)
+	}
+	assert.Equal(t, "0001-01-01T00:00:00Z", raw[0]["uploaded_on"], "a managed certificate was never uploaded")
+	assert.True(t, strings.HasSuffix(raw[0]["certificate"].(string), "-----END CERTIFICATE-----\n"))
+	assert.NotContains(t, string(r.body), "PRIVATE")
+}
+
+func TestListETag(t *testing.T) {
+	f := newFixture(t)
+	r := f.do(t, "GET", f.gw("/certificates"), f.read, "")
+	require.Equal(t, 200, r.status)
+	etag := r.header.Get("ETag")
+	require.NotEmpty(t, etag)
+	assert.False(t, strings.HasPrefix(etag, "W/"), "the list ETag is strong")
+
+	before := f.backend.certReads.Load()
+	for _, inm := range []string{etag, "W/" + etag, `"zzz", ` + etag, "*"} {
+		r = f.do(t, "GET", f.gw("/certificates"), f.read, "", "If-None-Match", inm)
+		assert.Equal(t, http.StatusNotModified, r.status, "If-None-Match %s", inm)
+		assert.Empty(t, r.body)
+		assert.Equal(t, etag, r.header.Get("ETag"))
+	}
+	assert.Equal(t, before, f.backend.certReads.Load(), "a 304 must not load certificates")
+
+	r = f.do(t, "GET", f.gw("/certificates"), f.read, "", "If-None-Match", `"stale"`)
+	assert.Equal(t, 200, r.status)
+
+	_, err := f.svc.Generate(context.Background(), f.account, controlplane.GenerateRequest{})
+	require.NoError(t, err)
+	r = f.do(t, "GET", f.gw("/certificates"), f.read, "", "If-None-Match", etag)
+	require.Equal(t, 200, r.status, "a change must invalidate the tag")
+	assert.NotEqual(t, etag, r.header.Get("ETag"))
+}
+
+func TestLongPoll(t *testing.T) {
+	f := newFixture(t)
+	r := f.do(t, "GET", f.gw("/certificates"), f.read, "")
+	etag := r.header.Get("ETag")
+
+	got := make(chan response, 1)
+	go func() { got <- f.do(t, "GET", f.gw("/certificates?wait=50s"), f.read, "", "If-None-Match", etag) }()
+	require.Eventually(t, func() bool { return f.svc.Hub().Waiting(f.account) == 1 }, 10*time.Second, time.Millisecond)
+	c, err := f.svc.Generate(context.Background(), f.account, controlplane.GenerateRequest{})
+	require.NoError(t, err)
+	res := <-got
+	require.Equal(t, 200, res.status)
+	var certs []api.Certificate
+	require.NoError(t, json.Unmarshal(res.env.Result, &certs))
+	require.Len(t, certs, 2)
+	assert.Contains(t, []string{certs[0].ID, certs[1].ID}, c.ID, "the new certificate is in the answer")
+	assert.NotEqual(t, etag, res.header.Get("ETag"))
+
+	// A shutdown releases held requests with a 304.
+	etag = res.header.Get("ETag")
+	go func() { got <- f.do(t, "GET", f.gw("/certificates?wait=50s"), f.read, "", "If-None-Match", etag) }()
+	require.Eventually(t, func() bool { return f.svc.Hub().Waiting(f.account) == 1 }, 10*time.Second, time.Millisecond)
+	f.stopping()
+	res = <-got
+	assert.Equal(t, http.StatusNotModified, res.status)
+	assert.Equal(t, etag, res.header.Get("ETag"))
+}
+
+func TestConfiguration(t *testing.T) {
+	f := newFixture(t)
+	second := f.available(t)
+	r := f.do(t, "GET", f.gw("/configuration"), f.read, "")
+	require.Equal(t, 200, r.status)
+	var conf api.GatewayConfiguration
+	require.NoError(t, json.Unmarshal(r.env.Result, &conf))
+	assert.Equal(t, f.first, conf.Settings.Certificate.ID)
+
+	r = f.do(t, "PATCH", f.gw("/configuration"), f.write,
+		`{"settings":{"certificate":{"id":"`+second+`","in_use":true},"tls_decrypt":{"enabled":true}}}`)
+	require.Equal(t, 200, r.status, "%s", r.body)
+	require.NoError(t, json.Unmarshal(r.env.Result, &conf))
+	assert.Equal(t, second, conf.Settings.Certificate.ID)
+	assert.JSONEq(t, `{"enabled":true}`, string(conf.Settings.Extra["tls_decrypt"]))
+
+	r = f.do(t, "PATCH", f.gw("/configuration"), f.write, `{"settings":{"fips":{"tls":true}}}`)
+	require.Equal(t, 200, r.status, "%s", r.body)
+	require.NoError(t, json.Unmarshal(r.env.Result, &conf))
+	assert.Equal(t, second, conf.Settings.Certificate.ID, "PATCH without certificate keeps it")
+	assert.Len(t, conf.Settings.Extra, 2, "PATCH merges collections")
+
+	// PUT replaces everything: without a certificate, none is in use.
+	r = f.do(t, "PUT", f.gw("/configuration"), f.write, `{"settings":{"fips":{"tls":false}}}`)
+	require.Equal(t, 200, r.status, "%s", r.body)
+	require.NoError(t, json.Unmarshal(r.env.Result, &conf))
+	assert.Equal(t, api.NilUUID, conf.Settings.Certificate.ID)
+	assert.Len(t, conf.Settings.Extra, 1)
+
+	r = f.do(t, "PUT", f.gw("/configuration"), f.write, `{"settings":{"certificate":{"id":"`+f.first+`"}}}`)
+	require.Equal(t, 200, r.status, "%s", r.body)
+	r = f.do(t, "PATCH", f.gw("/configuration"), f.write, `{"settings":{"certificate":{"id":"`+api.NilUUID+`"}}}`)
+	require.Equal(t, 200, r.status, "%s", r.body)
+	certs, _, err := f.svc.Store().List(context.Background(), f.account)
+	require.NoError(t, err)
+	for _, c := range certs {
+		assert.False(t, c.InUse, "the nil UUID turns every certificate off")
+	}
+}
+
+func TestUploadSealsTheKey(t *testing.T) {
+	f := newFixture(t)
+	certPEM, keyPEM := mintCA(t)
+	body, _ := json.Marshal(api.UploadRequest{Name: "byo", Certificates: certPEM, PrivateKey: keyPEM, CA: true})
+	r := f.do(t, "POST", controlplane.APIPrefix+"/accounts/"+f.account+"/mtls_certificates", f.write, string(body))
+	require.Equal(t, 200, r.status, "%s", r.body)
+	assert.NotContains(t, string(r.body), "PRIVATE KEY")
+	var m api.MTLSCertificate
+	require.NoError(t, json.Unmarshal(r.env.Result, &m))
+	assert.Equal(t, "byo", m.Name)
+	assert.Equal(t, certPEM, m.Certificates)
+
+	r = f.do(t, "GET", f.gw("/certificates/"+m.ID), f.read, "")
+	require.Equal(t, 200, r.status)
+	var c api.Certificate
+	require.NoError(t, json.Unmarshal(r.env.Result, &c))
+	assert.Equal(t, api.TypeCustom, c.Type)
+	assert.False(t, c.UploadedOn.IsZero())
+
+	// The key opens from the database and equals what was uploaded...
+	key, err := f.svc.PrivateKey(context.Background(), f.account, m.ID)
+	require.NoError(t, err)
+	block, _ := pem.Decode([]byte(keyPEM))
+	want, err := x509.ParsePKCS8PrivateKey(block.Bytes)
+	require.NoError(t, err)
+	assert.True(t, want.(*ecdsa.PrivateKey).Equal(key))
+	// ...but is nowhere in the database file in the clear.
+	for _, p := range []string{f.dbPath, f.dbPath + "-wal"} {
+		data, err := os.ReadFile(p)
+		if os.IsNotExist(err) {
+			continue
+		}
+		require.NoError(t, err)
+		assert.False(t, bytes.Contains(data, block.Bytes), "%s holds the key in the clear", p)
+		d := want.(*ecdsa.PrivateKey).D.Bytes()
+		assert.False(t, bytes.Contains(data, d), "%s holds the private scalar", p)
+	}
+	assert.NotContains(t, f.logs.String(), "PRIVATE KEY")
+}
+
+func TestRequestLog(t *testing.T) {
+	f := newFixture(t)
+	f.do(t, "GET", f.gw("/certificates"), f.read, "")
+	f.do(t, "GET", f.gw("/certificates"), "cpt_0123456789abcdef.secretsecretsecretsecretsecretsecretsecre", "")
+	logs := f.logs.String()
+	var line map[string]any
+	require.NoError(t, json.Unmarshal([]byte(strings.SplitN(logs, "\n", 2)[0]), &line))
+	assert.Equal(t, "request", line["@message"])
+	assert.Equal(t, "GET", line["method"])
+	assert.Equal(t, float64(200), line["status"])
+	assert.Equal(t, f.account, line["account"])
+	assert.NotEmpty(t, line["duration"])
+	secret := f.read[strings.Index(f.read, ".")+1:]
+	assert.NotContains(t, logs, secret)
+	assert.NotContains(t, logs, "secretsecret")
+	assert.NotContains(t, logs, "Bearer")
+}
+
+func TestHealthz(t *testing.T) {
+	f := newFixture(t)
+	r := f.do(t, "GET", "/healthz", "", "")
+	assert.Equal(t, 200, r.status)
+	assert.Equal(t, "ok\n", string(r.body))
+}
+
+func TestConcurrentUseOverHTTP(t *testing.T) {
+	f := newFixture(t)
+	ids := []string{f.first, f.available(t), f.available(t), f.available(t)}
+	var wg sync.WaitGroup
+	for i := 0; i < 40; i++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			id := ids[i%len(ids)]
+			if i%2 == 0 {
+				f.do(t, "PATCH", f.gw("/configuration"), f.write, `{"settings":{"certificate":{"id":"`+id+`"}}}`)
+			} else {
+				f.do(t, "POST", f.gw("/certificates/"+id+"/deactivate"), f.write, "{}")
+			}
+		}()
+	}
+	wg.Wait()
+	certs, _, err := f.svc.Store().List(context.Background(), f.account)
+	require.NoError(t, err)
+	inUse := 0
+	for _, c := range certs {
+		if c.InUse {
+			inUse++
+			assert.Equal(t, api.StatusAvailable, c.Status)
+		}
+	}
+	assert.Equal(t, 1, inUse, "exactly one certificate in use")
+}
+
+func mintCA(t testing.TB) (string, string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	serial, _ := rand.Int(rand.Reader, big.NewInt(1<<62))
+	tmpl := &x509.Certificate{
+		SerialNumber:          serial,
+		Subject:               pkix.Name{CommonName: "BYO Root", Organization: []string{"Example Inc."}},
+		NotBefore:             time.Now().Add(-time.Hour),
+		NotAfter:              time.Now().Add(365 * 24 * time.Hour),
+		KeyUsage:              x509.KeyUsageCertSign,
+		BasicConstraintsValid: true,
+		IsCA:                  true,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
+		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
+}
