@@ -64,29 +64,35 @@ var ErrBadFingerprint = errors.New("trust: not a SHA-256 fingerprint")
 func ParseFingerprint(s string) (Fingerprint, error) {
 	var f Fingerprint
 	s = strings.TrimSpace(s)
+	q := s // the input as quoted in errors, bounded: it may come off the wire
+	if len(q) > 120 {
+		q = q[:120] + "…"
+	}
 	if strings.ContainsAny(s, ": ") {
 		parts := strings.FieldsFunc(s, func(r rune) bool { return r == ':' || r == ' ' })
 		if len(parts) != len(f) {
-			return f, fmt.Errorf("%w: %q has %d bytes, want %d", ErrBadFingerprint, s, len(parts), len(f))
+			return f, fmt.Errorf("%w: %q has %d bytes, want %d", ErrBadFingerprint, q, len(parts), len(f))
 		}
 		for i, p := range parts {
 			if len(p) == 0 || len(p) > 2 {
-				return f, fmt.Errorf("%w: %q: byte %d is %q", ErrBadFingerprint, s, i, p)
+				return Fingerprint{}, fmt.Errorf("%w: %q: byte %d is %q", ErrBadFingerprint, q, i, p)
 			}
 			if len(p) == 1 {
 				p = "0" + p
 			}
 			if _, err := hex.Decode(f[i:i+1], []byte(p)); err != nil {
-				return f, fmt.Errorf("%w: %q: byte %d is %q", ErrBadFingerprint, s, i, p)
+				// hex.Decode may have written half a byte: return the
+				// zero fingerprint, never a partial one.
+				return Fingerprint{}, fmt.Errorf("%w: %q: byte %d is %q", ErrBadFingerprint, q, i, p)
 			}
 		}
 		return f, nil
 	}
 	if len(s) != 2*len(f) {
-		return f, fmt.Errorf("%w: %q has %d characters, want %d", ErrBadFingerprint, s, len(s), 2*len(f))
+		return f, fmt.Errorf("%w: %q has %d characters, want %d", ErrBadFingerprint, q, len(s), 2*len(f))
 	}
 	if _, err := hex.Decode(f[:], []byte(s)); err != nil {
-		return f, fmt.Errorf("%w: %q: %v", ErrBadFingerprint, s, err)
+		return Fingerprint{}, fmt.Errorf("%w: %q: %v", ErrBadFingerprint, q, err)
 	}
 	return f, nil
 }
