@@ -75,7 +75,7 @@ func ParseFingerprint(s string) (Fingerprint, error) {
 		}
 		for i, p := range parts {
 			if len(p) == 0 || len(p) > 2 {
-				return Fingerprint{}, fmt.Errorf("%w: %q: byte %d is %q", ErrBadFingerprint, q, i, p)
+				return Fingerprint{}, fmt.Errorf("%w: %q: byte %d is %q", ErrBadFingerprint, q, i, p[:min(len(p), 8)])
 			}
 			if len(p) == 1 {
 				p = "0" + p
