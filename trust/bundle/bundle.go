@@ -222,14 +222,23 @@ func parse(data []byte, c *content) error {
 		buf      []byte
 		start    int
 	)
+	var (
+		beginPEM  = []byte("-----BEGIN ")
+		endPEM    = []byte("-----END ")
+		sysBegin  = []byte(systemBegin)
+		sysEnd    = []byte(systemEnd)
+		ourPrefix = []byte(ourMarker)
+	)
+	// Bytes, not Text: a system section is thousands of lines and a pass
+	// should not allocate a string for each.
 	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimRight(sc.Text(), "\r")
+		line := bytes.TrimRight(sc.Bytes(), "\r")
 		if inBlock {
-			if strings.HasPrefix(line, "-----BEGIN ") {
+			if bytes.HasPrefix(line, beginPEM) {
 				return fmt.Errorf("line %d: PEM block starting at line %d never ends", n, start)
 			}
 			buf = append(append(buf, line...), '\n')
-			if !strings.HasPrefix(line, "-----END ") {
+			if !bytes.HasPrefix(line, endPEM) {
 				continue
 			}
 			inBlock = false
@@ -253,14 +262,15 @@ func parse(data []byte, c *content) error {
 			continue
 		}
 		switch {
-		case strings.HasPrefix(line, "-----BEGIN "):
-			inBlock, buf, start = true, append(buf[:0], line+"\n"...), n
-		case strings.HasPrefix(line, systemBegin):
+		case bytes.HasPrefix(line, beginPEM):
+			inBlock, start = true, n
+			buf = append(append(buf[:0], line...), '\n')
+		case bytes.HasPrefix(line, sysBegin):
 			inSystem = true
-		case strings.HasPrefix(line, systemEnd):
+		case bytes.HasPrefix(line, sysEnd):
 			inSystem = false
-		case strings.HasPrefix(line, ourMarker):
-			marker = strings.ToLower(strings.TrimSpace(strings.TrimPrefix(line, ourMarker)))
+		case bytes.HasPrefix(line, ourPrefix):
+			marker = strings.ToLower(string(bytes.TrimSpace(line[len(ourPrefix):])))
 		}
 	}
 	if err := sc.Err(); err != nil {
@@ -277,6 +287,15 @@ func parse(data []byte, c *content) error {
 // pass with nothing to change writes nothing.
 func render(src *source, tagged, foreign []block, subjects map[trust.Fingerprint]string) []byte {
 	var b bytes.Buffer
+	// One allocation for the whole file: base64 is 4/3 of the DER plus a
+	// newline every 64 characters, and each block has a few lines around.
+	size := 1024
+	for _, set := range [][]block{src.blocks, tagged, foreign} {
+		for _, bl := range set {
+			size += len(bl.der)*4/3 + len(bl.der)/48 + 200
+		}
+	}
+	b.Grow(size)
 	b.WriteString(headerLine + "\n")
 	b.WriteString("# Written by certagent: the system section and the certagent entries are\n")
 	b.WriteString("# rewritten at every pass; certificates added by hand elsewhere are kept.\n")
