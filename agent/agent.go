@@ -65,6 +65,28 @@ type storeHandle struct {
 	name    string
 	store   trust.Store
 	openErr error
+	// orphaned reports a store no longer configured that the ledger still
+	// has roots in.
+	orphaned bool
+}
+
+// orphans opens the stores the ledger names that the config no longer
+// does, so the roots we put there are taken back out rather than left
+// trusted forever.
+func (a *Agent) orphans(l *Ledger, configured []storeHandle) []storeHandle {
+	known := make(map[string]bool, len(configured))
+	for _, h := range configured {
+		known[h.name] = true
+	}
+	var out []storeHandle
+	for _, name := range l.StoreNames() {
+		if known[name] {
+			continue
+		}
+		s, err := a.deps.OpenStore(name)
+		out = append(out, storeHandle{name: name, store: s, openErr: err, orphaned: true})
+	}
+	return out
 }
 
 // answer is the last valid answer of the control plane.
@@ -447,10 +469,14 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 	rep.Fetch.Authoritative = authoritative
 	rep.Desired, rep.Rejected, rep.Withheld = ev.Infos, ev.Rejected, ev.Withheld
 
-	// 2. What the stores hold.
+	// 2. What the stores hold, including stores the config dropped that
+	// still hold roots we installed.
+	handles = append(handles[:len(handles):len(handles)], a.orphans(ledger, handles)...)
 	states := make([]StoreState, 0, len(handles))
 	for _, h := range handles {
-		states = append(states, inventory(ctx, h))
+		st := inventory(ctx, h)
+		st.Orphaned = h.orphaned
+		states = append(states, st)
 	}
 
 	// 3. The plan.

@@ -288,9 +288,15 @@ func parseConfig(m map[string]json.RawMessage, origin map[string]string, p platf
 			return nil, fail("stores", "empty: name at least one store (system, nss, firefox-policy, java, bundle:PATH, dir:PATH)")
 		}
 		seen := map[string]bool{}
-		for _, s := range list {
+		for i, s := range list {
 			if err := validStoreSpec(s); err != nil {
 				return nil, fail("stores", "%v", err)
+			}
+			// The spec is the ledger's store key: "dir:/a/" and "dir:/a"
+			// must be the same store.
+			if kind, arg, ok := strings.Cut(s, ":"); ok {
+				s = kind + ":" + filepath.Clean(arg)
+				list[i] = s
 			}
 			if seen[s] {
 				return nil, fail("stores", "%q is listed twice", s)

@@ -113,6 +113,10 @@ func TestLoadConfig(t *testing.T) {
 		{name: "relative store path", file: `{` + withToken + `,"stores":["dir:ca"]}`, wantErr: "absolute path"},
 		{name: "unknown store", file: `{` + withToken + `,"stores":["keychain"]}`, wantErr: "unknown store"},
 		{name: "duplicate store", file: `{` + withToken + `,"stores":["system","system"]}`, wantErr: "twice"},
+		{name: "duplicate store spelled differently", file: `{` + withToken + `,"stores":["dir:/srv/ca/","dir:/srv//ca"]}`, wantErr: "twice"},
+		{name: "store paths are cleaned", file: `{` + withToken + `,"stores":["dir:/srv/ca/"]}`, check: func(t *testing.T, c *Config) {
+			assert.Equal(t, []string{"dir:/srv/ca"}, c.Stores)
+		}},
 		{name: "empty stores", file: `{` + withToken + `,"stores":[]}`, wantErr: "at least one store"},
 		{name: "bad retired fingerprint", file: `{` + withToken + `,"retired_fingerprints":["F5:E1"]}`, wantErr: "retired_fingerprints"},
 		{name: "bad pin", file: `{` + withToken + `,"pin_sha256":"abc"}`, wantErr: "pin_sha256"},

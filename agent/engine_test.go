@@ -381,3 +381,36 @@ func TestPolicyRejectingEverythingRemoves(t *testing.T) {
 	assert.True(t, strings.HasPrefix(rep.Rejected[0].Reason, "expired"))
 	assert.Empty(t, r.holdings(nil))
 }
+
+func TestStoreDroppedFromConfigIsCleanedUp(t *testing.T) {
+	r := newRig(t)
+	ca := trusttest.NewCA(t)
+	foreign := trusttest.NewCA(t)
+	r.plane.add(ca, api.StatusAvailable)
+	r.fake("multi").Plant(tA, foreign.Cert)
+	a := r.agent()
+	r.sync(a)
+	require.Len(t, r.holdings(nil), 4)
+
+	cfg := *r.cfg
+	cfg.Stores = []string{"one"}
+	require.NoError(t, a.Reload(&cfg))
+	rep := r.sync(a)
+	removed := 0
+	for _, res := range rep.Results {
+		if res.Op == trust.OpRemove && res.Store == "multi" && res.Status == trust.StatusOK {
+			removed++
+		}
+	}
+	assert.Equal(t, 2, removed, "our roots leave the dropped store")
+	ok, err := trust.Contains(context.Background(), r.stores["one"], ca.FP)
+	require.NoError(t, err)
+	assert.True(t, ok)
+	inv, err := r.stores["multi"].List(context.Background())
+	require.NoError(t, err)
+	require.Len(t, inv.Entries, 1, "only the foreign root stays in the dropped store")
+	assert.Equal(t, foreign.FP, inv.Entries[0].FP)
+	for _, e := range r.ledger().Entries {
+		assert.Equal(t, "one", e.Store)
+	}
+}

@@ -15,6 +15,11 @@ type StoreState struct {
 	// or it could not be opened). Its entries are left alone and every
 	// desired root is reported skipped for it.
 	Err error
+	// Orphaned reports that the store is no longer configured but the
+	// ledger has roots in it: nothing is desired there any more, so (on an
+	// authoritative pass) our roots are removed and nothing is installed or
+	// reported for it.
+	Orphaned bool
 }
 
 // PlanInput is everything the plan depends on.
@@ -141,12 +146,21 @@ func MakePlan(in PlanInput) *Plan {
 	plan := &Plan{}
 	for _, st := range in.Stores {
 		sp := StorePlan{Store: st.Name}
+		wanted := order
+		if st.Orphaned {
+			wanted = nil
+			if st.Err != nil || st.Inv == nil {
+				// Left for a pass that can reach it.
+				plan.Stores = append(plan.Stores, sp)
+				continue
+			}
+		}
 		if st.Err != nil || st.Inv == nil {
 			reason := "store unavailable"
 			if st.Err != nil {
 				reason = st.Err.Error()
 			}
-			for _, c := range order {
+			for _, c := range wanted {
 				sp.Results = append(sp.Results, certResult(st.Name, trust.Target{}, c, "", trust.StatusSkipped, reason))
 			}
 			plan.Stores = append(plan.Stores, sp)
@@ -169,7 +183,7 @@ func MakePlan(in PlanInput) *Plan {
 		skipped := make(map[trust.Target]string, len(inv.Skipped))
 		for _, s := range inv.Skipped {
 			skipped[s.Target] = s.Reason
-			for _, c := range order {
+			for _, c := range wanted {
 				sp.Results = append(sp.Results, certResult(st.Name, s.Target, c, "", trust.StatusSkipped, s.Reason))
 			}
 		}
@@ -179,7 +193,7 @@ func MakePlan(in PlanInput) *Plan {
 			}
 			have := present[t]
 			// Desired roots.
-			for _, c := range order {
+			for _, c := range wanted {
 				key := LedgerKey{Store: st.Name, Target: t, FP: c.FP}
 				e, owned := orig.Get(key)
 				switch {
@@ -212,7 +226,7 @@ func MakePlan(in PlanInput) *Plan {
 					sp.Results = append(sp.Results, certResult(st.Name, t, c, "", trust.StatusOK, "already present, not installed by certagent (left alone)"))
 				}
 			}
-			if !in.Authoritative {
+			if !in.Authoritative || st.Orphaned {
 				continue
 			}
 			// Retired roots, wherever they are and whoever put them there.
@@ -236,7 +250,7 @@ func MakePlan(in PlanInput) *Plan {
 			if _, skip := skipped[e.Target]; skip {
 				continue
 			}
-			if desired[e.FP] != nil {
+			if desired[e.FP] != nil && !st.Orphaned {
 				if _, known := present[e.Target]; known {
 					continue // handled above
 				}
