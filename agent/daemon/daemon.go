@@ -435,13 +435,13 @@ func (d *Daemon) Sync(ctx context.Context, dryRun bool) (any, error) {
 func (d *Daemon) Purge(ctx context.Context) (any, error) {
 	d.mu.Lock()
 	cfg := d.cfg
-	d.mu.Unlock()
-	if cfg == nil {
-		return nil, ErrNoConfig
-	}
-	d.mu.Lock()
 	d.purged = true
 	d.mu.Unlock()
+	if cfg == nil {
+		// No valid config: the default state dir's ledger is all purge
+		// needs (a package removal must not fail on a broken config).
+		cfg = &agent.Config{StateDir: d.o.Paths.StateDir}
+	}
 	d.stopAgent()
 	d.log.Info("purging every root certagent installed")
 	deps := d.o.Deps

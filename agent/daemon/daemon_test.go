@@ -124,10 +124,14 @@ func TestDaemonDriftRepairAndReload(t *testing.T) {
 		eventually(t, "the deleted anchor to come back", func() bool { return exists(anchor) })
 	}
 
-	// Status over the socket.
+	// Status over the socket, once the repair pass recorded its outcome.
 	ctx := context.Background()
-	rep, err := c.Status(ctx)
-	require.NoError(t, err)
+	var rep *status.Report
+	eventually(t, "a clean status", func() bool {
+		var err error
+		rep, err = c.Status(ctx)
+		return err == nil && len(rep.Certificates) == 1 && len(rep.Health) == 0
+	})
 	require.True(t, rep.Daemon.Running)
 	require.Len(t, rep.Certificates, 1)
 	require.Equal(t, status.CertAvailable, rep.Certificates[0].State)
@@ -151,7 +155,7 @@ func TestDaemonDriftRepairAndReload(t *testing.T) {
 		rep, err := c.Status(ctx)
 		return err == nil && hasCode(rep.Health, status.CodeConfigRejected)
 	})
-	rep, err = c.Status(ctx)
+	rep, err := c.Status(ctx)
 	require.NoError(t, err)
 	require.Equal(t, 1, status.ExitCode(rep.Health))
 	require.True(t, rep.Config.Valid)
@@ -189,7 +193,12 @@ func TestDaemonUnprivilegedClient(t *testing.T) {
 	}
 	ca := trusttest.NewCA(t)
 	e, _ := startDaemon(t, ca)
-	eventually(t, "the first pass", func() bool { return exists(filepath.Join(e.anchors, dir.FileName(ca.FP))) })
+	// The anchor is written before the pass records its outcome; wait for
+	// the outcome.
+	eventually(t, "the first pass", func() bool {
+		rep, err := localapi.NewClient(e.socket).Status(context.Background())
+		return err == nil && len(rep.Certificates) == 1
+	})
 
 	self, err := os.Executable()
 	require.NoError(t, err)

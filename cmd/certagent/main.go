@@ -41,7 +41,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
-		{"run", "", "run the agent in the foreground (what the service manager starts)", cmdRun},
+		{"run", "", "run the agent in the foreground (what the service manager starts)", cmdRunDaemon},
 		{"sync", "[--dry-run] [--json]", "one reconcile pass now; --dry-run only prints the plan", cmdSync},
 		{"status", "[--json]", "health, roots and stores; exit 0 healthy, 1 degraded, 2 down or misconfigured", cmdStatus},
 		{"certs", "", "print the PEM of every root certagent manages", cmdCerts},

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"flag"
 	"fmt"
@@ -90,4 +91,109 @@ func serviceState() platform.ServiceState {
 		return ""
 	}
 	return st
+}
+
+// The commands that change or read the machine's roots go through the
+// daemon when it runs, so there is one writer of the ledger and the stores
+// (a second process would race it, and its file watch would undo a purge
+// made behind its back). ok is false when no daemon answers: the caller
+// then does the work in-process.
+
+// daemonTimeout bounds a LocalAPI call that runs a pass.
+const daemonTimeout = 10 * time.Minute
+
+// syncViaDaemon asks the running daemon for a pass.
+func syncViaDaemon(dryRun bool) (rep *agent.Report, err error, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), daemonTimeout)
+	defer cancel()
+	rep = &agent.Report{}
+	err = localapi.NewClient(platform.DefaultPaths().Socket).Sync(ctx, dryRun, rep)
+	if errors.Is(err, localapi.ErrNotRunning) {
+		return nil, nil, false
+	}
+	if rep.Started.IsZero() {
+		rep = nil
+	}
+	return rep, err, true
+}
+
+// finishDaemonSync prints a pass the daemon ran, like an in-process sync.
+func finishDaemonSync(rep *agent.Report, err error, asJSON bool) int {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "certagent sync (through the daemon):", err)
+		if rep == nil {
+			return exitFailed
+		}
+	}
+	if asJSON {
+		enc := json.NewEncoder(os.Stdout)
+		enc.SetIndent("", "  ")
+		if werr := enc.Encode(rep); werr != nil {
+			return exitFailed
+		}
+	} else {
+		printReport(os.Stdout, rep)
+	}
+	if err != nil || rep.Failed() {
+		return exitFailed
+	}
+	return exitOK
+}
+
+// certsViaDaemon asks the running daemon for the PEM of its roots.
+func certsViaDaemon() (pem []byte, err error, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	pem, err = localapi.NewClient(platform.DefaultPaths().Socket).CertsPEM(ctx)
+	if errors.Is(err, localapi.ErrNotRunning) {
+		return nil, nil, false
+	}
+	return pem, err, true
+}
+
+// finishDaemonCerts prints the daemon's answer like cmdCerts does.
+func finishDaemonCerts(pem []byte, err error) int {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "certagent certs (through the daemon):", err)
+		return exitFailed
+	}
+	if len(pem) == 0 {
+		fmt.Fprintln(os.Stderr, "certagent certs: no roots managed yet (run `certagent sync`)")
+		return exitOK
+	}
+	_, _ = os.Stdout.Write(pem)
+	return exitOK
+}
+
+// purgeViaDaemon has the running daemon stop its loop and purge, so its
+// drift repair does not reinstall what is being removed.
+func purgeViaDaemon() (rep *agent.PurgeReport, err error, ok bool) {
+	ctx, cancel := context.WithTimeout(context.Background(), daemonTimeout)
+	defer cancel()
+	rep = &agent.PurgeReport{}
+	err = localapi.NewClient(platform.DefaultPaths().Socket).Purge(ctx, rep)
+	if errors.Is(err, localapi.ErrNotRunning) {
+		return nil, nil, false
+	}
+	return rep, err, true
+}
+
+// finishDaemonPurge prints the daemon's purge like cmdUninstall does.
+func finishDaemonPurge(rep *agent.PurgeReport, err error) int {
+	for _, r := range rep.Results {
+		detail := r.Reason
+		if r.Error != "" {
+			detail = r.Error
+		}
+		fmt.Printf("%-8s %s %s %s %s %s\n", r.Status, r.Op, r.FP.Short(), r.Store, r.Target, detail)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "certagent uninstall (through the daemon):", err)
+		for _, e := range rep.Remaining {
+			fmt.Fprintf(os.Stderr, "  still installed: %s %s %s (%s)\n", e.FP.Short(), e.Store, e.Target, e.Subject)
+		}
+		return exitFailed
+	}
+	fmt.Printf("removed %d root(s) through the daemon; it stays idle until restarted\n", len(rep.Results))
+	return exitOK
 }

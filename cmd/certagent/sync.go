@@ -49,6 +49,9 @@ func cmdSync(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return exitConfig
 	}
+	if rep, err, ok := syncViaDaemon(*dry); ok {
+		return finishDaemonSync(rep, err, *asJSON)
+	}
 	cfg, err := agent.LoadConfig(platform.DefaultPaths(), agent.LoadOptions{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "certagent sync:", err)
@@ -157,6 +160,9 @@ func cmdCerts(args []string) int {
 	if err := fs.Parse(args); err != nil {
 		return exitConfig
 	}
+	if pem, err, ok := certsViaDaemon(); ok {
+		return finishDaemonCerts(pem, err)
+	}
 	cfg, err := agent.LoadConfig(platform.DefaultPaths(), agent.LoadOptions{Local: true})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "certagent certs:", err)
@@ -190,6 +196,9 @@ func cmdUninstall(args []string) int {
 	if !*purge {
 		fmt.Fprintln(os.Stderr, "usage: certagent uninstall --purge\n\n--purge removes every root certagent installed (and only those), then its state.\nTo remove the service itself: certagent service uninstall")
 		return exitConfig
+	}
+	if rep, err, ok := purgeViaDaemon(); ok {
+		return finishDaemonPurge(rep, err)
 	}
 	paths := platform.DefaultPaths()
 	cfg, err := agent.LoadConfig(paths, agent.LoadOptions{Local: true})
