@@ -62,7 +62,7 @@ func TestDaemonAgainstCertplane(t *testing.T) {
 	dctx, dcancel := context.WithCancel(ctx)
 	go func() {
 		done <- Run(dctx, Options{Paths: platform.Paths{ConfigFile: cfgPath, StateDir: filepath.Join(root, "state"), Socket: socket},
-			Logger: NewLogger(LogOptions{Output: logs, JSON: true, Level: "debug", Secrets: []string{token}}),
+			Logger:   NewLogger(LogOptions{Output: logs, JSON: true, Level: "debug", Secrets: []string{token}}),
 			Debounce: 50 * time.Millisecond, Ready: func() { close(ready) }})
 	}()
 	defer func() {
