@@ -201,7 +201,7 @@ func (c *Client) ListIfChanged(ctx context.Context, etag string, wait time.Durat
 		hdr.Set("If-None-Match", etag)
 	}
 	var certs []Certificate
-	resp, err := c.do(ctx, http.MethodGet, path, q, hdr, nil, &certs)
+	resp, err := c.doWith(ctx, c.clientForWait(wait), http.MethodGet, path, q, hdr, nil, &certs)
 	res := &ListResult{}
 	if resp != nil {
 		res.ETag = resp.Header.Get("ETag")
@@ -430,14 +430,32 @@ func (c *Client) newRequest(ctx context.Context, method, path string, q url.Valu
 	return req, nil
 }
 
+// clientForWait returns the HTTP client for a long-poll of up to wait: the
+// configured one with its timeout stretched by wait, so a server that holds
+// the request as asked is not cut off by a whole-request timeout shorter
+// than the hold.
+func (c *Client) clientForWait(wait time.Duration) *http.Client {
+	if wait <= 0 || c.hc.Timeout <= 0 {
+		return c.hc
+	}
+	cp := *c.hc
+	cp.Timeout += wait
+	return &cp
+}
+
 // do sends a request and decodes a successful envelope's result into out.
 // The response is returned (body closed) so callers can read headers.
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, hdr http.Header, body, out any) (*http.Response, error) {
+	return c.doWith(ctx, c.hc, method, path, q, hdr, body, out)
+}
+
+// doWith is do through hc.
+func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path string, q url.Values, hdr http.Header, body, out any) (*http.Response, error) {
 	req, err := c.newRequest(ctx, method, path, q, hdr, body)
 	if err != nil {
 		return nil, err
 	}
-	resp, err := c.hc.Do(req)
+	resp, err := hc.Do(req)
 	if err != nil {
 		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
 	}
