@@ -163,6 +163,13 @@ var errNotRegular = errors.New("not a regular file")
 // certificate (.cer and .crt files often are). Symlinks are followed, as
 // OpenSSL does for hashed CA directories.
 func (s *Store) readCerts(path string, seen map[[32]byte][]*trust.Cert) ([]*trust.Cert, error) {
+	// Stat first: opening a FIFO named x.pem would block the pass until
+	// someone writes to it.
+	if st, err := os.Stat(path); err != nil {
+		return nil, fmt.Errorf("unreadable: %w", err)
+	} else if !st.Mode().IsRegular() {
+		return nil, errNotRegular
+	}
 	f, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("unreadable: %w", err)
