@@ -507,6 +507,10 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		}
 	}
 	sort.Slice(list, func(i, j int) bool { return bytes.Compare(list[i].fp[:], list[j].fp[:]) < 0 })
+	if !c.exists && len(changed) == 0 {
+		// Only removals of absent roots: no reason to create the file.
+		return out
+	}
 	if err := s.write(c, render(src, list, foreign, subjects)); err != nil {
 		for _, i := range changed {
 			out[i] = trust.Failed(changes[i], err)

@@ -437,3 +437,9 @@ func BenchmarkList(b *testing.B) {
 		}
 	}
 }
+
+func TestRemovalAloneCreatesNothing(t *testing.T) {
+	f := newFixture(t, 2)
+	requireOK(t, f.store.Apply(context.Background(), remove(trusttest.RandomFingerprint(t))))
+	assert.NoFileExists(t, f.store.Path())
+}

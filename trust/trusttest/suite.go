@@ -38,7 +38,9 @@ type Options struct {
 	// 4); Rounds how many install/list/remove rounds each does (default 3).
 	Concurrency, Rounds int
 	// Parallel runs the cases in parallel; only for stores whose instances
-	// are independent of each other.
+	// are independent of each other. Parallel cases run after the calling
+	// test function returns: release what newStore needs with t.Cleanup,
+	// not defer.
 	Parallel bool
 }
 
@@ -476,36 +478,39 @@ func (s *suite) concurrent(t *testing.T) {
 	st, targets := s.fresh(t)
 	cas := NewCAs(t, s.opts.Concurrency)
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	errs := make(chan string, s.opts.Concurrency*s.opts.Rounds*4)
+	var (
+		wg   sync.WaitGroup
+		mu   sync.Mutex
+		msgs []string
+	)
+	report := func(format string, args ...any) {
+		mu.Lock()
+		defer mu.Unlock()
+		msgs = append(msgs, fmt.Sprintf(format, args...))
+	}
 	for _, ca := range cas {
 		wg.Go(func() {
 			for round := range s.opts.Rounds {
 				for _, r := range st.Apply(ctx, installs(targets, ca)) {
 					if r.Status != trust.StatusOK {
-						errs <- fmt.Sprintf("round %d: %s: %s %v", round, r.Change, r.Reason, r.Err)
+						report("round %d: %s: %s %v", round, r.Change, r.Reason, r.Err)
 					}
 				}
 				if msg := checkHeld(ctx, st, targets, ca.FP, true); msg != "" {
-					errs <- fmt.Sprintf("round %d after install: %s", round, msg)
+					report("round %d after install: %s", round, msg)
 				}
 				for _, r := range st.Apply(ctx, removes(targets, ca.FP)) {
 					if r.Status != trust.StatusOK {
-						errs <- fmt.Sprintf("round %d: %s: %s %v", round, r.Change, r.Reason, r.Err)
+						report("round %d: %s: %s %v", round, r.Change, r.Reason, r.Err)
 					}
 				}
 				if msg := checkHeld(ctx, st, targets, ca.FP, false); msg != "" {
-					errs <- fmt.Sprintf("round %d after remove: %s", round, msg)
+					report("round %d after remove: %s", round, msg)
 				}
 			}
 		})
 	}
 	wg.Wait()
-	close(errs)
-	var msgs []string
-	for m := range errs {
-		msgs = append(msgs, m)
-	}
 	sort.Strings(msgs)
 	if len(msgs) > 0 {
 		t.Fatalf("concurrent use:\n%s", strings.Join(msgs, "\n"))
