@@ -1,0 +1,140 @@
+package javaks
+
+import (
+	"context"
+	"fmt"
+
+	"github.com/certagent/certagent/trust"
+)
+
+// Apply implements trust.Store. Keystores are changed one after the other
+// (each keytool run is a JVM start), each change checked against a fresh
+// listing afterwards.
+func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
+	res := make([]trust.Result, len(changes))
+	if len(changes) == 0 {
+		return res
+	}
+	kss, _ := s.discover()
+	byTarget := make(map[trust.Target]keystore, len(kss))
+	for _, k := range kss {
+		byTarget[trust.Target{Path: k.path}] = k
+	}
+	groups := make(map[trust.Target][]int)
+	var order []trust.Target
+	for i, c := range changes {
+		if err := validate(c); err != nil {
+			res[i] = trust.Failed(c, err)
+			continue
+		}
+		if _, ok := byTarget[c.Target]; !ok {
+			res[i] = trust.Failed(c, fmt.Errorf("%w: %s", ErrUnknownTarget, c.Target))
+			continue
+		}
+		if groups[c.Target] == nil {
+			order = append(order, c.Target)
+		}
+		groups[c.Target] = append(groups[c.Target], i)
+	}
+	for _, t := range order {
+		s.applyKS(ctx, byTarget[t], changes, groups[t], res)
+	}
+	return res
+}
+
+func validate(c trust.Change) error {
+	switch c.Op {
+	case trust.OpInstall:
+		if c.Cert == nil || c.Cert.X509 == nil {
+			return fmt.Errorf("%w: install %s without a certificate", ErrBadChange, c.FP.Short())
+		}
+		if got := trust.FingerprintOf(c.Cert.X509.Raw); got != c.FP {
+			return fmt.Errorf("%w: install %s: the certificate's fingerprint is %s", ErrBadChange, c.FP.Short(), got.Short())
+		}
+	case trust.OpRemove:
+	default:
+		return fmt.Errorf("%w: unknown op %q", ErrBadChange, c.Op)
+	}
+	return nil
+}
+
+func (s *Store) applyKS(ctx context.Context, k keystore, changes []trust.Change, idx []int, res []trust.Result) {
+	unlock := s.lock(k.path)
+	defer unlock()
+	fail := func(err error) {
+		for _, i := range idx {
+			if res[i].Status == "" {
+				res[i] = trust.Failed(changes[i], err)
+			}
+		}
+	}
+	as, err := s.listKS(ctx, k)
+	if err != nil {
+		fail(err)
+		return
+	}
+	changed := false
+	for _, i := range idx {
+		c := changes[i]
+		switch c.Op {
+		case trust.OpInstall:
+			if isOurs(as, c.FP) {
+				continue
+			}
+			// keytool reads the certificate from stdin without -file.
+			if _, err := s.keytoolIn(ctx, k, c.Cert.PEM(), "-importcert", "-noprompt", "-alias", aliasFor(c.FP)); err != nil {
+				res[i] = trust.Failed(c, fmt.Errorf("javaks: keytool -importcert (%s): %w", k.path, err))
+				continue
+			}
+			changed = true
+		case trust.OpRemove:
+			// Ours alone when present; otherwise every alias holding
+			// exactly this root (a retired one, named by fingerprint).
+			names := []string{}
+			if isOurs(as, c.FP) {
+				names = append(names, aliasFor(c.FP))
+			} else {
+				for _, a := range as {
+					if a.fp == c.FP {
+						names = append(names, a.name)
+					}
+				}
+			}
+			for _, n := range names {
+				if _, err := s.keytool(ctx, k, "-delete", "-alias", n); err != nil {
+					res[i] = trust.Failed(c, fmt.Errorf("javaks: keytool -delete -alias %q (%s): %w", n, k.path, err))
+					break
+				}
+				changed = true
+				s.log.Info("removed root", "fingerprint", c.FP.Short(), "keystore", k.path, "alias", n)
+			}
+		}
+	}
+	if changed {
+		s.mu.Lock()
+		delete(s.cache, k.path)
+		s.mu.Unlock()
+		if as, err = s.listKS(ctx, k); err != nil {
+			fail(err)
+			return
+		}
+	}
+	for _, i := range idx {
+		c := changes[i]
+		if res[i].Status != "" {
+			continue
+		}
+		held := false
+		for _, a := range as {
+			held = held || a.fp == c.FP
+		}
+		switch {
+		case c.Op == trust.OpInstall && isOurs(as, c.FP), c.Op == trust.OpRemove && !held:
+			res[i] = trust.OK(c)
+		case c.Op == trust.OpInstall:
+			res[i] = trust.Failed(c, fmt.Errorf("javaks: %s: imported, but the keystore does not list %s", k.path, c.FP.Short()))
+		default:
+			res[i] = trust.Failed(c, fmt.Errorf("javaks: %s: %s is still listed after removal", k.path, c.FP.Short()))
+		}
+	}
+}
