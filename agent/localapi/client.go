@@ -106,7 +106,7 @@ func (c *Client) do(ctx context.Context, method, endpoint string, out any) error
 	if err != nil {
 		var de *dialError
 		if errors.As(err, &de) {
-			return fmt.Errorf("%w: %v", ErrNotRunning, err)
+			return fmt.Errorf("%w: %v", ErrNotRunning, de.err)
 		}
 		return fmt.Errorf("localapi: %s %s: %w", method, endpoint, err)
 	}

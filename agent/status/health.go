@@ -76,11 +76,11 @@ func Evaluate(r *Report, now time.Time) []Warning {
 	case !r.Config.Valid:
 		add(CodeConfigInvalid, SeverityDown, "config is invalid",
 			strings.Join(r.Config.Problems, "; "),
-			"fix the key named above in "+r.Config.File+", then run `certagent status` again")
+			"correct the error above in "+r.Config.File+", then run `certagent status` again")
 	case len(r.Config.Problems) > 0:
 		add(CodeConfigRejected, SeverityDegraded, "new config rejected; the previous one stays in effect",
 			strings.Join(r.Config.Problems, "; "),
-			"fix the key named above in "+r.Config.File+"; the daemon reloads it on save")
+			"correct the error above in "+r.Config.File+"; the daemon reloads it on save")
 	}
 	cp := r.ControlPlane
 	if cp.TokenRejected || cp.HTTPStatus == 401 || cp.HTTPStatus == 403 {
