@@ -1,0 +1,461 @@
+// Package firefoxpolicy is the "firefox-policy" trust store: Firefox's
+// enterprise policy Certificates.Install in /etc/firefox/policies/policies.json
+// (read by deb, tarball and snap Firefox on Linux), merged with whatever
+// policies the administrator already has there: every other key is kept,
+// and the file is rewritten (atomically, 0644) only when our entries change.
+//
+// Our entries are absolute paths of PEM files we write under a directory we
+// own (/usr/local/share/certagent/firefox/certagent-<sha256 hex>.pem).
+// Entries someone else wrote are listed by the certificates their files
+// hold; one is dropped only when a Change names its exact fingerprint and
+// its file holds exactly that certificate (their file is left alone).
+//
+// Gotcha: Firefox imports a policy certificate into each profile's
+// cert9.db when it starts, and dropping the policy does not take it out
+// again. Withdrawing a root therefore pairs this store's removal with the
+// nss store's, which removes it from every profile by fingerprint. (Trust
+// that Firefox writes with its newer bundled NSS can read as ",," to an
+// older system certutil; such copies are not listed by the nss store and
+// need Firefox's certificate manager.)
+package firefoxpolicy
+
+import (
+	"bytes"
+	"context"
+	"crypto/x509"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/hashicorp/go-hclog"
+
+	"github.com/certagent/certagent/internal/atomicfile"
+	"github.com/certagent/certagent/trust"
+)
+
+// Name is the store's config name.
+const Name = "firefox-policy"
+
+// Defaults.
+const (
+	DefaultPolicyFile = "/etc/firefox/policies/policies.json"
+	DefaultCertDir    = "/usr/local/share/certagent/firefox"
+)
+
+// DefaultSearchDirs are where Firefox looks up a relative Install entry.
+var DefaultSearchDirs = []string{"/usr/lib/mozilla/certificates", "/usr/lib64/mozilla/certificates"}
+
+// maxFile bounds what we read of policies.json and of certificate files.
+const maxFile = 4 << 20
+
+// Errors.
+var (
+	ErrUnknownTarget = errors.New("firefoxpolicy: unknown target (the store has only the zero target)")
+	ErrBadChange     = errors.New("firefoxpolicy: bad change")
+	// ErrBadPolicy is an existing policies.json we cannot merge into; we
+	// change nothing rather than lose the administrator's policies.
+	ErrBadPolicy = errors.New("firefoxpolicy: policies.json cannot be merged")
+)
+
+// Options configure the store.
+type Options struct {
+	// PolicyFile, CertDir and SearchDirs override the defaults (tests).
+	PolicyFile, CertDir string
+	SearchDirs          []string
+	// Logger; nil means none.
+	Logger hclog.Logger
+}
+
+// Store is the Firefox policy store. Safe for concurrent use.
+type Store struct {
+	policy, certDir string
+	search          []string
+	log             hclog.Logger
+
+	mu sync.Mutex // serialises Apply and List
+}
+
+// New returns the store.
+func New(o Options) *Store {
+	s := &Store{policy: o.PolicyFile, certDir: o.CertDir, search: o.SearchDirs, log: o.Logger}
+	if s.policy == "" {
+		s.policy = DefaultPolicyFile
+	}
+	if s.certDir == "" {
+		s.certDir = DefaultCertDir
+	}
+	if s.search == nil {
+		s.search = DefaultSearchDirs
+	}
+	if s.log == nil {
+		s.log = hclog.NewNullLogger()
+	}
+	s.log = s.log.Named(Name)
+	return s
+}
+
+// Name implements trust.Store.
+func (s *Store) Name() string { return Name }
+
+// Check implements trust.Store. The policy works for any Firefox installed
+// now or later, so only the paths are checked.
+func (s *Store) Check(ctx context.Context) error {
+	if !filepath.IsAbs(s.policy) || !filepath.IsAbs(s.certDir) {
+		return fmt.Errorf("%w: firefox-policy: %q and %q must be absolute", trust.ErrUnavailable, s.policy, s.certDir)
+	}
+	return nil
+}
+
+// ourPath is the only file we write for fp; it is what our Install entry
+// names.
+func (s *Store) ourPath(fp trust.Fingerprint) string {
+	return filepath.Join(s.certDir, trust.Tag+"-"+fp.Hex()+".pem")
+}
+
+// doc is policies.json, kept as raw JSON everywhere except the path to
+// Certificates.Install, so every key we do not own survives untouched.
+type doc struct {
+	top      map[string]json.RawMessage
+	policies map[string]json.RawMessage
+	certs    map[string]json.RawMessage
+	install  []string
+}
+
+func (s *Store) read() (*doc, error) {
+	d := &doc{top: map[string]json.RawMessage{}, policies: map[string]json.RawMessage{}, certs: map[string]json.RawMessage{}}
+	st, err := os.Stat(s.policy)
+	if errors.Is(err, os.ErrNotExist) {
+		return d, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("firefoxpolicy: %w", err)
+	}
+	if st.Size() > maxFile {
+		return nil, fmt.Errorf("%w: %s is %d bytes", ErrBadPolicy, s.policy, st.Size())
+	}
+	b, err := os.ReadFile(s.policy)
+	if err != nil {
+		return nil, fmt.Errorf("firefoxpolicy: %w", err)
+	}
+	if len(bytes.TrimSpace(b)) == 0 {
+		return d, nil
+	}
+	if err := json.Unmarshal(b, &d.top); err != nil || d.top == nil {
+		return nil, fmt.Errorf("%w: %s: not a JSON object: %v", ErrBadPolicy, s.policy, err)
+	}
+	if raw, ok := d.top["policies"]; ok {
+		if err := json.Unmarshal(raw, &d.policies); err != nil || d.policies == nil {
+			return nil, fmt.Errorf("%w: %s: \"policies\" is not an object", ErrBadPolicy, s.policy)
+		}
+	}
+	if raw, ok := d.policies["Certificates"]; ok {
+		if err := json.Unmarshal(raw, &d.certs); err != nil || d.certs == nil {
+			return nil, fmt.Errorf("%w: %s: \"Certificates\" is not an object", ErrBadPolicy, s.policy)
+		}
+	}
+	if raw, ok := d.certs["Install"]; ok {
+		if err := json.Unmarshal(raw, &d.install); err != nil {
+			return nil, fmt.Errorf("%w: %s: \"Certificates.Install\" is not a list of strings", ErrBadPolicy, s.policy)
+		}
+	}
+	return d, nil
+}
+
+func (d *doc) encode() ([]byte, error) {
+	inst, err := json.Marshal(d.install)
+	if err != nil {
+		return nil, err
+	}
+	d.certs["Install"] = inst
+	if len(d.install) == 0 {
+		delete(d.certs, "Install")
+	}
+	if len(d.certs) > 0 {
+		if d.policies["Certificates"], err = json.Marshal(d.certs); err != nil {
+			return nil, err
+		}
+	} else {
+		delete(d.policies, "Certificates")
+	}
+	if d.top["policies"], err = json.Marshal(d.policies); err != nil {
+		return nil, err
+	}
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetIndent("", "  ")
+	enc.SetEscapeHTML(false)
+	if err := enc.Encode(d.top); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// entryFile resolves an Install entry to the file Firefox would read.
+func (s *Store) entryFile(entry string) string {
+	if filepath.IsAbs(entry) {
+		return filepath.Clean(entry)
+	}
+	if !filepath.IsLocal(entry) {
+		return ""
+	}
+	for _, d := range s.search {
+		p := filepath.Join(d, entry)
+		if _, err := os.Stat(p); err == nil {
+			return p
+		}
+	}
+	return ""
+}
+
+// readCerts returns the certificates in a PEM or DER file.
+func readCerts(p string) []*trust.Cert {
+	st, err := os.Stat(p)
+	if err != nil || !st.Mode().IsRegular() || st.Size() > maxFile {
+		return nil
+	}
+	b, err := os.ReadFile(p)
+	if err != nil {
+		return nil
+	}
+	if bytes.Contains(b, []byte("-----BEGIN")) {
+		cs, err := trust.ParsePEM(b)
+		if err != nil {
+			return nil
+		}
+		return cs
+	}
+	c, err := x509.ParseCertificate(b)
+	if err != nil {
+		return nil
+	}
+	return []*trust.Cert{trust.NewCert(c)}
+}
+
+// entry is one Install entry and what its file holds.
+type entry struct {
+	raw   string
+	certs []*trust.Cert
+	ours  bool
+}
+
+func (s *Store) entries(d *doc) []entry {
+	var out []entry
+	for _, raw := range d.install {
+		p := s.entryFile(raw)
+		if p == "" {
+			continue
+		}
+		cs := readCerts(p)
+		if len(cs) == 0 {
+			continue
+		}
+		out = append(out, entry{raw: raw, certs: cs, ours: len(cs) == 1 && raw == s.ourPath(cs[0].FP)})
+	}
+	return out
+}
+
+// List implements trust.Store.
+func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
+	if err := s.Check(ctx); err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.read()
+	if err != nil {
+		return nil, err
+	}
+	inv := &trust.Inventory{Targets: []trust.Target{{}}}
+	seen := make(map[trust.Fingerprint]bool)
+	es := s.entries(d)
+	for _, pass := range []bool{true, false} { // ours first
+		for _, e := range es {
+			if e.ours != pass {
+				continue
+			}
+			for _, c := range e.certs {
+				if !seen[c.FP] {
+					seen[c.FP] = true
+					inv.Entries = append(inv.Entries, trust.Entry{FP: c.FP, Subject: c.Subject(), Tagged: e.ours})
+				}
+			}
+		}
+	}
+	trust.SortEntries(inv.Entries)
+	return inv, nil
+}
+
+// Apply implements trust.Store.
+func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
+	res := make([]trust.Result, len(changes))
+	if len(changes) == 0 {
+		return res
+	}
+	fail := func(err error) []trust.Result {
+		for i, c := range changes {
+			if res[i].Status == "" {
+				res[i] = trust.Failed(c, err)
+			}
+		}
+		return res
+	}
+	if err := s.Check(ctx); err != nil {
+		return fail(err)
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	d, err := s.read()
+	if err != nil {
+		return fail(err)
+	}
+	for i, c := range changes {
+		if err := validate(c); err != nil {
+			res[i] = trust.Failed(c, err)
+		}
+	}
+	var toDelete []string
+	for i, c := range changes {
+		if res[i].Status != "" {
+			continue
+		}
+		switch c.Op {
+		case trust.OpInstall:
+			p := s.ourPath(c.FP)
+			if err := os.MkdirAll(s.certDir, 0o755); err != nil {
+				res[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %w", err))
+				continue
+			}
+			if _, err := atomicfile.WriteIfChanged(p, c.Cert.PEM(), 0o644); err != nil {
+				res[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %w", err))
+				continue
+			}
+			if !contains(d.install, p) {
+				d.install = append(d.install, p)
+			}
+			res[i] = trust.OK(c)
+		case trust.OpRemove:
+			res[i] = s.remove(d, c, &toDelete)
+		}
+	}
+	if b, err := d.encode(); err != nil {
+		return fail(fmt.Errorf("firefoxpolicy: encode: %w", err))
+	} else if err := os.MkdirAll(filepath.Dir(s.policy), 0o755); err != nil {
+		return fail(fmt.Errorf("firefoxpolicy: %w", err))
+	} else if wrote, err := s.writeIfChanged(b); err != nil {
+		return fail(fmt.Errorf("firefoxpolicy: write %s: %w", s.policy, err))
+	} else if wrote {
+		s.log.Info("wrote firefox policy", "file", s.policy, "entries", len(d.install))
+	}
+	// Our files go only after the policy no longer names them.
+	for _, p := range toDelete {
+		if err := atomicfile.Remove(p); err != nil {
+			s.log.Warn("remove certificate file", "file", p, "error", err)
+		}
+	}
+	return res
+}
+
+// writeIfChanged writes the policy unless it already holds the same JSON
+// (so a file with nothing of ours is not reformatted, and an absent one is
+// not created just to say nothing).
+func (s *Store) writeIfChanged(b []byte) (bool, error) {
+	old, err := os.ReadFile(s.policy)
+	if errors.Is(err, os.ErrNotExist) {
+		var v map[string]any
+		if json.Unmarshal(b, &v) == nil && len(v) == 1 {
+			if p, ok := v["policies"].(map[string]any); ok && len(p) == 0 {
+				return false, nil
+			}
+		}
+	} else if err == nil && jsonEqual(old, b) {
+		return false, nil
+	}
+	return true, atomicfile.Write(s.policy, b, 0o644)
+}
+
+func jsonEqual(a, b []byte) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	xa, _ := json.Marshal(x)
+	ya, _ := json.Marshal(y)
+	return bytes.Equal(xa, ya)
+}
+
+// remove drops fp from the policy: our entry alone when we have one (a
+// copy someone else listed is theirs); otherwise (a foreign root, named by
+// its exact fingerprint) every entry whose file holds only fp. An entry
+// whose file holds other certificates too stays.
+func (s *Store) remove(d *doc, c trust.Change, toDelete *[]string) trust.Result {
+	ours := s.ourPath(c.FP)
+	es := s.entries(d)
+	var drop []string
+	skipped := ""
+	for _, e := range es {
+		if e.ours && e.certs[0].FP == c.FP {
+			drop = []string{e.raw}
+			break
+		}
+		for _, x := range e.certs {
+			if x.FP != c.FP {
+				continue
+			}
+			if len(e.certs) != 1 {
+				skipped = fmt.Sprintf("%s holds %d other certificates; not removed", e.raw, len(e.certs)-1)
+			} else {
+				drop = append(drop, e.raw)
+			}
+		}
+	}
+	if contains(drop, ours) {
+		drop = []string{ours}
+		skipped = ""
+	}
+	if _, err := os.Stat(ours); err == nil {
+		// Our file goes, named by the policy or left over.
+		*toDelete = append(*toDelete, ours)
+	}
+	kept := d.install[:0:0]
+	for _, raw := range d.install {
+		if !contains(drop, raw) {
+			kept = append(kept, raw)
+		}
+	}
+	d.install = kept
+	if skipped != "" {
+		return trust.Skipped(c, skipped)
+	}
+	return trust.OK(c)
+}
+
+func validate(c trust.Change) error {
+	if c.Target != (trust.Target{}) {
+		return fmt.Errorf("%w: %s", ErrUnknownTarget, c.Target)
+	}
+	switch c.Op {
+	case trust.OpInstall:
+		if c.Cert == nil || c.Cert.X509 == nil {
+			return fmt.Errorf("%w: install %s without a certificate", ErrBadChange, c.FP.Short())
+		}
+		if got := trust.FingerprintOf(c.Cert.X509.Raw); got != c.FP {
+			return fmt.Errorf("%w: install %s: the certificate's fingerprint is %s", ErrBadChange, c.FP.Short(), got.Short())
+		}
+	case trust.OpRemove:
+	default:
+		return fmt.Errorf("%w: unknown op %q", ErrBadChange, c.Op)
+	}
+	return nil
+}
+
+func contains(list []string, s string) bool {
+	for _, v := range list {
+		if v == s {
+			return true
+		}
+	}
+	return false
+}
