@@ -2,12 +2,30 @@ package stores
 
 import (
 	"fmt"
+	"os"
 
 	"github.com/certagent/certagent/trust"
+	"github.com/certagent/certagent/trust/firefoxpolicy"
+	"github.com/certagent/certagent/trust/javaks"
+	"github.com/certagent/certagent/trust/linuxca"
+	"github.com/certagent/certagent/trust/nss"
 )
 
-// openPlatform opens the Linux system, nss, firefox-policy and java stores.
+// openPlatform opens the Linux stores: "system" is the distribution's anchor
+// directory and refresh tool (chosen from /etc/os-release), "nss" every local
+// user's NSS databases, "firefox-policy" Firefox's enterprise policy file,
+// "java" every JDK's cacerts (plus $JAVA_HOME when the agent has one).
 func openPlatform(kind string, env Env) (trust.Store, error) {
-	_ = env
-	return nil, fmt.Errorf("stores: %s: %w", kind, trust.ErrNotSupported)
+	switch kind {
+	case "system":
+		return linuxca.New(linuxca.Options{Runner: env.Runner, Logger: env.Logger}), nil
+	case "nss":
+		return nss.New(nss.Options{Runner: env.Runner, Logger: env.Logger}), nil
+	case "firefox-policy":
+		return firefoxpolicy.New(firefoxpolicy.Options{Logger: env.Logger}), nil
+	case "java":
+		return javaks.New(javaks.Options{JavaHome: os.Getenv("JAVA_HOME"), Runner: env.Runner, Logger: env.Logger}), nil
+	default:
+		return nil, fmt.Errorf("stores: %s on Linux: %w", kind, trust.ErrNotSupported)
+	}
 }
