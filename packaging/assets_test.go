@@ -1,0 +1,253 @@
+package packaging_test
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/xml"
+	"errors"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+	"howett.net/plist"
+
+	"github.com/certagent/certagent/packaging"
+	"github.com/certagent/certagent/packaging/macpkg"
+	"github.com/certagent/certagent/packaging/winpkg"
+	"github.com/certagent/certagent/platform"
+)
+
+func asset(t *testing.T, name string) []byte {
+	t.Helper()
+	b, err := fs.ReadFile(packaging.Assets, name)
+	require.NoError(t, err)
+	return b
+}
+
+func TestParseVersion(t *testing.T) {
+	tests := []struct {
+		describe string
+		commits  int
+		want     packaging.Version
+	}{
+		{"v1.2.3", 40, packaging.Version{Semver: "1.2.3", MSI: "1.2.3", Display: "1.2.3"}},
+		{"1.2.3", 40, packaging.Version{Semver: "1.2.3", MSI: "1.2.3", Display: "1.2.3"}},
+		{"v1.2.3-5-gabcdef0", 45, packaging.Version{Semver: "1.2.4-git5", MSI: "1.2.4.5", Display: "1.2.3-5-gabcdef0"}},
+		{"v1.2.3-5-gabcdef0-dirty", 45, packaging.Version{Semver: "1.2.4-git5", MSI: "1.2.4.5", Display: "1.2.3-5-gabcdef0-dirty"}},
+		{"abcdef0", 12, packaging.Version{Semver: "0.0.1-git12", MSI: "0.0.1.12", Display: "abcdef0"}},
+		{"abcdef0-dirty", 12, packaging.Version{Semver: "0.0.1-git12", MSI: "0.0.1.12", Display: "abcdef0-dirty"}},
+	}
+	for _, tt := range tests {
+		got, err := packaging.ParseVersion(tt.describe, tt.commits)
+		if err != nil {
+			t.Errorf("ParseVersion(%q): %v", tt.describe, err)
+			continue
+		}
+		if got != tt.want {
+			t.Errorf("ParseVersion(%q): got %+v, want %+v", tt.describe, got, tt.want)
+		}
+	}
+	for _, bad := range []string{"", "dev", "v1.2", "v1.2.3; rm -rf /", "../1.2.3", "v256.0.0", "v1.2.3-x-gabc", "g12345"} {
+		if _, err := packaging.ParseVersion(bad, 1); !errors.Is(err, packaging.ErrBadVersion) {
+			t.Errorf("ParseVersion(%q): got %v, want %v", bad, err, packaging.ErrBadVersion)
+		}
+	}
+	if _, err := packaging.ParseVersion("v1.0.0", -1); !errors.Is(err, packaging.ErrBadVersion) {
+		t.Errorf("negative commit count: got %v, want %v", err, packaging.ErrBadVersion)
+	}
+}
+
+// The pkg, the LaunchDaemon, both profiles and the agent must agree on one
+// identifier, or MDM settings and the service-management rule silently
+// miss.
+func TestMacOSIdentifiers(t *testing.T) {
+	assert.Equal(t, platform.ManagedPreferenceDomain, macpkg.Label, "managed-preferences domain")
+
+	var daemon struct {
+		Label             string
+		ProgramArguments  []string
+		RunAtLoad         bool
+		KeepAlive         bool
+		StandardErrorPath string
+	}
+	_, err := plist.Unmarshal(asset(t, "macos/"+macpkg.Label+".plist"), &daemon)
+	require.NoError(t, err)
+	assert.Equal(t, macpkg.Label, daemon.Label)
+	assert.Equal(t, []string{macpkg.AppDir + "/certagent", "run"}, daemon.ProgramArguments)
+	assert.True(t, daemon.RunAtLoad, "RunAtLoad")
+	assert.True(t, daemon.KeepAlive, "KeepAlive")
+
+	type payload struct {
+		PayloadType       string
+		PayloadIdentifier string
+		PayloadUUID       string
+		Rules             []struct{ RuleType, RuleValue string }
+		ControlPlaneURL   string `plist:"control_plane_url"`
+		AccountID         string `plist:"account_id"`
+		APIToken          string `plist:"api_token"`
+	}
+	type profile struct {
+		PayloadType    string
+		PayloadScope   string
+		PayloadUUID    string
+		PayloadContent []payload
+	}
+	uuid := regexp.MustCompile(`^[0-9A-F]{8}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{4}-[0-9A-F]{12}$`)
+	seen := map[string]bool{}
+	read := func(name string) profile {
+		var p profile
+		_, err := plist.Unmarshal(asset(t, "macos/"+name), &p)
+		require.NoError(t, err, name)
+		assert.Equal(t, "Configuration", p.PayloadType, name)
+		assert.Equal(t, "System", p.PayloadScope, name)
+		require.Len(t, p.PayloadContent, 1, name)
+		for _, u := range []string{p.PayloadUUID, p.PayloadContent[0].PayloadUUID} {
+			assert.Regexp(t, uuid, u, name)
+			assert.False(t, seen[u], "UUID %s reused", u)
+			seen[u] = true
+		}
+		return p
+	}
+	settings := read("certagent-settings.mobileconfig").PayloadContent[0]
+	assert.Equal(t, platform.ManagedPreferenceDomain, settings.PayloadType, "custom settings payload type is the domain")
+	assert.NotEmpty(t, settings.ControlPlaneURL)
+	assert.NotEmpty(t, settings.AccountID)
+	assert.NotEmpty(t, settings.APIToken)
+	sm := read("certagent-service-management.mobileconfig").PayloadContent[0]
+	assert.Equal(t, "com.apple.servicemanagement", sm.PayloadType)
+	require.Len(t, sm.Rules, 1)
+	assert.Equal(t, "Label", sm.Rules[0].RuleType)
+	assert.Equal(t, macpkg.Label, sm.Rules[0].RuleValue)
+
+	for _, s := range []string{"preinstall", "postinstall", "uninstall.sh"} {
+		assert.Contains(t, string(asset(t, "macos/"+s)), "LABEL="+macpkg.Label, s)
+	}
+	assert.Contains(t, string(asset(t, "macos/uninstall.sh")), "pkgutil --forget "+macpkg.PkgID)
+	assert.Contains(t, string(asset(t, "macos/uninstall.sh")), "uninstall --purge")
+}
+
+// The ADMX policies, the MSI's registry values and the agent's policy key
+// must name the same values.
+func TestWindowsPolicyNames(t *testing.T) {
+	var admx struct {
+		Policies []struct {
+			Name         string `xml:"name,attr"`
+			Class        string `xml:"class,attr"`
+			Key          string `xml:"key,attr"`
+			DisplayName  string `xml:"displayName,attr"`
+			ExplainText  string `xml:"explainText,attr"`
+			Presentation string `xml:"presentation,attr"`
+			Text         []struct {
+				ID        string `xml:"id,attr"`
+				ValueName string `xml:"valueName,attr"`
+			} `xml:"elements>text"`
+		} `xml:"policies>policy"`
+	}
+	require.NoError(t, xml.Unmarshal(asset(t, "windows/certagent.admx"), &admx))
+	var adml struct {
+		Strings []struct {
+			ID string `xml:"id,attr"`
+		} `xml:"resources>stringTable>string"`
+		Presentations []struct {
+			ID       string `xml:"id,attr"`
+			TextBoxs []struct {
+				RefID string `xml:"refId,attr"`
+			} `xml:"textBox"`
+		} `xml:"resources>presentationTable>presentation"`
+	}
+	require.NoError(t, xml.Unmarshal(asset(t, "windows/en-US/certagent.adml"), &adml))
+	strs := map[string]bool{}
+	for _, s := range adml.Strings {
+		strs[s.ID] = true
+	}
+	pres := map[string][]string{}
+	for _, p := range adml.Presentations {
+		for _, tb := range p.TextBoxs {
+			pres[p.ID] = append(pres[p.ID], tb.RefID)
+		}
+	}
+	ref := func(s, prefix string) string {
+		require.True(t, strings.HasPrefix(s, "$("+prefix+".") && strings.HasSuffix(s, ")"), "%q", s)
+		return strings.TrimSuffix(strings.TrimPrefix(s, "$("+prefix+"."), ")")
+	}
+	var values []string
+	for _, p := range admx.Policies {
+		assert.Equal(t, "Machine", p.Class, p.Name)
+		assert.Equal(t, `SOFTWARE\Policies\certagent`, p.Key, p.Name)
+		assert.True(t, strs[ref(p.DisplayName, "string")], "%s: display name string", p.Name)
+		assert.True(t, strs[ref(p.ExplainText, "string")], "%s: explain string", p.Name)
+		require.Len(t, p.Text, 1, p.Name)
+		assert.Contains(t, pres[ref(p.Presentation, "presentation")], p.Text[0].ID, "%s: presentation", p.Name)
+		values = append(values, p.Text[0].ValueName)
+	}
+	var want []string
+	for _, v := range winpkg.Properties {
+		want = append(want, v)
+	}
+	slices.Sort(values)
+	slices.Sort(want)
+	assert.Equal(t, want, values, "ADMX value names = MSI registry values")
+
+	wxs := string(asset(t, "windows/certagent.wxs"))
+	for prop, name := range winpkg.Properties {
+		re := regexp.MustCompile(`Name="` + name + `"\s+Type="string" Value="\[` + prop + `\]"`)
+		assert.True(t, re.MatchString(wxs), "wxs writes %s from [%s]", name, prop)
+	}
+	assert.Contains(t, wxs, `UpgradeCode="`+strings.Trim(winpkg.UpgradeCode, "{}")+`"`)
+}
+
+// The unit file: the hardening and restart policy the issue asks for, and
+// every directive explained by a comment right above it.
+func TestSystemdUnit(t *testing.T) {
+	unit := asset(t, "linux/certagent.service")
+	directives := map[string][]string{}
+	prevComment := false
+	sc := bufio.NewScanner(bytes.NewReader(unit))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		switch {
+		case line == "":
+			prevComment = false
+		case strings.HasPrefix(line, "#"):
+			prevComment = true
+		case strings.HasPrefix(line, "["):
+			prevComment = false
+		default:
+			k, v, ok := strings.Cut(line, "=")
+			require.True(t, ok, "not a directive: %q", line)
+			assert.True(t, prevComment, "%s has no comment above it", k)
+			directives[k] = append(directives[k], v)
+		}
+	}
+	for k, v := range map[string]string{
+		"ExecStart": "/usr/bin/certagent run", "Restart": "on-failure", "RestartSec": "5s",
+		"NoNewPrivileges": "yes", "ProtectSystem": "strict", "After": "network-online.target",
+		"Wants": "network-online.target", "WantedBy": "multi-user.target",
+	} {
+		assert.Equal(t, []string{v}, directives[k], k)
+	}
+	rw := strings.Join(directives["ReadWritePaths"], " ")
+	for _, p := range []string{"/var/lib/certagent", "-/etc/ssl/certs", "-/usr/local/share/ca-certificates", "-/etc/pki", "-/home"} {
+		assert.Contains(t, strings.Fields(rw), p, "ReadWritePaths")
+	}
+	assert.NotContains(t, directives, "ProtectHome", "NSS databases live in home directories")
+
+	// systemd's own parser, where it is installed.
+	analyze, err := exec.LookPath("systemd-analyze")
+	if err != nil {
+		t.Log("systemd-analyze not installed; parser check skipped")
+		return
+	}
+	f := filepath.Join(t.TempDir(), "certagent.service")
+	require.NoError(t, os.WriteFile(f, bytes.Replace(unit, []byte("/usr/bin/certagent run"), []byte("/bin/true run"), 1), 0o644))
+	out, err := exec.Command(analyze, "verify", f).CombinedOutput()
+	assert.NoError(t, err, "%s", out)
+	assert.Empty(t, strings.TrimSpace(string(out)), "systemd-analyze verify")
+}
