@@ -112,3 +112,40 @@ func shimPath(b *testing.B) string {
 	b.Setenv("PATH", dir+":"+platform.DefaultPath)
 	return log
 }
+
+// BenchmarkNoChangePass is the steady state: ten roots installed, and a pass
+// (List, then trust.Install finding nothing to do) runs no command; it
+// reports cmds/op, which must stay 0.
+func BenchmarkNoChangePass(b *testing.B) {
+	nstest.Require(b)
+	nstest.Tool(b, nstest.UpdateCACertificates, "ca-certificates")
+	nstest.MinimalDebianStore(b)
+	cas := trusttest.NewCAs(b, 10)
+	ctx := context.Background()
+	cr := &platform.CountingRunner{Runner: &platform.ExecRunner{}}
+	s := New(Options{Runner: cr})
+	if _, err := trust.Install(ctx, s, trusttest.Certs(cas...)...); err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		fps := make([]trust.Fingerprint, len(cas))
+		for i, c := range cas {
+			fps[i] = c.FP
+		}
+		trust.Uninstall(ctx, s, fps...)
+	})
+	n := cr.Count()
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		res, err := trust.Install(ctx, s, trusttest.Certs(cas...)...)
+		if err != nil || len(res) != 0 {
+			b.Fatalf("a no-change pass made changes: %v %v", res, err)
+		}
+	}
+	b.StopTimer()
+	if got := cr.Count() - n; got != 0 {
+		b.Fatalf("a pass with nothing to change ran %d commands", got)
+	}
+	b.ReportMetric(0, "cmds/op")
+}
