@@ -18,6 +18,18 @@ var linuxAnchorDirs = []string{
 	"/etc/pki/trust/anchors",                    // SUSE (update-ca-certificates)
 }
 
+// linuxBundles are the extracted bundles the refresh tools write. The
+// system store counts a root as trusted while the bundle holds it, so a
+// deleted anchor is only lost once something rebuilds the bundle (a package
+// upgrade, an admin's update-ca-certificates); watching the bundle repairs
+// it right then.
+var linuxBundles = []string{
+	"/etc/ssl/certs/ca-certificates.crt",                // Debian, Ubuntu
+	"/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", // Fedora, RHEL
+	"/etc/ca-certificates/extracted/tls-ca-bundle.pem",  // Arch
+	"/var/lib/ca-certificates/ca-bundle.pem",            // SUSE
+}
+
 // nssProfileRoots are, relative to a home, the directories holding NSS
 // databases or browser profiles that each hold one.
 var nssProfileRoots = []string{
@@ -45,7 +57,7 @@ func DerivedWatchPaths(name string, users func() ([]platform.User, error)) []str
 		return nil
 	case "system":
 		if runtime.GOOS == "linux" {
-			return append([]string(nil), linuxAnchorDirs...)
+			return append(append([]string(nil), linuxAnchorDirs...), linuxBundles...)
 		}
 		return nil
 	case "firefox-policy":
