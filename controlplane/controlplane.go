@@ -14,7 +14,9 @@ import (
 	"encoding/pem"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
+	"unicode"
 
 	"github.com/google/uuid"
 	"github.com/hashicorp/go-hclog"
@@ -25,6 +27,9 @@ import (
 	"github.com/certagent/certagent/controlplane/seal"
 	"github.com/certagent/certagent/controlplane/storage"
 )
+
+// ErrInvalidName is returned for an empty or unprintable account name.
+var ErrInvalidName = errors.New("controlplane: invalid name")
 
 // ErrNoSealer means the Service was built without a key sealer.
 var ErrNoSealer = errors.New("controlplane: no key sealer configured")
@@ -144,6 +149,9 @@ func (s *Service) newCert(accountID, certID, typ, name string, is *ca.Issued) (s
 // CreateAccount creates an account with a fresh id and its first root,
 // available and in use.
 func (s *Service) CreateAccount(ctx context.Context, name string) (storage.Account, error) {
+	if strings.TrimSpace(name) == "" || len(name) > 255 || strings.IndexFunc(name, unicode.IsControl) >= 0 {
+		return storage.Account{}, fmt.Errorf("%w: account name must be 1..255 printable characters", ErrInvalidName)
+	}
 	id := NewAccountID()
 	certID := uuid.NewString()
 	is, err := ca.Generate(ca.Request{AccountID: id, KeyType: s.keyType, Now: s.store.Now()})

@@ -20,7 +20,11 @@ import (
 // ListETag is the strong entity tag of an account's certificate list at a
 // revision. The account prefix keeps tags of different accounts apart.
 func ListETag(accountID string, revision int64) string {
-	return `"` + accountID[:8] + "-" + strconv.FormatInt(revision, 10) + `"`
+	prefix := accountID
+	if len(prefix) > 8 {
+		prefix = prefix[:8]
+	}
+	return `"` + prefix + "-" + strconv.FormatInt(revision, 10) + `"`
 }
 
 // etagMatches reports whether an If-None-Match header matches etag, with

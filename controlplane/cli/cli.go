@@ -149,7 +149,9 @@ func newFlags(name string, env Env, c *common, example string) *flag.FlagSet {
 	fs.SetOutput(env.Stderr)
 	fs.StringVar(&c.db, "db", "", "database: sqlite:PATH or postgres://… (default sqlite:<data-dir>/certplane.db)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "data directory for the database and the seal key (default $XDG_DATA_HOME/certplane or /var/lib/certplane)")
-	fs.BoolVar(&c.json, "json", false, "print JSON")
+	if name != "serve" {
+		fs.BoolVar(&c.json, "json", false, "print JSON")
+	}
 	fs.Usage = func() {
 		fmt.Fprintf(env.Stderr, "Usage: certplane %s [flags]\n\nExample:\n  %s\n\nFlags:\n", name, example)
 		fs.PrintDefaults()

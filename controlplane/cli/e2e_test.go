@@ -429,6 +429,17 @@ func TestCLIAdminShortcuts(t *testing.T) {
 	assert.Contains(t, stderr.String(), "only an available certificate can be turned on")
 	assert.Equal(t, api.NilUUID, runCLI(t, "cert", "use", "--db", db, "--account", account, "--id", "none"))
 
+	code = cli.Main(context.Background(), []string{"account", "create", "--db", db, "--data-dir", dir, "--name", "bad\x01name"},
+		cli.Env{Stdout: &bytes.Buffer{}, Stderr: &stderr})
+	assert.Equal(t, 1, code, "an unprintable account name is refused")
+
+	var help bytes.Buffer
+	assert.Equal(t, 0, cli.Main(context.Background(), []string{"--help"}, cli.Env{Stdout: &help, Stderr: &help}))
+	assert.Contains(t, help.String(), "Example")
+	help.Reset()
+	assert.Equal(t, 0, cli.Main(context.Background(), []string{"serve", "-h"}, cli.Env{Stdout: &help, Stderr: &help}))
+	assert.Contains(t, help.String(), "-deploy-delay")
+
 	for _, args := range [][]string{
 		{},
 		{"bogus"},
