@@ -309,3 +309,59 @@ func MTLSResult(c storage.Certificate) (api.MTLSCertificate, error) {
 		UpdatedAt: ac.UpdatedAt, UploadedOn: ac.UploadedOn,
 	}, nil
 }
+
+// handleListCustom lists the account's uploaded roots in the mTLS
+// certificate store's shape.
+func handleListCustom(c *call) (any, error) {
+	certs, _, err := c.s.store.List(c.r.Context(), c.account)
+	if err != nil {
+		return nil, err
+	}
+	out := []api.MTLSCertificate{}
+	for _, cert := range certs {
+		if cert.Type != api.TypeCustom {
+			continue
+		}
+		m, err := MTLSResult(cert)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, m)
+	}
+	return out, nil
+}
+
+// custom returns the custom certificate c.cert; a gateway-managed one is
+// not in the mTLS store, so it is not found there.
+func custom(c *call) (storage.Certificate, error) {
+	cert, err := c.s.store.Get(c.r.Context(), c.account, c.cert)
+	if err != nil {
+		return cert, err
+	}
+	if cert.Type != api.TypeCustom {
+		return cert, storage.ErrNotFound
+	}
+	return cert, nil
+}
+
+func handleGetCustom(c *call) (any, error) {
+	cert, err := custom(c)
+	if err != nil {
+		return nil, err
+	}
+	return MTLSResult(cert)
+}
+
+// handleDeleteCustom deletes an uploaded root under the same rule as the
+// gateway delete: only when inactive (so never while in use or installed
+// on devices).
+func handleDeleteCustom(c *call) (any, error) {
+	if _, err := custom(c); err != nil {
+		return nil, err
+	}
+	cert, err := c.s.Delete(c.r.Context(), c.account, c.cert)
+	if err != nil {
+		return nil, err
+	}
+	return MTLSResult(cert)
+}

@@ -87,7 +87,10 @@ func (s *Service) routes() []route {
 		{p("certificates", "{cert}", "download"), map[string]handlerFunc{http.MethodGet: handleDownload}},
 		{p("configuration"), map[string]handlerFunc{
 			http.MethodGet: handleGetConfig, http.MethodPut: handlePutConfig, http.MethodPatch: handlePatchConfig}},
-		{[]string{"accounts", "{account}", "mtls_certificates"}, map[string]handlerFunc{http.MethodPost: handleUpload}},
+		{[]string{"accounts", "{account}", "mtls_certificates"}, map[string]handlerFunc{
+			http.MethodGet: handleListCustom, http.MethodPost: handleUpload}},
+		{[]string{"accounts", "{account}", "mtls_certificates", "{cert}"}, map[string]handlerFunc{
+			http.MethodGet: handleGetCustom, http.MethodDelete: handleDeleteCustom}},
 	}
 }
 

@@ -366,3 +366,46 @@ func mintCA(t testing.TB) (string, string) {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
 }
+
+func TestMTLSStore(t *testing.T) {
+	f := newFixture(t)
+	base := controlplane.APIPrefix + "/accounts/" + f.account + "/mtls_certificates"
+	r := f.do(t, "GET", base, f.read, "")
+	require.Equal(t, 200, r.status)
+	assert.JSONEq(t, `[]`, string(r.env.Result), "the bootstrap certificate is not a custom one")
+
+	certPEM, keyPEM := mintCA(t)
+	body, _ := json.Marshal(api.UploadRequest{Name: "byo", Certificates: certPEM, PrivateKey: keyPEM, CA: true})
+	r = f.do(t, "POST", base, f.write, string(body))
+	require.Equal(t, 200, r.status, "%s", r.body)
+	var m api.MTLSCertificate
+	require.NoError(t, json.Unmarshal(r.env.Result, &m))
+
+	r = f.do(t, "GET", base, f.read, "")
+	var list []api.MTLSCertificate
+	require.NoError(t, json.Unmarshal(r.env.Result, &list))
+	require.Len(t, list, 1)
+	assert.Equal(t, m.ID, list[0].ID)
+	r = f.do(t, "GET", base+"/"+m.ID, f.read, "")
+	require.Equal(t, 200, r.status)
+	r = f.do(t, "GET", base+"/"+f.first, f.read, "")
+	assert.Equal(t, 404, r.status, "a gateway-managed root is not in the mTLS store")
+	r = f.do(t, "DELETE", base+"/"+f.first, f.write, "")
+	assert.Equal(t, 404, r.status)
+
+	// Same lifecycle rule as the gateway delete.
+	_, err := f.svc.Activate(context.Background(), f.account, m.ID)
+	require.NoError(t, err)
+	r = f.do(t, "DELETE", base+"/"+m.ID, f.write, "")
+	assert.Equal(t, 409, r.status)
+	assert.Equal(t, controlplane.CodeDeleteNotInactive, r.env.Errors[0].Code)
+	_, err = f.svc.Deactivate(context.Background(), f.account, m.ID)
+	require.NoError(t, err)
+	f.clock.Advance(time.Minute)
+	_, err = f.svc.Store().CompleteDue(context.Background())
+	require.NoError(t, err)
+	r = f.do(t, "DELETE", base+"/"+m.ID, f.write, "")
+	require.Equal(t, 200, r.status, "%s", r.body)
+	r = f.do(t, "GET", f.gw("/certificates/"+m.ID), f.read, "")
+	assert.Equal(t, 404, r.status, "gone from the gateway list too")
+}
