@@ -37,8 +37,8 @@ type Deps struct {
 	// Rand returns a uniform float in [0,1) for jitter; nil means math/rand.
 	Rand func() float64
 
-	// hook, when set, is called between the steps of a pass ("intent",
-	// "apply:STORE", "commit"); a non-nil error aborts the pass there, as a
+	// hook, when set, is called between the steps of a pass ("lock",
+	// "intent", "apply:STORE", "commit"); a non-nil error aborts the pass there, as a
 	// crash would. Tests only.
 	hook func(step string) error
 }
@@ -469,25 +469,50 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 	rep.Fetch.Authoritative = authoritative
 	rep.Desired, rep.Rejected, rep.Withheld = ev.Infos, ev.Rejected, ev.Withheld
 
-	// 2. What the stores hold, including stores the config dropped that
-	// still hold roots we installed.
-	handles = append(handles[:len(handles):len(handles)], a.orphans(ledger, handles)...)
-	states := make([]StoreState, 0, len(handles))
-	for _, h := range handles {
-		st := inventory(ctx, h)
-		st.Orphaned = h.orphaned
-		states = append(states, st)
+	// 2. What the stores hold (including stores the config dropped that
+	// still hold roots we installed), and 3. the plan.
+	configured := handles
+	makePlan := func(l *Ledger) (*Plan, []storeHandle) {
+		hs := append(configured[:len(configured):len(configured)], a.orphans(l, configured)...)
+		states := make([]StoreState, 0, len(hs))
+		for _, h := range hs {
+			st := inventory(ctx, h)
+			st.Orphaned = h.orphaned
+			states = append(states, st)
+		}
+		return MakePlan(PlanInput{
+			Desired:       ev.Desired,
+			Authoritative: authoritative,
+			Ledger:        l,
+			Stores:        states,
+			Retired:       retired,
+			Now:           now.UTC(),
+		}), hs
 	}
-
-	// 3. The plan.
-	plan := MakePlan(PlanInput{
-		Desired:       ev.Desired,
-		Authoritative: authoritative,
-		Ledger:        ledger,
-		Stores:        states,
-		Retired:       retired,
-		Now:           now.UTC(),
-	})
+	plan, handles := makePlan(ledger)
+	if !opt.dryRun && !plan.Empty() {
+		// Another certagent process (a `sync` or `uninstall --purge` next
+		// to the daemon) may be mid-pass: take the state lock, and plan
+		// again if the ledger moved while we were not holding it. Quiet
+		// passes never get here, so they create no lock file.
+		if err := a.step("lock"); err != nil {
+			return rep, err
+		}
+		unlock, err := lockState(cfg.StateDir)
+		if err != nil {
+			a.recordError(err)
+			return rep, err
+		}
+		defer unlock()
+		fresh, err := LoadLedger(cfg.LedgerPath())
+		if err != nil {
+			a.recordError(err)
+			return rep, err
+		}
+		if !fresh.Equal(ledger) {
+			plan, handles = makePlan(fresh)
+		}
+	}
 	rep.Changes = plan.ChangeCount()
 	if opt.dryRun {
 		for _, sp := range plan.Stores {

@@ -213,7 +213,7 @@ func TestNoChangePassWritesNothing(t *testing.T) {
 	first := r.sync(a)
 	require.Equal(t, 8, first.Changes)
 	before := snapshotFiles(t, r.cfg.StateDir, dirPath)
-	require.Len(t, before, 6, "state dir, ledger, status, anchors dir and two roots: %v", before)
+	require.Len(t, before, 7, "state dir, ledger, status, lock, anchors dir and two roots: %v", before)
 	applies := r.applies()
 
 	for i, ag := range []*Agent{a, a, r.agent()} {
@@ -229,4 +229,49 @@ func TestNoChangePassWritesNothing(t *testing.T) {
 			assert.Equal(t, "ok", rep.Fetch.Status, "a restarted agent has no ETag")
 		}
 	}
+}
+
+// TestConcurrentProcessesDoNotDuplicate runs two agents on one state dir
+// (a daemon and a `certagent sync`) so that both plan the same installs;
+// the state lock and the re-plan under it make the second one a no-op.
+func TestConcurrentProcessesDoNotDuplicate(t *testing.T) {
+	r := newRig(t)
+	r.plane.add(trusttest.NewCA(t), api.StatusAvailable)
+	r.plane.add(trusttest.NewCA(t), api.StatusAvailable)
+	firstHolds := make(chan struct{})
+	secondPlanned := make(chan struct{})
+	first, err := New(r.cfg, Deps{OpenStore: r.open, hook: func(step string) error {
+		if step == "intent" { // holding the lock
+			close(firstHolds)
+			<-secondPlanned
+		}
+		return nil
+	}})
+	require.NoError(t, err)
+	second, err := New(r.cfg, Deps{OpenStore: r.open, hook: func(step string) error {
+		if step == "lock" { // planned, about to wait for the lock
+			close(secondPlanned)
+		}
+		return nil
+	}})
+	require.NoError(t, err)
+
+	done := make(chan *Report)
+	go func() {
+		rep, err := first.SyncOnce(context.Background(), false)
+		assert.NoError(t, err)
+		done <- rep
+	}()
+	<-firstHolds
+	rep2, err := second.SyncOnce(context.Background(), false)
+	require.NoError(t, err)
+	rep1 := <-done
+	assert.Equal(t, 6, rep1.Changes)
+	assert.Equal(t, 0, rep2.Changes, "the second process re-planned under the lock")
+	counts := map[string]int{}
+	countInstalls(r, counts)
+	for k, n := range counts {
+		assert.Equal(t, 1, n, "%s installed %d times", k, n)
+	}
+	assert.Len(t, r.ledger().Entries, 6)
 }

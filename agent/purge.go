@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 )
 
 // PurgeReport is what uninstall --purge did.
@@ -26,6 +27,17 @@ func Purge(ctx context.Context, cfg *Config, deps Deps) (*PurgeReport, error) {
 	deps = deps.withDefaults()
 	log := deps.Logger
 	rep := &PurgeReport{}
+	// Serialise with a daemon's pass; a state dir that does not exist has
+	// nothing to purge and is not created.
+	unlock := func() {}
+	if _, err := os.Stat(cfg.StateDir); err == nil {
+		u, err := lockState(cfg.StateDir)
+		if err != nil {
+			return rep, err
+		}
+		unlock = u
+	}
+	defer func() { unlock() }()
 	ledger, err := LoadLedger(cfg.LedgerPath())
 	if err != nil {
 		return rep, err
@@ -63,7 +75,9 @@ func Purge(ctx context.Context, cfg *Config, deps Deps) (*PurgeReport, error) {
 		rep.Remaining = after.Entries
 		return rep, fmt.Errorf("agent: purge: %d root(s) could not be removed (see the results); run it again once the store is usable", len(after.Entries))
 	}
-	for _, f := range []string{cfg.LedgerPath(), cfg.StatusPath()} {
+	unlock()
+	unlock = func() {}
+	for _, f := range []string{cfg.LedgerPath(), cfg.StatusPath(), filepath.Join(cfg.StateDir, "lock")} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return rep, fmt.Errorf("agent: purge: %w", err)
 		}
