@@ -254,6 +254,26 @@ func (s *Service) Download(ctx context.Context, accountID, certID, format string
 	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: c.DER}), nil
 }
 
+// ErrWrongSealKey means the seal key does not open the keys in the database.
+var ErrWrongSealKey = errors.New("controlplane: the seal key does not open the private keys in this database (wrong --data-dir or CERTPLANE_SEAL_KEY?)")
+
+// CheckSealKey proves the seal key opens a stored key, when the backend can
+// sample one (storage.KeySampler); an empty database passes.
+func (s *Service) CheckSealKey(ctx context.Context) error {
+	ks, ok := s.store.Backend().(storage.KeySampler)
+	if !ok || s.sealer == nil {
+		return nil
+	}
+	a, c, sealed, ok, err := ks.SampleSealedKey(ctx)
+	if err != nil || !ok {
+		return err
+	}
+	if _, err := s.sealer.Open(sealed, keyAAD(a, c)); err != nil {
+		return ErrWrongSealKey
+	}
+	return nil
+}
+
 // PrivateKey opens a certificate's sealed key. Nothing in the API calls it;
 // it exists for operators who need the key to configure their own
 // inspection proxy, and for tests that prove the seal round-trips.

@@ -208,30 +208,46 @@ func (c *common) openBackend(ctx context.Context) (storage.Backend, error) {
 // on first use creates) the seal key.
 func (c *common) service(ctx context.Context, env Env, withSealer bool, opts controlplane.Options) (*controlplane.Service, storage.Backend, error) {
 	c.resolve(env)
+	keyCreated := ""
 	if withSealer {
 		s, created, err := seal.Load(env.Getenv(seal.EnvKey), c.dataDir)
 		if err != nil {
 			return nil, nil, err
 		}
 		if created {
-			fmt.Fprintf(env.Stderr, "certplane: created seal key %s (back it up: without it no stored private key can be opened)\n",
-				filepath.Join(c.dataDir, seal.KeyFile))
+			keyCreated = filepath.Join(c.dataDir, seal.KeyFile)
 		}
 		opts.Sealer = s
 	}
 	b, err := c.openBackend(ctx)
 	if err != nil {
+		c.discardKey(keyCreated)
 		return nil, nil, err
 	}
 	if opts.Now == nil {
 		opts.Now = env.Now
 	}
 	svc, err := controlplane.New(b, opts)
+	if err == nil {
+		err = svc.CheckSealKey(ctx)
+	}
 	if err != nil {
+		// Never leave behind a key that seals nothing and hides the real one.
+		c.discardKey(keyCreated)
 		b.Close()
 		return nil, nil, err
 	}
+	if keyCreated != "" {
+		fmt.Fprintf(env.Stderr, "certplane: created seal key %s (back it up: without it no stored private key can be opened)\n", keyCreated)
+	}
 	return svc, b, nil
+}
+
+// discardKey removes a seal key file this run created, if any.
+func (c *common) discardKey(path string) {
+	if path != "" {
+		os.Remove(path)
+	}
 }
 
 func printJSON(w io.Writer, v any) error {

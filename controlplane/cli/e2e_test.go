@@ -477,3 +477,18 @@ func mintCA(t *testing.T, cn string) (string, string) {
 	return string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der})),
 		string(pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}))
 }
+
+func TestServeRefusesAWrongSealKey(t *testing.T) {
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "certplane.db")
+	runCLI(t, "account", "create", "--db", db, "--data-dir", dir, "--name", "acme")
+	// Same database, another data directory: a new key would be created.
+	other := t.TempDir()
+	var stderr bytes.Buffer
+	code := cli.Main(context.Background(), []string{"cert", "generate", "--db", db, "--data-dir", other, "--account", "0123456789abcdef0123456789abcdef"},
+		cli.Env{Stdout: &bytes.Buffer{}, Stderr: &stderr})
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "seal key does not open")
+	_, err := os.Stat(filepath.Join(other, "seal.key"))
+	assert.True(t, os.IsNotExist(err), "the stray key must not be left behind")
+}

@@ -191,3 +191,12 @@ type Tx interface {
 	// prune records older than GenerationWindow before it.
 	RecordGeneration(at time.Time) error
 }
+
+// KeySampler is an optional Backend extension: it returns any one stored
+// sealed key, so a server can prove at start that its seal key opens what
+// the database holds (a wrong --data-dir would otherwise create a new key
+// and silently split the keys between two). ok is false when no
+// certificate exists.
+type KeySampler interface {
+	SampleSealedKey(ctx context.Context) (accountID, certID string, sealed []byte, ok bool, err error)
+}

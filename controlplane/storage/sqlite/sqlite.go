@@ -608,3 +608,17 @@ func (t *tx0) RecordGeneration(at time.Time) error {
 	t.changed = true
 	return nil
 }
+
+// SampleSealedKey implements storage.KeySampler.
+func (d *DB) SampleSealedKey(ctx context.Context) (string, string, []byte, bool, error) {
+	var a, c string
+	var k []byte
+	err := d.r.QueryRowContext(ctx, `SELECT account_id, id, sealed_key FROM certificates ORDER BY created_at LIMIT 1`).Scan(&a, &c, &k)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", "", nil, false, nil
+	}
+	if err != nil {
+		return "", "", nil, false, fmt.Errorf("storage/sqlite: sample key: %w", err)
+	}
+	return a, c, k, true, nil
+}

@@ -151,6 +151,7 @@ func Run(t *testing.T, newBackend NewBackend) {
 		{"ConcurrentActivate", testConcurrentActivate},
 		{"ConcurrentUse", testConcurrentUse},
 		{"CompleteOnce", testCompleteOnce},
+		{"KeySampler", testKeySampler},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -751,4 +752,23 @@ func testCompleteOnce(t *testing.T, e *env) {
 	for _, c := range ids {
 		assert.Equal(t, api.StatusAvailable, e.status(t, id, c))
 	}
+}
+
+// testKeySampler checks the optional storage.KeySampler.
+func testKeySampler(t *testing.T, e *env) {
+	ks, ok := e.b.(storage.KeySampler)
+	if !ok {
+		t.Skip("backend does not implement storage.KeySampler (optional)")
+	}
+	ctx := context.Background()
+	_, _, _, ok, err := ks.SampleSealedKey(ctx)
+	require.NoError(t, err)
+	assert.False(t, ok, "an empty database has no key to sample")
+	id, first := e.account(t)
+	a, c, sealed, ok, err := ks.SampleSealedKey(ctx)
+	require.NoError(t, err)
+	require.True(t, ok)
+	assert.Equal(t, id, a)
+	assert.Equal(t, first.ID, c)
+	assert.Equal(t, first.SealedKey, sealed)
 }
