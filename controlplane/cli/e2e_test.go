@@ -6,6 +6,7 @@ import (
 	"crypto/ecdsa"
 	"crypto/elliptic"
 	"crypto/rand"
+	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/pem"
@@ -13,6 +14,7 @@ import (
 	"fmt"
 	"math/big"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -491,4 +493,61 @@ func TestServeRefusesAWrongSealKey(t *testing.T) {
 	assert.Contains(t, stderr.String(), "seal key does not open")
 	_, err := os.Stat(filepath.Join(other, "seal.key"))
 	assert.True(t, os.IsNotExist(err), "the stray key must not be left behind")
+}
+
+func TestServeTLS(t *testing.T) {
+	dir := t.TempDir()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	require.NoError(t, err)
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(7),
+		Subject:      pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses:  []net.IP{net.ParseIP("127.0.0.1")},
+		NotBefore:    time.Now().Add(-time.Hour),
+		NotAfter:     time.Now().Add(time.Hour),
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, key.Public(), key)
+	require.NoError(t, err)
+	kder, err := x509.MarshalPKCS8PrivateKey(key)
+	require.NoError(t, err)
+	certFile, keyFile := filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key")
+	require.NoError(t, os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o644))
+	require.NoError(t, os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: kder}), 0o600))
+
+	db := "sqlite:" + filepath.Join(dir, "certplane.db")
+	account := runCLI(t, "account", "create", "--db", db, "--data-dir", dir, "--name", "tls")
+	tok := runCLI(t, "token", "create", "--db", db, "--account", account, "--scope", "read")
+
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	ready := make(chan net.Addr, 1)
+	done := make(chan int, 1)
+	logs := &lockedBuffer{}
+	go func() {
+		done <- cli.Main(ctx, []string{"serve", "--listen", "127.0.0.1:0", "--data-dir", dir, "--tls-cert", certFile, "--tls-key", keyFile},
+			cli.Env{Stdout: logs, Stderr: logs, Ready: func(a net.Addr) { ready <- a }})
+	}()
+	var addr net.Addr
+	select {
+	case addr = <-ready:
+	case code := <-done:
+		t.Fatalf("serve exited %d: %s", code, logs.String())
+	}
+	pool := x509.NewCertPool()
+	parsed, err := x509.ParseCertificate(der)
+	require.NoError(t, err)
+	pool.AddCert(parsed)
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}}}
+	c, err := api.NewClient("https://"+addr.String()+"/client/v4", account, tok, api.WithHTTPClient(hc))
+	require.NoError(t, err)
+	certs, err := c.List(context.Background())
+	require.NoError(t, err)
+	assert.Len(t, certs, 1)
+	// Plain HTTP to the TLS port is not served.
+	_, err = newClient(t, "http://"+addr.String()+"/client/v4", account, tok).List(context.Background())
+	assert.Error(t, err)
+	cancel()
+	assert.Equal(t, 0, <-done, "graceful shutdown; logs:\n%s", logs.String())
 }
