@@ -7,6 +7,8 @@ package winpkg
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -108,9 +110,19 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return "", fmt.Errorf("winpkg: out dir: %w", err)
 	}
+	exeBytes, err := os.ReadFile(exe)
+	if err != nil {
+		return "", fmt.Errorf("winpkg: %w", err)
+	}
+	wxs, err := os.ReadFile(filepath.Join(stage, "certagent.wxs"))
+	if err != nil {
+		return "", fmt.Errorf("winpkg: %w", err)
+	}
 	msi := filepath.Join(stage, "certagent.msi")
+	started := time.Now()
 	if _, err := run(ctx, stage, "wixl", "-a", "x64",
-		"-D", "Version="+opts.Version, "-D", "AgentExe=certagent.exe", // wixl wants a path relative to its cwd
+		"-D", "Version="+opts.Version, "-D", "ProductCode="+ProductCode(opts.Version),
+		"-D", "AgentExe=certagent.exe", // wixl wants a path relative to its cwd
 		"-o", msi, filepath.Join(stage, "certagent.wxs")); err != nil {
 		return "", err
 	}
@@ -118,6 +130,15 @@ func Build(ctx context.Context, opts Options) (string, error) {
 		if _, err := run(ctx, stage, "msibuild", msi, "-q", q); err != nil {
 			return "", fmt.Errorf("winpkg: patch: %w", err)
 		}
+	}
+	// wixl ignores Package/@Id and draws a random package code; set one
+	// derived from everything that went in, as the reproducible equivalent.
+	pkgCode := guid("package", opts.Version, string(wxs), string(exeBytes))
+	if _, err := run(ctx, stage, "msibuild", msi, "-s", "certagent trust-store agent", "certagent", "x64;1033", pkgCode); err != nil {
+		return "", fmt.Errorf("winpkg: summary: %w", err)
+	}
+	if err := fixSummaryTimes(msi, started.Add(-2*time.Second), time.Now().Add(2*time.Second), mtime); err != nil {
+		return "", err
 	}
 	if opts.SignCert != "" {
 		if err := sign(ctx, msi, opts, "-add-msi-dse"); err != nil {
@@ -172,6 +193,55 @@ func Patches(version string) []string {
 		q = append(q, "UPDATE `Component` SET `Condition` = '"+prop+"' WHERE `Component` = '"+comp+"'")
 	}
 	return q
+}
+
+// ProductCode is the MSI ProductCode for a version: new per version, as
+// major upgrades require, and stable across rebuilds.
+func ProductCode(version string) string { return guid("product", UpgradeCode, version) }
+
+// guid derives a GUID from its inputs (SHA-256, shaped as a version-5-style
+// name-based UUID).
+func guid(parts ...string) string {
+	h := sha256.New()
+	for _, p := range parts {
+		fmt.Fprintf(h, "%d:%s;", len(p), p)
+	}
+	b := h.Sum(nil)[:16]
+	b[6] = b[6]&0x0f | 0x50
+	b[8] = b[8]&0x3f | 0x80
+	return strings.ToUpper(fmt.Sprintf("{%x-%x-%x-%x-%x}", b[0:4], b[4:6], b[6:8], b[8:10], b[10:16]))
+}
+
+// fixSummaryTimes replaces the creation and last-saved times that wixl and
+// msibuild stamp into the summary information (VT_FILETIME properties:
+// type 0x40, then 100 ns ticks since 1601) with mtime. msitools 0.101 has no
+// SOURCE_DATE_EPOCH support. Only FILETIMEs inside [from, to], the build's
+// own window, are touched, and exactly two must be found.
+func fixSummaryTimes(msi string, from, to, mtime time.Time) error {
+	b, err := os.ReadFile(msi)
+	if err != nil {
+		return fmt.Errorf("winpkg: %w", err)
+	}
+	ticks := func(t time.Time) uint64 { return uint64(t.Unix()+11644473600) * 1e7 }
+	lo, hi, want := ticks(from), ticks(to), ticks(mtime)
+	n := 0
+	for i := 0; i+12 <= len(b); i++ {
+		if binary.LittleEndian.Uint32(b[i:]) != 0x40 {
+			continue
+		}
+		if ft := binary.LittleEndian.Uint64(b[i+4:]); ft >= lo && ft <= hi {
+			binary.LittleEndian.PutUint64(b[i+4:], want)
+			n++
+			i += 11
+		}
+	}
+	if n != 2 {
+		return fmt.Errorf("winpkg: summary times: found %d build-time stamps, want 2 (created, last saved)", n)
+	}
+	if err := os.WriteFile(msi, b, 0o644); err != nil {
+		return fmt.Errorf("winpkg: %w", err)
+	}
+	return nil
 }
 
 func sign(ctx context.Context, path string, opts Options, extra string) error {

@@ -341,3 +341,22 @@ func TestBuildBadOptions(t *testing.T) {
 		})
 	}
 }
+
+func TestMSIReproducible(t *testing.T) {
+	mtime := time.Unix(1700000000, 0)
+	a := buildMSI(t, Options{Version: "1.2.3", MTime: mtime})
+	b := buildMSI(t, Options{Version: "1.2.3", MTime: mtime})
+	ab, err := os.ReadFile(a)
+	require.NoError(t, err)
+	bb, err := os.ReadFile(b)
+	require.NoError(t, err)
+	assert.True(t, bytes.Equal(ab, bb), "two unsigned builds differ")
+
+	out, err := exec.Command(tool(t, "msiinfo", "msitools"), "suminfo", a).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	assert.Contains(t, string(out), "Created: "+mtime.Local().Format("Mon Jan _2 15:04:05 2006"))
+	assert.Contains(t, string(out), "Template: x64;1033")
+	props := table(t, a, "Property")
+	assert.Equal(t, ProductCode("1.2.3"), find(props, "Property", "ProductCode")["Value"])
+	assert.NotEqual(t, ProductCode("1.2.3"), ProductCode("1.2.4"), "a new version needs a new ProductCode")
+}
