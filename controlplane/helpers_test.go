@@ -170,3 +170,5 @@ func (f *fixture) available(tb testing.TB) string {
 	require.NoError(tb, err)
 	return c.ID
 }
+
+func newRecorder() *httptest.ResponseRecorder { return httptest.NewRecorder() }
