@@ -24,6 +24,10 @@ type fakeMachine struct {
 	denyAdd, denyDelete bool
 	// failFriendlyName makes CertSetCertificateContextProperty fail.
 	failFriendlyName bool
+	// vanishBeforeDelete makes another process delete the context between
+	// our Enum and our Delete (the real call then fails with
+	// CRYPT_E_NOT_FOUND).
+	vanishBeforeDelete bool
 	// distrusted fingerprints fail chain building (CERT_TRUST_IS_EXPLICIT_DISTRUST).
 	distrusted map[trust.Fingerprint]bool
 
@@ -129,6 +133,14 @@ func (h *fakeHandle) Delete(c storeCert) error {
 		return errors.New("certificate context not from this store")
 	case !h.write || h.m.denyDelete:
 		return &Win32Error{Step: "CertDeleteCertificateFromStore", Code: codeAccessDenied, Msg: "Access is denied."}
+	}
+	if h.m.vanishBeforeDelete {
+		for i, x := range h.m.certs {
+			if x == fc {
+				h.m.certs = append(h.m.certs[:i], h.m.certs[i+1:]...)
+				break
+			}
+		}
 	}
 	for i, x := range h.m.certs {
 		if x == fc {

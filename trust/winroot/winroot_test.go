@@ -129,6 +129,19 @@ func TestRemoveForeignRootByFingerprint(t *testing.T) {
 	assert.True(t, m.has(keep.FP))
 }
 
+// Another process deleted the root between our listing and our delete: the
+// removal is done, not failed.
+func TestRemoveVanishedRoot(t *testing.T) {
+	m := newFakeMachine()
+	s := newStore(m.open, Options{})
+	ca := mintCA(t, "CA", 1)
+	requireOK(t, s.Apply(context.Background(), []trust.Change{install(ca)}))
+	m.vanishBeforeDelete = true
+	requireOK(t, s.Apply(context.Background(), []trust.Change{remove(ca.FP)}))
+	assert.False(t, m.has(ca.FP))
+	assert.Equal(t, 0, m.deletes)
+}
+
 func TestPresentRootKeepsItsProperties(t *testing.T) {
 	m := newFakeMachine()
 	s := newStore(m.open, Options{})
