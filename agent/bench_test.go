@@ -2,11 +2,14 @@ package agent
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/certagent/certagent/api"
+	"github.com/certagent/certagent/trust"
 	"github.com/certagent/certagent/trust/trusttest"
 )
 
@@ -55,5 +58,35 @@ func BenchmarkNoChangePass(b *testing.B) {
 				b.Fatal("a quiet pass wrote the ledger or called Apply")
 			}
 		})
+	}
+}
+
+// BenchmarkMakePlanConverged is the planner alone on a large machine: 15
+// roots (the most an account can have) in 50 NSS databases, all present.
+func BenchmarkMakePlanConverged(b *testing.B) {
+	cas := trusttest.NewCAs(b, 15)
+	var desired []*trust.Cert
+	for _, ca := range cas {
+		desired = append(desired, ca.Cert)
+	}
+	inv := &trust.Inventory{}
+	l := NewLedger()
+	now := time.Now().UTC()
+	for i := 0; i < 50; i++ {
+		t := trust.Target{User: fmt.Sprintf("user%02d", i), Path: fmt.Sprintf("/home/user%02d/.pki/nssdb", i)}
+		inv.Targets = append(inv.Targets, t)
+		for _, c := range desired {
+			inv.Entries = append(inv.Entries, trust.Entry{FP: c.FP, Target: t})
+			l.set(entryFor(LedgerKey{Store: "nss", Target: t, FP: c.FP}, c, StateInstalled, now))
+			l.Certs[c.FP] = ledgerCert(c)
+		}
+	}
+	l.normalize()
+	in := PlanInput{Desired: desired, Authoritative: true, Ledger: l, Stores: []StoreState{{Name: "nss", Inv: inv}}, Now: now}
+	b.ReportAllocs()
+	for b.Loop() {
+		if p := MakePlan(in); !p.Empty() {
+			b.Fatal("not converged")
+		}
 	}
 }

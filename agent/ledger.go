@@ -72,6 +72,8 @@ type Ledger struct {
 	Certs   map[trust.Fingerprint]LedgerCert `json:"certs"`
 	// index maps a key to its position in Entries; rebuilt by normalize.
 	index map[LedgerKey]int
+	// dirty reports a set or remove since the last normalize.
+	dirty bool
 }
 
 // NewLedger returns an empty ledger.
@@ -144,6 +146,7 @@ func (l *Ledger) Marshal() ([]byte, error) {
 // normalize sorts entries, drops certs no entry refers to, and rebuilds the
 // index.
 func (l *Ledger) normalize() {
+	l.dirty = false
 	sort.Slice(l.Entries, func(i, j int) bool { return keyLess(l.Entries[i].LedgerKey, l.Entries[j].LedgerKey) })
 	used := make(map[trust.Fingerprint]bool, len(l.Certs))
 	l.index = make(map[LedgerKey]int, len(l.Entries))
@@ -198,6 +201,7 @@ func (l *Ledger) set(e LedgerEntry) {
 	if l.index == nil {
 		l.normalize()
 	}
+	l.dirty = true
 	if i, ok := l.index[e.LedgerKey]; ok {
 		l.Entries[i] = e
 		return
@@ -216,6 +220,7 @@ func (l *Ledger) remove(k LedgerKey) {
 	}
 	l.Entries = out
 	l.normalize()
+	l.dirty = true
 }
 
 // Equal reports whether two ledgers hold the same entries and certs. Both

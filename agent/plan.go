@@ -138,10 +138,11 @@ func MakePlan(in PlanInput) *Plan {
 		desired[c.FP] = c
 		order = append(order, c)
 	}
-	// Ledger entries by store, so each store only looks at its own.
-	byStore := make(map[string][]LedgerEntry)
-	for _, e := range orig.Entries {
-		byStore[e.Store] = append(byStore[e.Store], e)
+	// Ledger entries (indexes) by store, so each store only looks at its
+	// own.
+	byStore := make(map[string][]int)
+	for i, e := range orig.Entries {
+		byStore[e.Store] = append(byStore[e.Store], i)
 	}
 	plan := &Plan{}
 	for _, st := range in.Stores {
@@ -167,15 +168,24 @@ func MakePlan(in PlanInput) *Plan {
 			continue
 		}
 		inv := st.Inv
+		sp.Results = make([]TargetResult, 0, len(wanted)*(len(inv.Targets)+len(inv.Skipped)))
 		present := make(map[trust.Target]map[trust.Fingerprint]bool, len(inv.Targets))
 		for _, t := range inv.Targets {
 			present[t] = map[trust.Fingerprint]bool{}
 		}
 		pending := map[LedgerKey]bool{}
+		// retiredAt lists the retired roots found per target, so the sweep
+		// below does not rescan every entry for every target.
+		retiredAt := map[trust.Target][]trust.Fingerprint{}
 		for _, e := range inv.Entries {
-			if m := present[e.Target]; m != nil {
-				m[e.FP] = true
+			m := present[e.Target]
+			if m == nil {
+				continue
 			}
+			if in.Retired[e.FP] && !m[e.FP] {
+				retiredAt[e.Target] = append(retiredAt[e.Target], e.FP)
+			}
+			m[e.FP] = true
 			if e.TrustPending {
 				pending[LedgerKey{Store: st.Name, Target: e.Target, FP: e.FP}] = true
 			}
@@ -230,15 +240,10 @@ func MakePlan(in PlanInput) *Plan {
 				continue
 			}
 			// Retired roots, wherever they are and whoever put them there.
-			planned := map[trust.Fingerprint]bool{}
-			for _, e := range inv.Entries {
-				if e.Target != t || !in.Retired[e.FP] || planned[e.FP] {
-					continue
-				}
-				planned[e.FP] = true
-				sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpRemove, FP: e.FP, Target: t, Cert: ledgerCertOf(orig, e.FP)})
+			for _, fp := range retiredAt[t] {
+				sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpRemove, FP: fp, Target: t, Cert: ledgerCertOf(orig, fp)})
 				sp.Retired = append(sp.Retired, true)
-				key := LedgerKey{Store: st.Name, Target: t, FP: e.FP}
+				key := LedgerKey{Store: st.Name, Target: t, FP: fp}
 				if le, ok := orig.Get(key); ok {
 					le.State, le.Since = StateRemoving, in.Now
 					intent.set(le)
@@ -246,7 +251,8 @@ func MakePlan(in PlanInput) *Plan {
 			}
 		}
 		// Our entries in this store that are no longer desired.
-		for _, e := range byStore[st.Name] {
+		for _, i := range byStore[st.Name] {
+			e := orig.Entries[i]
 			if _, skip := skipped[e.Target]; skip {
 				continue
 			}
@@ -276,9 +282,11 @@ func MakePlan(in PlanInput) *Plan {
 		}
 		plan.Stores = append(plan.Stores, sp)
 	}
-	intent.normalize()
+	if intent.dirty {
+		intent.normalize()
+		plan.LedgerChanged = !intent.Equal(orig)
+	}
 	plan.Intent = intent
-	plan.LedgerChanged = !intent.Equal(orig)
 	return plan
 }
 
