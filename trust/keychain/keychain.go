@@ -29,6 +29,7 @@ package keychain
 import (
 	"bytes"
 	"context"
+	"crypto/sha1"
 	"encoding/hex"
 	"encoding/pem"
 	"errors"
@@ -235,7 +236,8 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			changed = true
 			results[i] = s.install(ctx, work, c)
 			if results[i].Status == trust.StatusOK {
-				held[c.FP] = kcCert{DER: c.Cert.X509.Raw, FP: c.FP}
+				der := c.Cert.X509.Raw
+				held[c.FP] = kcCert{DER: der, X509: c.Cert.X509, FP: c.FP, SHA1: sha1.Sum(der)}
 			}
 		case trust.OpRemove:
 			have, ok := held[c.FP]
@@ -270,8 +272,15 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	for _, c := range after {
 		now[c.FP] = true
 	}
+	// Only the last change to a root says what the keychain should hold.
+	last := make(map[trust.Fingerprint]int, len(results))
 	for i, r := range results {
-		if r.Status != trust.StatusOK {
+		if r.Status == trust.StatusOK {
+			last[r.Change.FP] = i
+		}
+	}
+	for i, r := range results {
+		if r.Status != trust.StatusOK || last[r.Change.FP] != i {
 			continue
 		}
 		fp := r.Change.FP

@@ -261,6 +261,14 @@ func TestListing(t *testing.T) {
 	})
 }
 
+func TestInstallThenRemoveInOneBatch(t *testing.T) {
+	s, f := newTestStore(t)
+	ca := trusttest.NewCA(t)
+	requireOK(t, s.Apply(context.Background(), []trust.Change{install(ca), remove(ca.FP)}))
+	assert.False(t, f.has(ca.X509.Raw))
+	assert.False(t, f.hasAdminTrust(ca.X509.Raw))
+}
+
 func TestCheck(t *testing.T) {
 	s, f := newTestStore(t)
 	require.NoError(t, s.Check(context.Background()))
