@@ -392,6 +392,9 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 
 	// 1. The desired set.
 	var certs []api.Certificate
+	var ev *Evaluation
+	policy := trust.Policy{Now: a.deps.Now}
+	retired := cfg.Retired()
 	authoritative := false
 	if opt.fetch {
 		etag := ""
@@ -404,12 +407,13 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 			rep.Fetch = FetchReport{Status: "ok", ServerDate: res.Date}
 			// Validate before adopting: an answer whose certificates do
 			// not hold together changes nothing.
-			if _, ierr := Evaluate(res.Certificates, trust.Policy{Now: a.deps.Now}, cfg.Retired()); errors.Is(ierr, ErrIntegrity) {
+			fresh, ierr := Evaluate(res.Certificates, policy, retired)
+			if ierr != nil {
 				rep.Fetch = FetchReport{Status: "error", Error: ierr.Error(), ServerDate: res.Date}
 				break
 			}
 			last = &answer{certs: res.Certificates, etag: res.ETag, at: now}
-			certs, authoritative = last.certs, true
+			certs, ev, authoritative = last.certs, fresh, true
 		case errors.Is(err, api.ErrNotModified) && last != nil:
 			rep.Fetch = FetchReport{Status: "not_modified"}
 			if res != nil {
@@ -447,18 +451,19 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 		a.recordError(err)
 		return rep, err
 	}
-	policy := trust.Policy{Now: a.deps.Now}
-	retired := cfg.Retired()
-	var ev *Evaluation
-	if last == nil {
+	switch {
+	case ev != nil:
+		// Evaluated on arrival.
+	case last == nil:
 		// No valid answer in this process yet: keep what the ledger says
 		// we installed (drift repair works offline), remove nothing.
-		rep.Fetch.Authoritative = false
 		if rep.Fetch.Status == "skipped" {
 			rep.Fetch.Status = "none"
 		}
 		ev = ledgerEvaluation(ledger, policy, retired)
-	} else {
+	default:
+		// The last good answer, judged again against the clock: a root
+		// that expired since is no longer desired.
 		ev, err = Evaluate(certs, policy, retired)
 		if err != nil {
 			// Cannot happen for an answer adopted above; be safe anyway.
