@@ -69,12 +69,28 @@ func reexec() (int, error) {
 }
 
 func runInside(m *testing.M, cfg Config) int {
+	if os.Getenv(envReady) == "1" {
+		// A child of the set-up process (a fuzz worker, say) shares its
+		// namespace: check, do not mount again.
+		if err := checkPrivate(mustMounts(), os.Getenv(envInside)); err != nil {
+			fmt.Fprintf(os.Stderr, "nstest: refusing to run tests: %v\n", err)
+			return ExitNotIsolated
+		}
+		insideVerified = true
+		return m.Run()
+	}
 	if err := setup(cfg); err != nil {
 		fmt.Fprintf(os.Stderr, "nstest: refusing to run tests: %v\n", err)
 		return ExitNotIsolated
 	}
 	insideVerified = true
+	os.Setenv(envReady, "1")
 	return m.Run()
+}
+
+func mustMounts() []Mount {
+	ms, _ := Mounts()
+	return ms
 }
 
 // setup makes every configured path private and verifies it.

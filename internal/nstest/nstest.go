@@ -24,10 +24,28 @@
 // overlays lands on the host. Tests must only write below the overlaid
 // directories, Scratch(), or t.TempDir().
 //
-// The trust checks (CurlTrusts, GoClientTrusts, ChromiumTrusts) talk to a
-// local HTTPS server (Serve) whose leaf a test CA signed. GoClientTrusts runs
-// the test binary again in a helper mode, so every check gets a fresh
+// The trust checks (CurlTrusts, GoClientTrusts, ChromiumTrusts,
+// ChromiumTrustsAs, JavaTrusts) talk to a local HTTPS server (Serve) whose
+// leaf a test CA (trusttest.NewCA) signed; each uses a fresh request path and
+// decides from both the client's outcome and whether the server saw the
+// request, failing the test on anything in between. GoClientTrusts runs the
+// test binary again in a helper mode, so every check gets a fresh
 // x509.SystemCertPool — Go caches the pool for the life of a process.
+//
+// The rest of the API:
+//
+//	Require(t)             skip (fail under E2E) unless inside a verified namespace
+//	Skipf(t, …), E2E()     skip, or fail when CERTAGENT_E2E=1
+//	Tool(t, path, pkg)     the tool's path, or skip naming the Debian package
+//	Scratch()              a directory on the namespace's private tmpfs
+//	HostPath(p)            the host's view of p (/proc/<host pid>/root/p)
+//	IsPrivate(p), Mounts() mount checks from /proc/self/mountinfo
+//	MinimalDebianStore(t)  shrink the namespaced Debian store to one root, once
+//	CountPEM(path)         certificates in a PEM file
+//
+// A package's full-store tests must run before any test calls
+// MinimalDebianStore (keep them sequential and first; call it after
+// t.Parallel elsewhere).
 package nstest
 
 import (
@@ -41,6 +59,8 @@ import (
 const (
 	// envInside holds the scratch directory; set in the namespaced child.
 	envInside = "CERTAGENT_NSTEST_INSIDE"
+	// envReady is set once the namespace is set up, for our own children.
+	envReady = "CERTAGENT_NSTEST_READY"
 	// envHostPID is the pid of the parent, which stays in the host namespace.
 	envHostPID = "CERTAGENT_NSTEST_HOST_PID"
 	// envHelper selects a helper mode instead of running tests.

@@ -6,7 +6,6 @@ import (
 	"os"
 	"path/filepath"
 	"sync/atomic"
-	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
@@ -58,13 +57,6 @@ func requireReal(t *testing.T) {
 
 func usersFunc(us ...platform.User) func() ([]platform.User, error) {
 	return func() ([]platform.User, error) { return us, nil }
-}
-
-func ownerOf(t *testing.T, p string) int {
-	t.Helper()
-	st, err := os.Stat(p)
-	require.NoError(t, err)
-	return int(st.Sys().(*syscall.Stat_t).Uid)
 }
 
 // TestRealCertutil: install, list, no-change pass, foreign root, removal,
