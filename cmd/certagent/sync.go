@@ -20,8 +20,6 @@ import (
 	"github.com/certagent/certagent/trust"
 )
 
-func hclogLevel(s string) hclog.Level { return hclog.LevelFromString(s) }
-
 func defaultConfigPath() string { return platform.DefaultPaths().ConfigFile }
 
 func defaultTokenPath() string {

@@ -63,6 +63,8 @@ func TestCLISyncCertsUninstall(t *testing.T) {
 	cfgPath := filepath.Join(dir, "config.json")
 	t.Setenv("CERTAGENT_CONFIG", cfgPath)
 	t.Setenv("CERTAGENT_MANAGED", filepath.Join(dir, "managed.json"))
+	// No daemon answers here: the commands do the work themselves.
+	t.Setenv("CERTAGENT_SOCKET", filepath.Join(dir, "none.sock"))
 
 	// No config yet: misconfigured.
 	assert.Equal(t, exitConfig, dispatch([]string{"sync"}))
