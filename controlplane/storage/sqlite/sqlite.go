@@ -217,11 +217,6 @@ func (s stmtQuerier) QueryRowContext(ctx context.Context, _ string, args ...any)
 	return s.st.QueryRowContext(ctx, args...)
 }
 
-type execer interface {
-	querier
-	ExecContext(ctx context.Context, q string, args ...any) (sql.Result, error)
-}
-
 const accountCols = `id, name, created_at, revision, in_use_id, config_created_at, config_updated_at, settings`
 
 func scanAccount(row interface{ Scan(...any) error }) (storage.Account, error) {
