@@ -49,14 +49,17 @@ clean:
 # binaries are built -trimpath, the version comes from git describe
 # (scripts/package-repro.sh builds twice and compares). Signing:
 #   make package MKPKG_FLAGS='-msi-cert C.pem -msi-key K.pem -pkg-cert C.pem -pkg-key K.pem'
+PKG_VERSION := $(VERSION)
 PKG_EPOCH   := $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 PKG_COMMITS := $(shell git rev-list --count HEAD 2>/dev/null || echo 0)
 PKG_BIN     := $(BIN)/pkg
 PKG_DIST    := dist
-MKPKG = SOURCE_DATE_EPOCH=$(PKG_EPOCH) $(GO) run ./packaging/cmd/mkpkg -describe '$(VERSION)' \
+MKPKG = SOURCE_DATE_EPOCH=$(PKG_EPOCH) $(GO) run ./packaging/cmd/mkpkg -describe '$(PKG_VERSION)' \
 	-commits $(PKG_COMMITS) -bindir $(PKG_BIN) -out $(PKG_DIST) $(MKPKG_FLAGS)
 # pkg-bin builds certagent for GOOS $(1), GOARCH $(2), suffix $(3).
-pkg-bin = CGO_ENABLED=0 GOOS=$(1) GOARCH=$(2) $(GO) build $(GOFLAGS_BUILD) -o $(PKG_BIN)/certagent-$(1)-$(2)$(3) ./cmd/certagent
+pkg-bin = CGO_ENABLED=0 GOOS=$(1) GOARCH=$(2) $(GO) build -trimpath \
+	-ldflags '-s -w -X github.com/certagent/certagent/internal/buildinfo.Version=$(PKG_VERSION)' \
+	-o $(PKG_BIN)/certagent-$(1)-$(2)$(3) ./cmd/certagent
 PKG_SUMS = cd $(PKG_DIST) && ls | grep -E '\.(deb|rpm|apk|pkg\.tar\.zst|msi|pkg)$$' | LC_ALL=C sort | xargs sha256sum > SHA256SUMS
 
 .PHONY: package package-linux package-windows package-macos

@@ -5,8 +5,8 @@
 //
 // Binaries are looked up as BINDIR/certagent-GOOS-GOARCH[.exe]. Every
 // timestamp comes from SOURCE_DATE_EPOCH, so two runs over the same inputs
-// give the same bytes (the MSI excepted: wixl stamps a fresh package code
-// and the current time; see packaging/README.md).
+// give the same bytes. Signed MSIs are the exception: Authenticode records
+// the signing time.
 package main
 
 import (
