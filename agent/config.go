@@ -194,6 +194,30 @@ func LoadConfig(p platform.Paths, opts LoadOptions) (*Config, error) {
 	return cfg, nil
 }
 
+// StateDirHint returns the state dir a config names even when the config
+// as a whole does not load (an unknown key, a lost token file): uninstall
+// --purge in a package's pre-remove script must still find the ledger.
+// Managed settings win as usual; the default is p.StateDir.
+func StateDirHint(p platform.Paths) string {
+	dir := p.StateDir
+	pick := func(m map[string]json.RawMessage) {
+		var s string
+		if raw, ok := m["state_dir"]; ok && json.Unmarshal(raw, &s) == nil && filepath.IsAbs(s) {
+			dir = filepath.Clean(s)
+		}
+	}
+	if b, err := os.ReadFile(p.ConfigFile); err == nil {
+		var m map[string]json.RawMessage
+		if json.Unmarshal(b, &m) == nil {
+			pick(m)
+		}
+	}
+	if managed, err := platform.ReadManaged(p); err == nil {
+		pick(managed.Settings)
+	}
+	return dir
+}
+
 // decodeObject decodes a JSON object, refusing trailing data and duplicate
 // structure problems with a readable message.
 func decodeObject(b []byte, out *map[string]json.RawMessage) error {

@@ -192,3 +192,17 @@ func TestParsePin(t *testing.T) {
 		assert.Error(t, err, bad)
 	}
 }
+
+func TestStateDirHint(t *testing.T) {
+	d := t.TempDir()
+	p := platform.Paths{ConfigFile: filepath.Join(d, "config.json"), ManagedFile: filepath.Join(d, "managed.json"), StateDir: "/var/lib/certagent"}
+	assert.Equal(t, "/var/lib/certagent", StateDirHint(p), "no file: the default")
+	writeFile(t, p.ConfigFile, `{"state_dir":"/srv/certagent/","typo_key":1}`, 0o644)
+	_, err := LoadConfig(p, LoadOptions{Local: true})
+	require.Error(t, err, "the config itself is invalid")
+	assert.Equal(t, "/srv/certagent", StateDirHint(p), "but its state_dir is still found")
+	writeFile(t, p.ManagedFile, `{"state_dir":"/opt/certagent/state"}`, 0o644)
+	assert.Equal(t, "/opt/certagent/state", StateDirHint(p), "managed wins")
+	writeFile(t, p.ManagedFile, `{"state_dir":"relative"}`, 0o644)
+	assert.Equal(t, "/srv/certagent", StateDirHint(p), "a relative path is ignored")
+}

@@ -203,8 +203,9 @@ func cmdUninstall(args []string) int {
 	if err != nil {
 		// The ledger's location is all purge needs; a broken config must
 		// not block a package removal.
-		fmt.Fprintf(os.Stderr, "certagent uninstall: %v\ncertagent uninstall: using the default state dir %s\n", err, paths.StateDir)
-		cfg = &agent.Config{StateDir: paths.StateDir}
+		dir := agent.StateDirHint(paths)
+		fmt.Fprintf(os.Stderr, "certagent uninstall: %v\ncertagent uninstall: purging with the state dir %s\n", err, dir)
+		cfg = &agent.Config{StateDir: dir}
 	}
 	log := newLogger("warn")
 	ctx, cancel := signalContext()
