@@ -159,14 +159,24 @@ func newFlags(name string, env Env, c *common, example string) *flag.FlagSet {
 	return fs
 }
 
-func parse(fs *flag.FlagSet, args []string) error {
-	if err := fs.Parse(args); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return err
+// parse parses flags and positional arguments in any order (Go's flag
+// package stops at the first positional one, so `cert activate ID --db X`
+// would otherwise leave --db unparsed) and returns the positional ones.
+func parse(fs *flag.FlagSet, args []string) ([]string, error) {
+	var pos []string
+	for {
+		if err := fs.Parse(args); err != nil {
+			if errors.Is(err, flag.ErrHelp) {
+				return nil, err
+			}
+			return nil, fmt.Errorf("%w: %v", errUsage, err)
 		}
-		return fmt.Errorf("%w: %v", errUsage, err)
+		if fs.NArg() == 0 {
+			return pos, nil
+		}
+		pos = append(pos, fs.Arg(0))
+		args = fs.Args()[1:]
 	}
-	return nil
 }
 
 // DefaultDataDir is $XDG_DATA_HOME/certplane, else /var/lib/certplane.
@@ -276,11 +286,10 @@ func serve(ctx context.Context, args []string, env Env) error {
 	delay := fs.Duration("deploy-delay", controlplane.DefaultDeployDelay, "how long pending_deployment and pending_deletion last")
 	keyType := fs.String("key-type", ca.KeyECDSAP256, "key of generated roots: ecdsa-p256, rsa-2048 or rsa-3072")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
-	if err := parse(fs, args); err != nil {
+	if pos, err := parse(fs, args); err != nil {
 		return err
-	}
-	if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
@@ -396,8 +405,10 @@ func accountCreate(ctx context.Context, args []string, env Env) error {
 	var c common
 	fs := newFlags("account create", env, &c, "ACCOUNT=$(certplane account create --name acme)")
 	name := fs.String("name", "", "account name (required)")
-	if err := parse(fs, args); err != nil {
+	if pos, err := parse(fs, args); err != nil {
 		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
 	if strings.TrimSpace(*name) == "" {
 		return fmt.Errorf("%w: --name is required", errUsage)
@@ -425,8 +436,10 @@ func tokenCreate(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("token create", env, &c, `TOKEN=$(certplane token create --account "$ACCOUNT" --scope read)`)
 	account := fs.String("account", "", "account id (required)")
 	scope := fs.String("scope", "", "read (list and get) or write (everything) (required)")
-	if err := parse(fs, args); err != nil {
+	if pos, err := parse(fs, args); err != nil {
 		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
 	if !api.ValidAccountID(*account) {
 		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
@@ -468,13 +481,14 @@ func certCommand(ctx context.Context, sub string, args []string, env Env) error 
 	default:
 		return fmt.Errorf("%w: unknown cert command %q", errUsage, sub)
 	}
-	if err := parse(fs, args); err != nil {
+	pos, err := parse(fs, args)
+	if err != nil {
 		return err
 	}
-	if *id == "" && fs.NArg() == 1 {
-		*id = fs.Arg(0)
-	} else if fs.NArg() > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, fs.Arg(0))
+	if *id == "" && len(pos) == 1 {
+		*id = pos[0]
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
 	if !api.ValidAccountID(*account) {
 		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)

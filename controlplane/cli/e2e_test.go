@@ -430,6 +430,8 @@ func TestCLIAdminShortcuts(t *testing.T) {
 	assert.Equal(t, 1, code)
 	assert.Contains(t, stderr.String(), "only an available certificate can be turned on")
 	assert.Equal(t, api.NilUUID, runCLI(t, "cert", "use", "--db", db, "--account", account, "--id", "none"))
+	// Flags may follow the positional id.
+	assert.Equal(t, "pending_deletion", runCLI(t, "cert", "deactivate", id, "--db", db, "--account", account))
 
 	code = cli.Main(context.Background(), []string{"account", "create", "--db", db, "--data-dir", dir, "--name", "bad\x01name"},
 		cli.Env{Stdout: &bytes.Buffer{}, Stderr: &stderr})
