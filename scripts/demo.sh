@@ -10,6 +10,8 @@
 #   4. a local HTTPS server whose leaf the in-use root signed is fetched with
 #      curl --cacert <the agent's bundle>: a real TLS handshake
 #   5. roots are deactivated; the agent removes them and the handshake fails
+#   6. the daemon (certagent run) repairs a deleted root, reports status, and
+#      keeps everything when the control plane goes away (fail static)
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -171,6 +173,24 @@ fi
 sed 's/^/    /' "$WORK/curl.err"
 ok "the handshake now fails: the custom root is no longer trusted"
 
+step "certagent run: the daemon in the background (LocalAPI on $WORK/certagent.sock)"
+"$BIN/certagent" run >"$WORK/daemon.log" 2>&1 &
+DAEMON=$!
+PIDS+=("$DAEMON")
+for _ in $(seq 100); do [[ -S $WORK/certagent.sock ]] && break; sleep 0.1; done
+[[ -S $WORK/certagent.sock ]] || { cat "$WORK/daemon.log"; die "the daemon did not start"; }
+ok "daemon $DAEMON up"
+
+step "drift: delete the root behind the agent's back; the daemon puts it back"
+ROOTFILE=$(ls "$WORK"/anchors/*.pem)
+rm -f "$ROOTFILE"
+for _ in $(seq 100); do [[ -e $ROOTFILE ]] && break; sleep 0.1; done
+[[ -e $ROOTFILE ]] || die "the deleted root was not restored"
+ok "restored $(basename "$ROOTFILE")"
+
+step "certagent status (from the running daemon)"
+run "$BIN/certagent" status || true
+
 step "fail static: the control plane goes away, nothing is removed"
 kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
 run "$BIN/certagent" sync || true
@@ -180,7 +200,8 @@ ok "still 1 root"
 step "certagent certs: what it manages"
 "$BIN/certagent" certs | openssl x509 -noout -subject -fingerprint -sha256 | sed 's/^/    /'
 
-step "certagent status"
-run "$BIN/certagent" status || true
+step "stop the daemon (SIGTERM)"
+kill -TERM "$DAEMON"
+wait "$DAEMON" 2>/dev/null && ok "stopped cleanly" || die "the daemon did not stop cleanly"
 
 printf '\n%sdemo complete%s (everything lived in %s, now removed)\n' "$B" "$N" "$WORK"
