@@ -38,6 +38,9 @@ func TestSyncInstallsOnlyAcceptableAvailableRoots(t *testing.T) {
 	mk("weak-rsa", api.StatusAvailable, trusttest.WithRSA(1024))
 	mk("weak-curve", api.StatusAvailable, trusttest.WithECDSA(elliptic.P224()))
 	mk("sha1", api.StatusAvailable, trusttest.WithRSA(2048), trusttest.WithSHA1())
+	mk("md5", api.StatusAvailable, trusttest.WithRSA(2048), trusttest.WithMD5())
+	mk("rsa-2048", api.StatusAvailable, trusttest.WithRSA(2048))
+	mk("ed25519", api.StatusAvailable, trusttest.WithEd25519())
 
 	a := r.agent()
 	rep := r.sync(a)
@@ -46,9 +49,9 @@ func TestSyncInstallsOnlyAcceptableAvailableRoots(t *testing.T) {
 	assert.True(t, rep.Fetch.Authoritative)
 
 	want := []string{
-		"multi alice available", "multi alice legacy-active",
-		"multi bob available", "multi bob legacy-active",
-		"one - available", "one - legacy-active",
+		"multi alice available", "multi alice ed25519", "multi alice legacy-active", "multi alice rsa-2048",
+		"multi bob available", "multi bob ed25519", "multi bob legacy-active", "multi bob rsa-2048",
+		"one - available", "one - ed25519", "one - legacy-active", "one - rsa-2048",
 	}
 	assert.Equal(t, want, r.holdings(names))
 
@@ -58,19 +61,19 @@ func TestSyncInstallsOnlyAcceptableAvailableRoots(t *testing.T) {
 	}
 	for name, reason := range map[string]string{
 		"expired": "expired", "not-yet-valid": "not valid until", "not-ca": "not a CA",
-		"weak-rsa": "weak key", "weak-curve": "weak key", "sha1": "SHA-1",
+		"weak-rsa": "weak key", "weak-curve": "weak key", "sha1": "SHA-1", "md5": "MD5",
 	} {
 		assert.Contains(t, rejected[name], reason, "rejection of %s", name)
 	}
-	assert.Len(t, rep.Rejected, 6)
+	assert.Len(t, rep.Rejected, 7)
 	assert.Len(t, rep.Withheld, 3, "inactive, pending and pending-deletion are withheld")
 
 	l := r.ledger()
-	assert.Equal(t, []string{
-		"multi alice available=installed", "multi alice legacy-active=installed",
-		"multi bob available=installed", "multi bob legacy-active=installed",
-		"one - available=installed", "one - legacy-active=installed",
-	}, ledgerStates(l, names))
+	var wantLedger []string
+	for _, h := range want {
+		wantLedger = append(wantLedger, h+"=installed")
+	}
+	assert.Equal(t, wantLedger, ledgerStates(l, names))
 	st, err := os.Stat(r.cfg.LedgerPath())
 	require.NoError(t, err)
 	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm(), "ledger mode")
@@ -79,12 +82,12 @@ func TestSyncInstallsOnlyAcceptableAvailableRoots(t *testing.T) {
 	assert.Equal(t, 1, r.fake("multi").Refreshes())
 
 	snap := a.Snapshot()
-	assert.Len(t, snap.Desired, 2)
+	assert.Len(t, snap.Desired, 4)
 	assert.Equal(t, "ok", snap.LastPollStatus)
 	assert.False(t, snap.ServerDate.IsZero(), "server date recorded")
 	persisted, err := LoadSnapshot(r.cfg.StatusPath())
 	require.NoError(t, err)
-	assert.Len(t, persisted.Desired, 2)
+	assert.Len(t, persisted.Desired, 4)
 }
 
 func TestSyncRemovesAfterDeactivateAndDelete(t *testing.T) {
