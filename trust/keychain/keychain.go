@@ -55,6 +55,9 @@ const (
 	// sudo (truststore prefixes sudo, which a root daemon does not need and
 	// a hardened service cannot run), and never looked up on $PATH.
 	DefaultSecurity = "/usr/bin/security"
+	// AdminTrustSettings is where macOS keeps the admin domain's trust
+	// settings; a change there can drop a root's trust.
+	AdminTrustSettings = "/Library/Security/Trust Settings/Admin.plist"
 )
 
 // ReasonTrustPending is the Reason of an install whose root is in the
@@ -123,6 +126,13 @@ func New(opts Options) *Store {
 
 // Name implements trust.Store.
 func (s *Store) Name() string { return Name }
+
+// WatchPaths names the files whose change means the store may have drifted
+// (someone deleted the root or its trust in Keychain Access): the keychain
+// and the admin trust settings. The daemon watches them for drift repair.
+func (s *Store) WatchPaths() []string {
+	return []string{s.opts.Keychain, AdminTrustSettings}
+}
 
 // Check implements trust.Store: the tool and the keychain must exist, and
 // the keychain must list.

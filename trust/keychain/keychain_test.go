@@ -269,6 +269,11 @@ func TestInstallThenRemoveInOneBatch(t *testing.T) {
 	assert.False(t, f.hasAdminTrust(ca.X509.Raw))
 }
 
+func TestWatchPaths(t *testing.T) {
+	s := New(Options{})
+	assert.Equal(t, []string{DefaultKeychain, AdminTrustSettings}, s.WatchPaths())
+}
+
 func TestCheck(t *testing.T) {
 	s, f := newTestStore(t)
 	require.NoError(t, s.Check(context.Background()))
