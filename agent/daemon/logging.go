@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"io"
 	"log"
+	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -247,4 +249,70 @@ func AddSecret(l hclog.Logger, secret string) {
 		}
 		gl.g.secrets = append(gl.g.secrets, secret)
 	}
+}
+
+// LogFile is the daemon's own log file, for service managers that do not
+// keep stderr (the Windows service manager discards it). It keeps the
+// current file under MaxLogBytes by rotating to one ".1" generation.
+type LogFile struct {
+	path string
+	max  int64
+
+	mu   sync.Mutex
+	f    *os.File
+	size int64
+}
+
+// MaxLogBytes bounds each generation of the log file.
+const MaxLogBytes = 10 << 20
+
+// OpenLogFile opens (creating dir 0755 and the file 0644) dir/certagent.log
+// for appending.
+func OpenLogFile(dir string) (*LogFile, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("daemon: log dir: %w", err)
+	}
+	l := &LogFile{path: filepath.Join(dir, "certagent.log"), max: MaxLogBytes}
+	if err := l.open(); err != nil {
+		return nil, err
+	}
+	return l, nil
+}
+
+func (l *LogFile) open() error {
+	f, err := os.OpenFile(l.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		return fmt.Errorf("daemon: log file: %w", err)
+	}
+	st, err := f.Stat()
+	if err != nil {
+		f.Close()
+		return fmt.Errorf("daemon: log file: %w", err)
+	}
+	l.f, l.size = f, st.Size()
+	return nil
+}
+
+// Write implements io.Writer, rotating first when the line would overflow.
+func (l *LogFile) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.size+int64(len(p)) > l.max && l.size > 0 {
+		l.f.Close()
+		// Best effort: a failed rename keeps appending to the same file.
+		_ = os.Rename(l.path, l.path+".1")
+		if err := l.open(); err != nil {
+			return 0, err
+		}
+	}
+	n, err := l.f.Write(p)
+	l.size += int64(n)
+	return n, err
+}
+
+// Close closes the file.
+func (l *LogFile) Close() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.f.Close()
 }

@@ -5,6 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -69,4 +71,25 @@ func TestLoggerTextOnTerminal(t *testing.T) {
 	out := buf.String()
 	require.NotContains(t, out, "hidden")
 	require.Contains(t, out, "[WARN]  certagent: shown: store=nss")
+}
+
+func TestLogFileRotates(t *testing.T) {
+	dir := t.TempDir()
+	lf, err := OpenLogFile(dir)
+	require.NoError(t, err)
+	lf.max = 100
+	line := []byte(strings.Repeat("x", 39) + "\n")
+	for range 6 {
+		_, err := lf.Write(line)
+		require.NoError(t, err)
+	}
+	require.NoError(t, lf.Close())
+	cur, err := os.ReadFile(filepath.Join(dir, "certagent.log"))
+	require.NoError(t, err)
+	old, err := os.ReadFile(filepath.Join(dir, "certagent.log.1"))
+	require.NoError(t, err)
+	if len(cur) > 100 || len(old) > 100 {
+		t.Errorf("generations over the limit: %d and %d bytes", len(cur), len(old))
+	}
+	require.Equal(t, 6*len(line), len(cur)+len(old)+2*len(line), "the oldest generation is dropped, the rest kept")
 }

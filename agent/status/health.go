@@ -121,9 +121,12 @@ func Evaluate(r *Report, now time.Time) []Warning {
 				"expires "+c.NotAfter.UTC().Format("2006-01-02"),
 				"generate and activate a new root on the control plane now so devices trust it before the switch")
 		}
-		var pending, failed, missing []string
+		var pending, failed, missing, untrusted []string
 		for _, p := range c.Placements {
 			where := placeName(p)
+			if p.State == PlacementInstalled && p.Trusted != nil && !*p.Trusted {
+				untrusted = append(untrusted, where)
+			}
 			switch p.State {
 			case PlacementTrustPending:
 				pending = append(pending, where)
@@ -137,6 +140,11 @@ func Evaluate(r *Report, now time.Time) []Warning {
 			add(CodeTrustPending, SeverityDegraded, "root "+name+" installed but not trusted yet",
 				"trust pending in "+strings.Join(pending, ", "),
 				"deliver the root with an MDM configuration profile (payload com.apple.security.root); macOS does not let a daemon trust roots silently")
+		}
+		if len(untrusted) > 0 {
+			add(CodeNotTrusted, SeverityDegraded, "root "+name+" is installed but the OS does not trust it",
+				"the OS certificate verifier rejects it: "+strings.Join(untrusted, ", "),
+				osTrustFix(r.OS))
 		}
 		if c.InUse && len(failed)+len(missing) > 0 {
 			add(CodeInUseNotInstalled, SeverityDegraded, "the root in use for inspection "+name+" is not installed everywhere",
@@ -183,6 +191,17 @@ func StartHint(goos string) string {
 		return "not running: Start-Service certagent (or sc.exe start certagent) ?"
 	default:
 		return "not running: sudo systemctl start certagent ? (logs: journalctl -u certagent)"
+	}
+}
+
+func osTrustFix(goos string) string {
+	switch goos {
+	case "darwin":
+		return "deliver the root with an MDM configuration profile (com.apple.security.root)"
+	case "windows":
+		return "check Group Policy does not block third-party roots (certlm.msc, Trusted Root Certification Authorities)"
+	default:
+		return "the trust bundle was not rebuilt: run `sudo certagent sync` (it reruns the distro's refresh tool)"
 	}
 }
 

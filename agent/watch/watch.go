@@ -201,6 +201,7 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 	for g, ts := range w.targets {
 		for _, t := range ts {
 			if affects(name, t) {
+				w.log.Trace("file changed", "group", g, "path", name, "op", ev.Op.String())
 				w.fireLocked(g)
 				break
 			}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -140,7 +141,17 @@ func cmdRunDaemon(args []string) int {
 		}
 		secrets = append(secrets, cfg.APIToken)
 	}
-	log := daemon.NewLogger(daemon.LogOptions{Output: os.Stderr, JSON: !interactive, Level: lvl, Secrets: secrets})
+	var out io.Writer = os.Stderr
+	if !interactive && runtime.GOOS != "linux" {
+		// journald keeps a Linux service's stderr; the Windows service
+		// manager discards it and launchd's files never rotate, so there
+		// the daemon writes its own rotated file (bugreport collects it).
+		if lf, err := daemon.OpenLogFile(paths.LogDir); err == nil {
+			defer lf.Close()
+			out = lf
+		}
+	}
+	log := daemon.NewLogger(daemon.LogOptions{Output: out, JSON: !interactive, Level: lvl, Secrets: secrets})
 	state := "running"
 	if interactive {
 		state = "foreground"

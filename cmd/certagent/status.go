@@ -8,12 +8,15 @@ import (
 	"fmt"
 	"io/fs"
 	"os"
+	"path/filepath"
 	"time"
 
 	"github.com/certagent/certagent/agent"
+	"github.com/certagent/certagent/agent/daemon"
 	"github.com/certagent/certagent/agent/localapi"
 	"github.com/certagent/certagent/agent/status"
 	"github.com/certagent/certagent/platform"
+	"github.com/certagent/certagent/trust"
 )
 
 // cmdStatus is `certagent status [--json]`: the daemon's live status over
@@ -27,7 +30,9 @@ func cmdStatus(args []string) int {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	rep := gatherStatus(ctx, platform.DefaultPaths())
+	paths := platform.DefaultPaths()
+	rep := gatherStatus(ctx, paths)
+	checkOSTrust(ctx, paths, rep)
 	var err error
 	if *asJSON {
 		err = status.WriteJSON(os.Stdout, rep)
@@ -48,6 +53,28 @@ func gatherStatus(ctx context.Context, paths platform.Paths) *status.Report {
 		return rep
 	}
 	return offlineStatus(paths, err)
+}
+
+// checkOSTrust asks this (fresh) process's OS verifier whether the roots
+// the system store holds are really trusted. The roots come from the
+// daemon, or from the ledger when it is down; without either the placements
+// stay unchecked.
+func checkOSTrust(ctx context.Context, paths platform.Paths, rep *status.Report) {
+	var pem []byte
+	if rep.Daemon.Running {
+		pem, _ = localapi.NewClient(paths.Socket).CertsPEM(ctx)
+	} else {
+		stateDir := paths.StateDir
+		if rep.Config.StateDir != "" {
+			stateDir = rep.Config.StateDir
+		}
+		pem, _ = daemon.LedgerPEM(filepath.Join(stateDir, "ledger.json"))
+	}
+	certs, err := trust.ParsePEM(pem)
+	if err != nil || len(certs) == 0 {
+		return
+	}
+	_ = status.ApplyOSTrust(rep, certs, time.Now())
 }
 
 // offlineStatus builds the report from the config and the status file the
