@@ -17,6 +17,8 @@ var (
 	crypt32                               = windows.NewLazySystemDLL("crypt32.dll")
 	procCertGetCertificateContextProperty = crypt32.NewProc("CertGetCertificateContextProperty")
 	procCertSetCertificateContextProperty = crypt32.NewProc("CertSetCertificateContextProperty")
+	// Windows 10 / Server 2016 and later.
+	procCertResyncCertificateChainEngine = crypt32.NewProc("CertResyncCertificateChainEngine")
 )
 
 const (
@@ -40,6 +42,9 @@ type sysStore struct {
 	// refs are the duplicated contexts Enum handed out and not yet deleted;
 	// Close frees them.
 	refs map[*windows.CertContext]struct{}
+	// changed is set by Add and Delete: the machine chain engine caches
+	// the stores and must resync before it can see the change.
+	changed bool
 }
 
 func openSystem(write bool) (certStore, error) {
@@ -110,6 +115,7 @@ func (s *sysStore) Add(der []byte, friendlyName string) error {
 		return err
 	}
 	windows.CertFreeCertificateContext(added)
+	s.changed = true
 	return nil
 }
 
@@ -126,6 +132,7 @@ func (s *sysStore) Delete(c storeCert) error {
 	if err := windows.CertDeleteCertificateFromStore(ctx); err != nil {
 		return win32Err("CertDeleteCertificateFromStore", err)
 	}
+	s.changed = true
 	return nil
 }
 
@@ -138,6 +145,13 @@ func (s *sysStore) Verify(der []byte) error {
 		return win32Err("CertCreateCertificateContext", err)
 	}
 	defer windows.CertFreeCertificateContext(ctx)
+	if s.changed && procCertResyncCertificateChainEngine.Find() == nil {
+		// Best effort: without it the engine notices the change a moment
+		// later by itself, and List reports what it then sees.
+		if r, _, _ := procCertResyncCertificateChainEngine.Call(uintptr(hcceLocalMachine)); r != 0 {
+			s.changed = false
+		}
+	}
 	para := windows.CertChainPara{Size: uint32(unsafe.Sizeof(windows.CertChainPara{}))}
 	var chain *windows.CertChainContext
 	if err := windows.CertGetCertificateChain(hcceLocalMachine, ctx, nil, 0, &para, certChainCacheOnlyURLRetrieval, 0, &chain); err != nil {
