@@ -40,12 +40,8 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// agentBinary builds the real certagent once per test binary.
-var agentBinary = sync.OnceValues(func() (string, error) {
-	dir, err := os.MkdirTemp("", "certagent-linuxpkg-bin-")
-	if err != nil {
-		return "", err
-	}
+// buildAgent builds the real certagent, stripped as releases are.
+func buildAgent(dir string) (string, error) {
 	out := filepath.Join(dir, "certagent")
 	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "github.com/certagent/certagent/cmd/certagent")
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
@@ -53,25 +49,57 @@ var agentBinary = sync.OnceValues(func() (string, error) {
 		return "", fmt.Errorf("go build ./cmd/certagent: %v: %s", err, b)
 	}
 	return out, nil
-})
+}
 
+func buildAll(bin, version, out string) (map[string]string, error) {
+	paths, err := linuxpkg.Build(context.Background(), linuxpkg.Options{
+		Version: version, Arch: "amd64", Binary: bin, OutDir: out, MTime: time.Unix(1700000000, 0),
+	})
+	if err != nil {
+		return nil, err
+	}
+	m := map[string]string{}
+	for i, f := range linuxpkg.Formats {
+		m[f] = paths[i]
+	}
+	return m, nil
+}
+
+// Inside the namespace the agent and each version's packages are built once
+// and shared (read-only inputs) on the namespace's scratch tmpfs, which
+// vanishes with it.
+var (
+	sharedAgent = sync.OnceValues(func() (string, error) { return buildAgent(nstest.Scratch()) })
+	builds      sync.Map // version -> func() (map[string]string, error)
+)
+
+// buildPackages returns the packages of version for formats.
 func buildPackages(t *testing.T, version string, formats ...string) map[string]string {
 	t.Helper()
-	bin, err := agentBinary()
-	if err != nil {
-		t.Fatal(err)
+	var all map[string]string
+	var err error
+	if nstest.Inside() {
+		once, _ := builds.LoadOrStore(version, sync.OnceValues(func() (map[string]string, error) {
+			bin, err := sharedAgent()
+			if err != nil {
+				return nil, err
+			}
+			out := filepath.Join(nstest.Scratch(), "pkg-"+version)
+			return buildAll(bin, version, out)
+		}))
+		all, err = once.(func() (map[string]string, error))()
+	} else {
+		var bin string
+		if bin, err = buildAgent(t.TempDir()); err == nil {
+			all, err = buildAll(bin, version, t.TempDir())
+		}
 	}
-	out := t.TempDir()
-	paths, err := linuxpkg.Build(context.Background(), linuxpkg.Options{
-		Version: version, Arch: "amd64", Binary: bin, OutDir: out, Formats: formats,
-		MTime: time.Unix(1700000000, 0),
-	})
 	if err != nil {
 		t.Fatal(err)
 	}
 	m := map[string]string{}
-	for i, f := range formats {
-		m[f] = paths[i]
+	for _, f := range formats {
+		m[f] = all[f]
 	}
 	return m
 }
