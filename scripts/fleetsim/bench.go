@@ -1,0 +1,284 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/certagent/certagent/api"
+)
+
+// baselineETag is what the bare handler answers; any fixed strong tag.
+const baselineETag = `"0123abcd-1"`
+
+// serveBaseline is the baseline: a bare net/http server whose only handler
+// writes a fixed 304 with an ETag, no auth, no database. It is what a 304
+// costs in Go's HTTP stack alone; certplane's number divided by it says
+// how much our auth and revision read add.
+func serveBaseline(ctx context.Context, listen string) error {
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("fleetsim: baseline listen: %w", err)
+	}
+	srv := &http.Server{
+		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("ETag", baselineETag)
+			w.WriteHeader(http.StatusNotModified)
+		}),
+		ReadHeaderTimeout: 10 * time.Second,
+	}
+	go func() {
+		<-ctx.Done()
+		_ = srv.Close()
+	}()
+	if err := srv.Serve(ln); !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
+
+// wrkResult is one wrk run.
+type wrkResult struct {
+	Target      string  `json:"target"`
+	Connections int     `json:"connections"`
+	Threads     int     `json:"threads"`
+	Seconds     float64 `json:"seconds"`
+	RPS         float64 `json:"requests_per_s"`
+	P50ms       float64 `json:"p50_ms"`
+	P99ms       float64 `json:"p99_ms"`
+	Requests    int64   `json:"requests"`
+	Errors      string  `json:"errors,omitempty"`
+	ServerCPU   float64 `json:"server_cpu_percent"`
+	ServerRSS   float64 `json:"server_rss_mib"`
+	// Status is what a single request with the same headers got, checked
+	// before the run: both targets must be measured answering 304.
+	Status int `json:"status"`
+}
+
+// benchResult compares certplane's 304 with the baseline's.
+type benchResult struct {
+	Started   time.Time `json:"started"`
+	DB        string    `json:"db"`
+	LoadAvg   string    `json:"loadavg_start"`
+	Certplane wrkResult `json:"certplane"`
+	Baseline  wrkResult `json:"baseline"`
+	Ratio     float64   `json:"ratio"`
+}
+
+type benchOptions struct {
+	DB          string
+	Duration    time.Duration
+	Connections int
+	Threads     int
+	Certplane   string
+	WorkDir     string
+	PGDSN       string
+}
+
+// bench304 measures 304 throughput of a real certplane and of the bare
+// baseline handler, back to back, with the same load generator (wrk) and
+// the same headers.
+func bench304(ctx context.Context, o benchOptions, logf func(string, ...any)) (*benchResult, error) {
+	wrk, err := exec.LookPath("wrk")
+	if err != nil {
+		return nil, errors.New("fleetsim: wrk not found; run scripts/install-deps.sh")
+	}
+	res := &benchResult{Started: time.Now().UTC(), DB: o.DB, LoadAvg: loadavg()}
+	work, err := os.MkdirTemp(o.WorkDir, "fleetsim-bench-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	dataDir := filepath.Join(work, "plane")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	db, dropDB, err := freshDB(ctx, o.DB, dataDir, o.PGDSN)
+	if err != nil {
+		return nil, err
+	}
+	defer dropDB()
+	srv, err := startServer(ctx, o.Certplane, db, dataDir, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+	acct, err := srv.cli(ctx, "account", "create", "--name", "bench")
+	if err != nil {
+		return nil, err
+	}
+	tok, err := srv.cli(ctx, "token", "create", "--account", acct, "--scope", "read")
+	if err != nil {
+		return nil, err
+	}
+	cl, err := api.NewClient(srv.URL, acct, tok)
+	if err != nil {
+		return nil, err
+	}
+	first, err := cl.ListIfChanged(ctx, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	listURL := srv.URL + "/accounts/" + acct + "/gateway/certificates"
+	headers := []string{"Authorization: Bearer " + tok, "If-None-Match: " + first.ETag}
+	logf("bench: certplane (%s) 304 for %s", o.DB, o.Duration)
+	res.Certplane, err = runWrk(ctx, wrk, listURL, headers, o, srv.Pid())
+	if err != nil {
+		return nil, err
+	}
+	res.Certplane.Target = "certplane " + o.DB
+	srv.Stop()
+
+	// The baseline runs as its own process, like certplane, so its CPU
+	// and memory are measured the same way.
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	base := exec.Command(self, "baseline", "-listen", addr)
+	base.Stderr = os.Stderr
+	if err := base.Start(); err != nil {
+		return nil, fmt.Errorf("fleetsim: start baseline: %w", err)
+	}
+	defer func() { _ = base.Process.Kill(); _ = base.Wait() }()
+	if err := waitListening(ctx, addr); err != nil {
+		return nil, err
+	}
+	baseHeaders := []string{"Authorization: Bearer " + tok, "If-None-Match: " + baselineETag}
+	logf("bench: bare net/http 304 for %s", o.Duration)
+	res.Baseline, err = runWrk(ctx, wrk, "http://"+addr+"/client/v4/accounts/"+acct+"/gateway/certificates", baseHeaders, o, base.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	res.Baseline.Target = "bare net/http 304"
+	if res.Baseline.RPS > 0 {
+		res.Ratio = res.Certplane.RPS / res.Baseline.RPS
+	}
+	return res, nil
+}
+
+func waitListening(ctx context.Context, addr string) error {
+	deadline := time.Now().Add(10 * time.Second)
+	for time.Now().Before(deadline) {
+		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
+			c.Close()
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return fmt.Errorf("fleetsim: nothing listens on %s", addr)
+}
+
+// runWrk checks that one request gets a 304, then runs wrk and samples the
+// server process around it.
+func runWrk(ctx context.Context, wrk, target string, headers []string, o benchOptions, pid int) (wrkResult, error) {
+	out := wrkResult{Connections: o.Connections, Threads: o.Threads}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, target, nil)
+	if err != nil {
+		return out, err
+	}
+	for _, h := range headers {
+		k, v, _ := strings.Cut(h, ": ")
+		req.Header.Set(k, v)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return out, fmt.Errorf("fleetsim: probe %s: %w", target, err)
+	}
+	resp.Body.Close()
+	out.Status = resp.StatusCode
+	if resp.StatusCode != http.StatusNotModified {
+		return out, fmt.Errorf("fleetsim: probe %s: HTTP %d, want 304", target, resp.StatusCode)
+	}
+	args := []string{"-t", strconv.Itoa(o.Threads), "-c", strconv.Itoa(o.Connections),
+		"-d", strconv.Itoa(int(o.Duration/time.Second)) + "s", "--latency", "--timeout", "10s"}
+	for _, h := range headers {
+		args = append(args, "-H", h)
+	}
+	args = append(args, target)
+	p0, err := sampleProc(pid)
+	if err != nil {
+		return out, err
+	}
+	cmd := exec.CommandContext(ctx, wrk, args...)
+	b, err := cmd.Output()
+	if err != nil {
+		return out, fmt.Errorf("fleetsim: wrk: %w", err)
+	}
+	p1, err := sampleProc(pid)
+	if err != nil {
+		return out, err
+	}
+	if err := parseWrk(string(b), &out); err != nil {
+		return out, err
+	}
+	secs := p1.At.Sub(p0.At).Seconds()
+	out.Seconds = secs
+	out.ServerCPU = 100 * (p1.CPU - p0.CPU).Seconds() / secs
+	out.ServerRSS = float64(p1.RSS) / (1 << 20)
+	return out, nil
+}
+
+// parseWrk reads wrk's text report: "Requests/sec:", the --latency
+// percentiles, "N requests in", and socket errors.
+func parseWrk(s string, out *wrkResult) error {
+	sc := bufio.NewScanner(strings.NewReader(s))
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		f := strings.Fields(line)
+		switch {
+		case strings.HasPrefix(line, "Requests/sec:") && len(f) == 2:
+			v, err := strconv.ParseFloat(f[1], 64)
+			if err != nil {
+				return fmt.Errorf("fleetsim: wrk Requests/sec %q: %w", f[1], err)
+			}
+			out.RPS = v
+		case len(f) == 2 && f[0] == "50%":
+			out.P50ms = parseWrkDuration(f[1])
+		case len(f) == 2 && f[0] == "99%":
+			out.P99ms = parseWrkDuration(f[1])
+		case len(f) >= 3 && f[1] == "requests" && f[2] == "in":
+			out.Requests, _ = strconv.ParseInt(f[0], 10, 64)
+		case strings.HasPrefix(line, "Socket errors:") || strings.HasPrefix(line, "Non-2xx or 3xx"):
+			out.Errors = strings.TrimSpace(out.Errors + " " + line)
+		}
+	}
+	if out.RPS == 0 {
+		return fmt.Errorf("fleetsim: no Requests/sec in wrk output: %.400s", s)
+	}
+	return nil
+}
+
+// parseWrkDuration turns wrk's "1.23ms", "456.00us", "1.01s" into ms.
+func parseWrkDuration(s string) float64 {
+	for _, u := range []struct {
+		suffix string
+		ms     float64
+	}{{"us", 0.001}, {"ms", 1}, {"s", 1000}, {"m", 60000}} {
+		if v, ok := strings.CutSuffix(s, u.suffix); ok {
+			f, err := strconv.ParseFloat(v, 64)
+			if err != nil {
+				return 0
+			}
+			return f * u.ms
+		}
+	}
+	return 0
+}

@@ -1,0 +1,153 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"image/color"
+	"io"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"gonum.org/v1/plot"
+	"gonum.org/v1/plot/plotter"
+	"gonum.org/v1/plot/vg"
+)
+
+// loadResults reads every run-*.json and bench-*.json in dir.
+func loadResults(dir string) ([]*runResult, []*benchResult, error) {
+	var runs []*runResult
+	var benches []*benchResult
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, nil, err
+	}
+	for _, e := range entries {
+		name := e.Name()
+		if !strings.HasSuffix(name, ".json") {
+			continue
+		}
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			return nil, nil, err
+		}
+		switch {
+		case strings.HasPrefix(name, "run-"):
+			var r runResult
+			if err := json.Unmarshal(b, &r); err != nil {
+				return nil, nil, fmt.Errorf("fleetsim: %s: %w", name, err)
+			}
+			runs = append(runs, &r)
+		case strings.HasPrefix(name, "bench-"):
+			var r benchResult
+			if err := json.Unmarshal(b, &r); err != nil {
+				return nil, nil, fmt.Errorf("fleetsim: %s: %w", name, err)
+			}
+			benches = append(benches, &r)
+		}
+	}
+	sort.Slice(runs, func(i, j int) bool { return runs[i].Started.Before(runs[j].Started) })
+	sort.Slice(benches, func(i, j int) bool { return benches[i].Started.Before(benches[j].Started) })
+	return runs, benches, nil
+}
+
+func writeJSON(path string, v any) error {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(path, append(b, '\n'), 0o644)
+}
+
+// writeTables prints the results as Markdown tables.
+func writeTables(w io.Writer, runs []*runResult, benches []*benchResult) {
+	if len(benches) > 0 {
+		fmt.Fprintln(w, "| 304 poll target | requests/s | p50 | p99 | server CPU | server RSS | ratio |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")
+		for _, b := range benches {
+			for _, r := range []wrkResult{b.Certplane, b.Baseline} {
+				ratio := ""
+				if r.Target == b.Certplane.Target {
+					ratio = fmt.Sprintf("%.2f", b.Ratio)
+				}
+				fmt.Fprintf(w, "| %s | %.0f | %.2f ms | %.2f ms | %.0f%% | %.1f MiB | %s |\n",
+					r.Target, r.RPS, r.P50ms, r.P99ms, r.ServerCPU, r.ServerRSS, ratio)
+			}
+		}
+		fmt.Fprintln(w)
+	}
+	if len(runs) == 0 {
+		return
+	}
+	fmt.Fprintln(w, "Steady state (fleet up to date):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| run | agents | mode | requests/s | p50 | p99 | held now | bytes/request | server CPU | server RSS | server fds |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range runs {
+		s := r.Steady
+		fmt.Fprintf(w, "| %s | %d | %s | %.1f | %.2f ms | %.2f ms | %d | %.0f | %.1f%% | %.1f MiB | %d |\n",
+			r.DB, r.Agents, mode(r), s.RPS, s.P50ms, s.P99ms, s.HeldNow, s.BytesPerReq, s.ServerCPU, s.ServerRSSMiB, s.ServerFDs)
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "Convergence (activate → every agent's store holds the new root):")
+	fmt.Fprintln(w)
+	fmt.Fprintln(w, "| run | agents | mode | poll interval | deploy delay | converged | p50 | p99 | all | requests | server CPU | server peak RSS |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	for _, r := range runs {
+		c := r.Convergence
+		fmt.Fprintf(w, "| %s | %d | %s | %.0f s | %.0f s | %d/%d | %.2f s | %.2f s | %.2f s | %d | %.0f%% | %.1f MiB |\n",
+			r.DB, r.Agents, mode(r), r.PollSeconds, r.DeploySecs, c.Converged, r.Agents, c.P50s, c.P99s, c.MaxS,
+			c.Phase.Requests, c.Phase.ServerCPU, c.Phase.ServerPeak)
+	}
+}
+
+func mode(r *runResult) string {
+	if r.LongPoll {
+		return "long-poll"
+	}
+	return "poll"
+}
+
+// plotConvergence draws, per run, the fraction of agents holding the new
+// root against seconds since activation.
+func plotConvergence(path string, runs []*runResult) error {
+	p := plot.New()
+	p.Title.Text = "certplane fleet convergence (activate → root installed)"
+	p.X.Label.Text = "seconds after activate"
+	p.Y.Label.Text = "fraction of agents holding the new root"
+	p.X.Scale = plot.LogScale{}
+	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	p.Y.Min, p.Y.Max = 0, 1
+	p.Legend.Top = false
+	p.Legend.Left = true
+	p.Add(plotter.NewGrid())
+	palette := []color.Color{
+		color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 255}, color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 255},
+		color.RGBA{R: 0x2c, G: 0xa0, B: 0x2c, A: 255}, color.RGBA{R: 0xd6, G: 0x27, B: 0x28, A: 255},
+		color.RGBA{R: 0x94, G: 0x67, B: 0xbd, A: 255}, color.RGBA{R: 0x8c, G: 0x56, B: 0x4b, A: 255},
+	}
+	for i, r := range runs {
+		ts := r.Convergence.Times
+		if len(ts) == 0 {
+			continue
+		}
+		pts := make(plotter.XYs, 0, len(ts))
+		for j, t := range ts {
+			pts = append(pts, plotter.XY{X: max(t, 0.01), Y: float64(j+1) / float64(r.Agents)})
+		}
+		line, err := plotter.NewLine(pts)
+		if err != nil {
+			return err
+		}
+		line.Color = palette[i%len(palette)]
+		line.Width = vg.Points(1.5)
+		if !r.LongPoll {
+			line.Dashes = []vg.Length{vg.Points(5), vg.Points(3)}
+		}
+		p.Add(line)
+		p.Legend.Add(fmt.Sprintf("%s %d agents, %s (p99 %.1fs)", r.DB, r.Agents, mode(r), r.Convergence.P99s), line)
+	}
+	p.Legend.ThumbnailWidth = vg.Points(20)
+	return p.Save(9*vg.Inch, 5*vg.Inch, path)
+}
