@@ -539,6 +539,7 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 			rep.Results = append(rep.Results, sp.Results...)
 		}
 	}
+	a.refreshDerived(ctx, configured)
 	a.updateSnapshot(rep, cfg)
 	a.persistSnapshot(false)
 	return rep, nil
