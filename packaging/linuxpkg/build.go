@@ -115,6 +115,11 @@ func buildOne(cfg nfpm.Config, format, outDir string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("linuxpkg: %s: config: %w", format, err)
 	}
+	if format == "apk" || format == "archlinux" {
+		// Their description is one line (pkgdesc); nfpm would join the
+		// long deb text into a run-on sentence.
+		info.Description, _, _ = strings.Cut(info.Description, "\n")
+	}
 	info = nfpm.WithDefaults(info)
 	if err := nfpm.PrepareForPackager(info, format); err != nil {
 		return "", fmt.Errorf("linuxpkg: %s: contents: %w", format, err)
