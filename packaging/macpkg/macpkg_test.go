@@ -242,6 +242,26 @@ func TestXarSigned(t *testing.T) {
 	digest := x.Heap[x.TOC.Checksum.Offset : x.TOC.Checksum.Offset+20]
 	require.NoError(t, rsa.VerifyPKCS1v15(leaf.PublicKey.(*rsa.PublicKey), crypto.SHA1, digest, x.Heap[sig.Offset:sig.Offset+sig.Size]))
 
+	// openssl, independently: RSA/SHA-1 over the compressed TOC (the
+	// checksum is its SHA-1, which is what the signature's DigestInfo holds).
+	if openssl, err := exec.LookPath("openssl"); err == nil {
+		dir := t.TempDir()
+		pub, err := x509.MarshalPKIXPublicKey(leaf.PublicKey)
+		require.NoError(t, err)
+		files := map[string][]byte{
+			"pub.pem": pem.EncodeToMemory(&pem.Block{Type: "PUBLIC KEY", Bytes: pub}),
+			"sig":     x.Heap[sig.Offset : sig.Offset+sig.Size],
+			"ztoc":    x.ZTOC,
+		}
+		for n, b := range files {
+			require.NoError(t, os.WriteFile(filepath.Join(dir, n), b, 0o644))
+		}
+		out, err := exec.Command(openssl, "dgst", "-sha1", "-verify", filepath.Join(dir, "pub.pem"),
+			"-signature", filepath.Join(dir, "sig"), filepath.Join(dir, "ztoc")).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		assert.Contains(t, string(out), "Verified OK")
+	}
+
 	// A flipped TOC byte breaks the checksum.
 	tampered := bytes.Clone(buf.Bytes())
 	tampered[xarHeaderSize+5] ^= 0xff

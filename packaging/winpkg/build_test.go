@@ -233,6 +233,21 @@ func TestMSITables(t *testing.T) {
 		at(seq, "FindRelatedProducts")
 	})
 
+	t.Run("msidump", func(t *testing.T) {
+		msidump := tool(t, "msidump", "msitools")
+		dir := t.TempDir()
+		out, err := exec.Command(msidump, "-d", dir, "-t", msi).CombinedOutput()
+		require.NoError(t, err, "%s", out)
+		for _, tbl := range []string{"ServiceInstall", "ServiceControl", "Upgrade", "CustomAction", "Registry", "AppSearch"} {
+			b, err := os.ReadFile(filepath.Join(dir, tbl+".idt"))
+			require.NoError(t, err, "msidump wrote no %s.idt", tbl)
+			assert.NotEmpty(t, bytes.TrimSpace(b), tbl)
+		}
+		b, err := os.ReadFile(filepath.Join(dir, "ServiceInstall.idt"))
+		require.NoError(t, err)
+		assert.Contains(t, string(b), "LocalSystem")
+	})
+
 	t.Run("file", func(t *testing.T) {
 		msiextract := tool(t, "msiextract", "msitools")
 		dir := t.TempDir()
