@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -31,6 +32,10 @@ var Formats = []string{"deb", "rpm", "apk", "archlinux"}
 
 // ErrBadOptions reports options that cannot produce a package.
 var ErrBadOptions = errors.New("linuxpkg: bad options")
+
+// versionRE is a semver-like version every format accepts (it ends up in
+// file names and control fields).
+var versionRE = regexp.MustCompile(`^\d+\.\d+\.\d+(-[0-9A-Za-z.]+)?$`)
 
 // Options say what to build.
 type Options struct {
@@ -69,6 +74,12 @@ const (
 func Build(ctx context.Context, opts Options) ([]string, error) {
 	if opts.Version == "" || opts.Arch == "" || opts.Binary == "" || opts.OutDir == "" {
 		return nil, fmt.Errorf("%w: version, arch, binary and out dir are required", ErrBadOptions)
+	}
+	if !versionRE.MatchString(opts.Version) {
+		return nil, fmt.Errorf("%w: version %q", ErrBadOptions, opts.Version)
+	}
+	if opts.Arch != "amd64" && opts.Arch != "arm64" {
+		return nil, fmt.Errorf("%w: arch %q: certagent ships amd64 and arm64", ErrBadOptions, opts.Arch)
 	}
 	if _, err := os.Stat(opts.Binary); err != nil {
 		return nil, fmt.Errorf("linuxpkg: binary: %w", err)

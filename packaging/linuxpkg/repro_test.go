@@ -55,6 +55,8 @@ func TestBuildBadOptions(t *testing.T) {
 	}{
 		{"no version", linuxpkg.Options{Arch: "amd64", Binary: "/bin/true", OutDir: out}},
 		{"no binary", linuxpkg.Options{Version: "1.0.0", Arch: "amd64", OutDir: out}},
+		{"bad version", linuxpkg.Options{Version: "1.0.0 evil", Arch: "amd64", Binary: "/bin/true", OutDir: out}},
+		{"unknown arch", linuxpkg.Options{Version: "1.0.0", Arch: "sparc", Binary: "/bin/true", OutDir: out}},
 		{"missing binary", linuxpkg.Options{Version: "1.0.0", Arch: "amd64", Binary: "/nonexistent/certagent", OutDir: out}},
 	}
 	for _, tt := range tests {

@@ -15,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"time"
 
@@ -36,6 +37,10 @@ var Properties = map[string]string{
 	"ACCOUNT_ID":        "account_id",
 	"API_TOKEN":         "api_token",
 }
+
+// msiVersionRE is Windows Installer's ProductVersion: three or four
+// numbers (it goes into msibuild SQL too, so nothing else may pass).
+var msiVersionRE = regexp.MustCompile(`^\d{1,3}\.\d{1,3}\.\d{1,5}(\.\d{1,5})?$`)
 
 // Options say what to build.
 type Options struct {
@@ -64,6 +69,9 @@ type Options struct {
 func Build(ctx context.Context, opts Options) (string, error) {
 	if opts.Version == "" || opts.Exe == "" || opts.OutDir == "" {
 		return "", fmt.Errorf("%w: version, exe and out dir are required", ErrBadOptions)
+	}
+	if !msiVersionRE.MatchString(opts.Version) {
+		return "", fmt.Errorf("%w: version %q is not a numeric MSI version (a.b.c or a.b.c.d)", ErrBadOptions, opts.Version)
 	}
 	if opts.Arch != "amd64" {
 		return "", fmt.Errorf("%w: arch %q: wixl 0.101 builds x64 MSIs only (no arm64 support)", ErrBadOptions, opts.Arch)

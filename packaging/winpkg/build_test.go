@@ -343,6 +343,8 @@ func TestBuildBadOptions(t *testing.T) {
 	}{
 		{"arm64", Options{Version: "1.0.0", Arch: "arm64", Exe: exe, OutDir: out}},
 		{"no version", Options{Arch: "amd64", Exe: exe, OutDir: out}},
+		{"non-numeric version", Options{Version: "1.2.3-git5", Arch: "amd64", Exe: exe, OutDir: out}},
+		{"SQL in the version", Options{Version: "1.0.0' OR '1'='1", Arch: "amd64", Exe: exe, OutDir: out}},
 		{"cert without key", Options{Version: "1.0.0", Arch: "amd64", Exe: exe, OutDir: out, SignCert: "c.pem"}},
 		{"name with a slash", Options{Version: "1.0.0", Name: "../x", Arch: "amd64", Exe: exe, OutDir: out}},
 	}
