@@ -32,6 +32,10 @@ import (
 // valid is loaded.
 var ErrNoConfig = errors.New("daemon: no valid config loaded")
 
+// ErrPurged is returned by Sync after a purge: the daemon stays idle so it
+// does not reinstall what was removed, until it is restarted.
+var ErrPurged = errors.New("daemon: everything was purged; restart the service to manage roots again")
+
 // Options configure the daemon. The zero value of every field but Paths
 // has a real default.
 type Options struct {
@@ -418,8 +422,11 @@ func LedgerPEM(path string) ([]byte, error) {
 // Sync implements localapi.Backend.
 func (d *Daemon) Sync(ctx context.Context, dryRun bool) (any, error) {
 	d.mu.Lock()
-	ag := d.ag
+	ag, purged := d.ag, d.purged
 	d.mu.Unlock()
+	if purged {
+		return nil, ErrPurged
+	}
 	if ag == nil {
 		return nil, ErrNoConfig
 	}

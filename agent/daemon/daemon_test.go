@@ -174,11 +174,24 @@ func TestDaemonDriftRepairAndReload(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, string(pem), "BEGIN CERTIFICATE")
 
-	if os.Getuid() == 0 {
-		var sr map[string]any
-		require.NoError(t, c.Sync(ctx, false, &sr))
-		require.Equal(t, "sync", sr["reason"])
+	if os.Getuid() != 0 {
+		return
 	}
+	var sr map[string]any
+	require.NoError(t, c.Sync(ctx, false, &sr))
+	require.Equal(t, "sync", sr["reason"])
+
+	// Purge through the daemon: it stops its loop first, so its own drift
+	// repair cannot put back what the purge removes.
+	var pr map[string]any
+	require.NoError(t, c.Purge(ctx, &pr))
+	require.Equal(t, true, pr["state_removed"], "purge report: %v", pr)
+	require.False(t, exists(anchor), "the root is gone after purge")
+	rep, err = c.Status(ctx)
+	require.NoError(t, err, "status still answers after a purge")
+	require.True(t, rep.Daemon.Running)
+	// A later sync is refused instead of reinstalling.
+	require.ErrorContains(t, c.Sync(ctx, false, nil), "purged")
 }
 
 func TestDaemonUnprivilegedClient(t *testing.T) {

@@ -2,15 +2,18 @@ package daemon
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/certagent/certagent/agent"
+	"github.com/certagent/certagent/agent/status"
 	"github.com/certagent/certagent/internal/nstest"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
@@ -41,7 +44,7 @@ func TestDaemonRepairsSystemAnchor(t *testing.T) {
 	go func() {
 		done <- Run(ctx, Options{
 			Paths:    platform.Paths{ConfigFile: e.cfgPath, StateDir: e.state, Socket: filepath.Join(root, "s.sock")},
-			Logger:   NewLogger(LogOptions{Output: logs, Level: "debug"}),
+			Logger:   NewLogger(LogOptions{Output: logs, Level: "trace"}),
 			Deps:     agent.Deps{OpenStore: func(string) (trust.Store, error) { return store, nil }},
 			Debounce: 100 * time.Millisecond,
 			Users:    func() ([]platform.User, error) { return nil, nil },
@@ -63,6 +66,7 @@ func TestDaemonRepairsSystemAnchor(t *testing.T) {
 	}
 	eventually(t, "the root in the system store", has)
 	require.True(t, nstest.CurlTrusts(t, srv), "curl trusts the root the daemon installed")
+	require.Equal(t, "TRUSTED", osTrustInFreshProcess(t, ca), "status's OS-verifier check agrees")
 
 	// Someone deletes our anchor and rebuilds the store (by hand, or a
 	// package upgrade runs the refresh): the root is no longer trusted.
@@ -79,4 +83,46 @@ func TestDaemonRepairsSystemAnchor(t *testing.T) {
 		return err == nil && has()
 	})
 	require.True(t, nstest.CurlTrusts(t, srv), "curl trusts the root again after the repair")
+}
+
+// osTrustInFreshProcess runs status.ApplyOSTrust in a new process (Go
+// caches the system pool per process, as the CLI's fresh process does not).
+func osTrustInFreshProcess(t *testing.T, ca *trusttest.CA) string {
+	t.Helper()
+	pemPath := filepath.Join(t.TempDir(), "root.pem")
+	require.NoError(t, os.WriteFile(pemPath, ca.PEM(), 0o644))
+	self, err := os.Executable()
+	require.NoError(t, err)
+	cmd := exec.Command(self, "-test.run=^TestHelperOSTrust$")
+	cmd.Env = append(os.Environ(), "DAEMON_OSTRUST_PEM="+pemPath)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	switch {
+	case strings.Contains(string(out), "OSTRUST TRUSTED"):
+		return "TRUSTED"
+	case strings.Contains(string(out), "OSTRUST UNTRUSTED"):
+		return "UNTRUSTED"
+	}
+	t.Fatalf("helper said neither: %s", out)
+	return ""
+}
+
+// TestHelperOSTrust is the fresh process of osTrustInFreshProcess.
+func TestHelperOSTrust(t *testing.T) {
+	path := os.Getenv("DAEMON_OSTRUST_PEM")
+	if path == "" {
+		t.Skip("helper")
+	}
+	b, err := os.ReadFile(path)
+	require.NoError(t, err)
+	c, err := trust.ParseOnePEM(b)
+	require.NoError(t, err)
+	r := &status.Report{OS: "linux", Certificates: []status.Certificate{{Fingerprint: c.FP.String(), State: status.CertAvailable,
+		Placements: []status.Placement{{Store: "system", State: status.PlacementInstalled}}}}}
+	require.NoError(t, status.ApplyOSTrust(r, []*trust.Cert{c}, time.Now()))
+	if *r.Certificates[0].Placements[0].Trusted {
+		fmt.Println("OSTRUST TRUSTED")
+	} else {
+		fmt.Println("OSTRUST UNTRUSTED")
+	}
 }
