@@ -29,7 +29,7 @@ import (
 
 const usage = `usage:
   fleetsim run    [-agents N] [-longpoll] [-db sqlite|postgres] [-poll 60s] [-window 60s] [-deploy-delay 1s] [-timeout 10m] -out DIR
-  fleetsim bench  [-db sqlite|postgres] [-duration 10s] [-connections 64] [-threads 2] -out DIR
+  fleetsim bench  [-db sqlite|postgres] [-duration 5s] [-rounds 5] [-connections 64] [-threads 2] -out DIR
   fleetsim report -out DIR          tables (stdout and DIR/results.md) and DIR/convergence.png
   fleetsim baseline -listen ADDR    the bare net/http 304 server bench compares against
 
@@ -65,9 +65,10 @@ func run(ctx context.Context, args []string) error {
 	window := fs.Duration("window", 60*time.Second, "steady-state measurement window")
 	deployDelay := fs.Duration("deploy-delay", time.Second, "certplane --deploy-delay")
 	timeout := fs.Duration("timeout", 10*time.Minute, "give up a run after this long")
-	duration := fs.Duration("duration", 10*time.Second, "bench: wrk duration per target")
+	duration := fs.Duration("duration", 5*time.Second, "bench: wrk duration per target and round")
 	conns := fs.Int("connections", 64, "bench: wrk connections")
 	threads := fs.Int("threads", 2, "bench: wrk threads")
+	rounds := fs.Int("rounds", 5, "bench: alternating rounds per target")
 	listen := fs.String("listen", "127.0.0.1:0", "baseline: address")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
@@ -122,7 +123,7 @@ func run(ctx context.Context, args []string) error {
 		}
 		return err
 	case "bench":
-		o := benchOptions{DB: *db, Duration: *duration, Connections: *conns, Threads: *threads, Certplane: *bin,
+		o := benchOptions{DB: *db, Duration: *duration, Connections: *conns, Threads: *threads, Rounds: max(1, *rounds), Certplane: *bin,
 			WorkDir: *workDir, PGDSN: os.Getenv("CERTAGENT_PG_DSN")}
 		res, err := bench304(ctx, o, logf)
 		if err != nil {

@@ -70,6 +70,13 @@ func writeTables(w io.Writer, runs []*runResult, benches []*benchResult) {
 				ratio := ""
 				if r.Target == b.Certplane.Target {
 					ratio = fmt.Sprintf("%.2f", b.Ratio)
+					if len(b.Rounds) > 1 {
+						lo, hi := b.Rounds[0], b.Rounds[0]
+						for _, x := range b.Rounds {
+							lo, hi = min(lo, x), max(hi, x)
+						}
+						ratio += fmt.Sprintf(" (rounds %.2f–%.2f)", lo, hi)
+					}
 				}
 				fmt.Fprintf(w, "| %s | %.0f | %.2f ms | %.2f ms | %.0f%% | %.1f MiB | %s |\n",
 					r.Target, r.RPS, r.P50ms, r.P99ms, r.ServerCPU, r.ServerRSS, ratio)
@@ -117,10 +124,15 @@ func plotConvergence(path string, runs []*runResult) error {
 	p.X.Label.Text = "seconds after activate"
 	p.Y.Label.Text = "fraction of agents holding the new root"
 	p.X.Scale = plot.LogScale{}
-	p.X.Tick.Marker = plot.LogTicks{Prec: -1}
+	var ticks []plot.Tick
+	for _, v := range []float64{0.5, 1, 2, 5, 10, 20, 30, 60, 120, 300} {
+		ticks = append(ticks, plot.Tick{Value: v, Label: fmt.Sprintf("%g", v)})
+	}
+	p.X.Tick.Marker = plot.ConstantTicks(ticks)
+	p.X.Min = 0.5
 	p.Y.Min, p.Y.Max = 0, 1
 	p.Legend.Top = false
-	p.Legend.Left = true
+	p.Legend.Left = false
 	p.Add(plotter.NewGrid())
 	palette := []color.Color{
 		color.RGBA{R: 0x1f, G: 0x77, B: 0xb4, A: 255}, color.RGBA{R: 0xff, G: 0x7f, B: 0x0e, A: 255},
@@ -134,7 +146,7 @@ func plotConvergence(path string, runs []*runResult) error {
 		}
 		pts := make(plotter.XYs, 0, len(ts))
 		for j, t := range ts {
-			pts = append(pts, plotter.XY{X: max(t, 0.01), Y: float64(j+1) / float64(r.Agents)})
+			pts = append(pts, plotter.XY{X: max(t, 0.5), Y: float64(j+1) / float64(r.Agents)})
 		}
 		line, err := plotter.NewLine(pts)
 		if err != nil {
