@@ -12,9 +12,10 @@
 # upgrade.
 set -e
 
-# The ledger lists what we installed; nobody else needs to read it.
+# status.json must be readable by `certagent status` as any user; the
+# ledger inside is 0600 by itself.
 mkdir -p /var/lib/certagent
-chmod 0700 /var/lib/certagent
+chmod 0755 /var/lib/certagent
 
 # Only talk to systemd when it is PID 1: containers, chroots and image builds
 # have systemctl but no systemd, and an install there must still succeed.

@@ -239,7 +239,7 @@ func config(src string, opts Options, mtime time.Time) nfpm.Config {
 		// managed.json, which no package owns.
 		{Source: s("config.json"), Destination: ConfigPath, Type: files.TypeConfigNoReplace, FileInfo: fi(0o644)},
 		{Destination: ConfigDir, Type: files.TypeDir, FileInfo: fi(0o755)},
-		{Destination: StateDir, Type: files.TypeDir, FileInfo: fi(0o700)},
+		{Destination: StateDir, Type: files.TypeDir, FileInfo: fi(0o755)},
 		{Source: s("certagent.service"), Destination: debUnitPath, Packager: "deb", FileInfo: fi(0o644)},
 		{Source: s("certagent.service"), Destination: otherUnitPath, Packager: "rpm", FileInfo: fi(0o644)},
 		{Source: s("certagent.service"), Destination: otherUnitPath, Packager: "apk", FileInfo: fi(0o644)},

@@ -39,7 +39,7 @@ func TestDeb(t *testing.T) {
 	assert.Contains(t, run(t, "/usr/bin/dpkg-query", "-W", "-f=${Status} ${Version}", "certagent"), "install ok installed 1.0.0")
 	st, err := os.Stat(linuxpkg.StateDir)
 	require.NoError(t, err)
-	assert.Equal(t, os.FileMode(0o700), st.Mode().Perm(), "state dir mode")
+	assert.Equal(t, os.FileMode(0o755), st.Mode().Perm(), "state dir mode (status.json is read by any user)")
 	assert.FileExists(t, "/lib/systemd/system/certagent.service")
 	assert.Contains(t, run(t, "/usr/bin/dpkg-query", "-W", "-f=${Conffiles}", "certagent"), linuxpkg.ConfigPath)
 
