@@ -181,8 +181,17 @@ func redactMap(m map[string]any) {
 			m[k] = daemon.Redacted
 			continue
 		}
-		if sub, ok := v.(map[string]any); ok {
-			redactMap(sub)
+		redactValue(v)
+	}
+}
+
+func redactValue(v any) {
+	switch v := v.(type) {
+	case map[string]any:
+		redactMap(v)
+	case []any:
+		for _, e := range v {
+			redactValue(e)
 		}
 	}
 }
