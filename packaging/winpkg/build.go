@@ -188,8 +188,12 @@ func Patches(version string) []string {
 		// after InstallServices (5800) and before StartServices (5900).
 		fmt.Sprintf("INSERT INTO `CustomAction` (`Action`, `Type`, `Source`, `Target`) VALUES ('ServiceRecovery', %d, 'System64Folder', '\"[System64Folder]sc.exe\" failure certagent reset= 86400 actions= restart/5000/restart/5000/restart/60000')", scType),
 		fmt.Sprintf("INSERT INTO `CustomAction` (`Action`, `Type`, `Source`, `Target`) VALUES ('ServiceRecoveryFlag', %d, 'System64Folder', '\"[System64Folder]sc.exe\" failureflag certagent 1')", scType),
+		// Delayed automatic start, as `certagent service install` sets it:
+		// after the boot rush, when the network is up.
+		fmt.Sprintf("INSERT INTO `CustomAction` (`Action`, `Type`, `Source`, `Target`) VALUES ('ServiceDelayedStart', %d, 'System64Folder', '\"[System64Folder]sc.exe\" config certagent start= delayed-auto')", scType),
 		"INSERT INTO `InstallExecuteSequence` (`Action`, `Condition`, `Sequence`) VALUES ('ServiceRecovery', 'NOT REMOVE=\"ALL\"', 5810)",
 		"INSERT INTO `InstallExecuteSequence` (`Action`, `Condition`, `Sequence`) VALUES ('ServiceRecoveryFlag', 'NOT REMOVE=\"ALL\"', 5811)",
+		"INSERT INTO `InstallExecuteSequence` (`Action`, `Condition`, `Sequence`) VALUES ('ServiceDelayedStart', 'NOT REMOVE=\"ALL\"', 5812)",
 	}
 	// An unset property writes no registry value at all (wixl cannot parse
 	// Component/Condition).

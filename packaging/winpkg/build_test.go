@@ -115,7 +115,7 @@ func TestMSITables(t *testing.T) {
 		svc := find(table(t, msi, "ServiceInstall"), "Name", "certagent")
 		require.NotNil(t, svc, "ServiceInstall row")
 		assert.Equal(t, "16", svc["ServiceType"], "own process")
-		assert.Equal(t, "2", svc["StartType"], "automatic")
+		assert.Equal(t, "2", svc["StartType"], "automatic (made delayed by ServiceDelayedStart)")
 		assert.Equal(t, "LocalSystem", svc["StartName"])
 		assert.Equal(t, "run", svc["Arguments"])
 		ctl := find(table(t, msi, "ServiceControl"), "Name", "certagent")
@@ -221,7 +221,7 @@ func TestMSITables(t *testing.T) {
 		assert.Less(t, n, at(seq, "DeleteServices"))
 		assert.Less(t, n, at(seq, "RemoveFiles"), "purge while the exe exists")
 		assert.Equal(t, `REMOVE="ALL" AND NOT UPGRADINGPRODUCTCODE`, find(seq, "Action", "PurgeRoots")["Condition"], "never purge on a major upgrade")
-		for _, a := range []string{"ServiceRecovery", "ServiceRecoveryFlag"} {
+		for _, a := range []string{"ServiceRecovery", "ServiceRecoveryFlag", "ServiceDelayedStart"} {
 			assert.Equal(t, 34, typ(a)&0x3f, "%s runs an exe from a directory", a)
 			assert.Equal(t, deferred|noImpersonate, typ(a)&(deferred|noImpersonate))
 			assert.Contains(t, find(ca, "Action", a)["Target"], "sc.exe")
