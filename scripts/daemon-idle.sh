@@ -87,3 +87,16 @@ echo "       ${ms} ms total by utime+stime (CLK_TCK=$tck ticks), ${per} ms per r
 echo "  files written in state dir and store: $writes (a no-change poll writes nothing)"
 echo "  RSS: ${rss0} kB at start, ${rss1} kB at end (VmRSS)"
 echo "  errors logged: $(grep -c '"@level":"error"' "$work/certagent.log" || true)"
+
+# The same real process, as a user would meet it.
+export CERTAGENT_CONFIG="$work/config.json" CERTAGENT_MANAGED="$work/managed.json" \
+	CERTAGENT_STATE_DIR="$work/state" CERTAGENT_SOCKET="$work/certagent.sock"
+code=0; "$work/certagent" status >/dev/null || code=$?
+echo "  certagent status: exit $code"
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+	chmod 755 "$work"
+	code=0; setpriv --reuid=65534 --regid=65534 --clear-groups "$work/certagent" status >/dev/null 2>&1 || code=$?
+	echo "  certagent status as nobody: exit $code (reads are open to users)"
+	code=0; setpriv --reuid=65534 --regid=65534 --clear-groups "$work/certagent" sync >/dev/null 2>&1 || code=$?
+	echo "  certagent sync as nobody: exit $code (writes need root)"
+fi
