@@ -3,6 +3,7 @@ package packaging_test
 import (
 	"bufio"
 	"bytes"
+	"encoding/json"
 	"encoding/xml"
 	"errors"
 	"io/fs"
@@ -125,6 +126,17 @@ func TestMacOSIdentifiers(t *testing.T) {
 	require.Len(t, sm.Rules, 1)
 	assert.Equal(t, "Label", sm.Rules[0].RuleType)
 	assert.Equal(t, macpkg.Label, sm.Rules[0].RuleValue)
+
+	// The Jamf custom schema names the same domain and keys.
+	var schema struct {
+		Domain     string                     `json:"__preferencedomain"`
+		Properties map[string]json.RawMessage `json:"properties"`
+	}
+	require.NoError(t, json.Unmarshal(asset(t, "macos/"+macpkg.Label+".json"), &schema))
+	assert.Equal(t, platform.ManagedPreferenceDomain, schema.Domain)
+	for _, k := range []string{"control_plane_url", "account_id", "api_token"} {
+		assert.Contains(t, schema.Properties, k, "Jamf schema")
+	}
 
 	for _, s := range []string{"preinstall", "postinstall", "uninstall.sh"} {
 		assert.Contains(t, string(asset(t, "macos/"+s)), "LABEL="+macpkg.Label, s)
