@@ -49,6 +49,12 @@ func Render(w io.Writer, r *Report, now time.Time) error {
 	last := "never"
 	if !r.LastSync.IsZero() {
 		last = Ago(now, r.LastSync)
+		if !r.LastChange.IsZero() {
+			last += "; last change " + Ago(now, r.LastChange)
+		}
+		if r.Daemon.Running && r.ControlPlane.NextPoll.After(now) {
+			last += "; next poll " + In(now, r.ControlPlane.NextPoll)
+		}
 	}
 	fmt.Fprintf(tw, "Last sync\t%s\n", last)
 	fmt.Fprintf(tw, "Stores\t%s\n", storesLine(r.Stores))

@@ -64,9 +64,10 @@ func FromSnapshot(s *agent.Snapshot, in Inputs) *Report {
 			Reachable: s.LastPollStatus == "ok" || s.LastPollStatus == "not_modified",
 			LastPoll:  s.LastPoll, LastSuccess: s.LastSuccess, LastError: s.LastError,
 			Failures: s.ConsecutiveFailures, TokenRejected: s.AuthBlocked || s.LastPollStatus == "auth_error",
-			ClockSkew: skew,
+			ClockSkew: skew, NextPoll: s.NextPoll,
 		},
-		LastSync: s.LastPass,
+		LastSync:   s.LastPass,
+		LastChange: s.LastChange,
 	}
 	r.Stores = storesOf(s, in.StoreErrors)
 	r.Certificates = certificatesOf(s)

@@ -28,6 +28,8 @@ type Report struct {
 	ControlPlane ControlPlane `json:"control_plane"`
 	// LastSync is when the last reconcile pass finished (zero: never).
 	LastSync time.Time `json:"last_sync,omitzero"`
+	// LastChange is when a pass last changed a store (zero: never).
+	LastChange time.Time `json:"last_change,omitzero"`
 	// Stores are the configured stores and whether each is usable here.
 	Stores []Store `json:"stores"`
 	// Certificates are the account's certificates the agent knows of:
@@ -90,6 +92,8 @@ type ControlPlane struct {
 	// HTTPStatus is the last failed poll's HTTP status (0: none or no
 	// answer); 401 and 403 mean the token was rejected.
 	HTTPStatus int `json:"http_status,omitempty"`
+	// NextPoll is when the next interval poll is due (zero: unknown).
+	NextPoll time.Time `json:"next_poll,omitzero"`
 	// Failures counts consecutive failed polls.
 	Failures int `json:"consecutive_failures,omitempty"`
 	// TokenRejected reports that the control plane refused the token (401

@@ -32,8 +32,9 @@ func healthy() *Report {
 		Config: Config{File: "/etc/certagent/config.json", Managed: "/etc/certagent/managed.json", ManagedKeys: []string{"poll_interval"},
 			Valid: true, PollInterval: time.Minute, StateDir: "/var/lib/certagent", ReloadedAt: now.Add(-3 * time.Hour)},
 		ControlPlane: ControlPlane{URL: "https://certplane.example.com/client/v4", AccountID: "0123456789abcdef0123456789abcdef",
-			Reachable: true, LastPoll: now.Add(-12 * time.Second), LastSuccess: now.Add(-12 * time.Second), ClockSkew: time.Second},
-		LastSync: now.Add(-12 * time.Second),
+			Reachable: true, LastPoll: now.Add(-12 * time.Second), LastSuccess: now.Add(-12 * time.Second), ClockSkew: time.Second,
+			NextPoll: now.Add(48 * time.Second)},
+		LastSync: now.Add(-12 * time.Second), LastChange: now.Add(-2 * time.Hour),
 		Stores: []Store{{Name: "system", Available: true, Targets: 1},
 			{Name: "nss", Available: true, Targets: 2, Skipped: []Skipped{{User: "bob", Reason: "no NSS database (never ran a browser)"}}}},
 		Certificates: []Certificate{{
