@@ -85,6 +85,18 @@ func offlineStatus(paths platform.Paths, reachErr error) *status.Report {
 		in.Daemon.Source = "state file (the daemon answered with an error)"
 	}
 	snap := &agent.Snapshot{ConfigSource: agent.ConfigSource{File: paths.ConfigFile, Managed: paths.ManagedFile}}
+	if f, err := os.Open(paths.ConfigFile); errors.Is(err, fs.ErrPermission) {
+		// The config holds the token and is root's alone: a user cannot
+		// judge it, which does not make it invalid. The saved status (0644)
+		// still tells most of the story.
+		in.ConfigProblems = []string{fmt.Sprintf("%s is not readable by this user; run `sudo certagent status` to check it", paths.ConfigFile)}
+		if s, err := agent.LoadSnapshot(filepath.Join(agent.StateDirHint(paths), "status.json")); err == nil {
+			snap = s
+		}
+		return status.FromSnapshot(snap, in)
+	} else if err == nil {
+		f.Close()
+	}
 	// The full check says what the daemon would say about the config; the
 	// local one still finds the state directory when the token is missing.
 	if _, err := agent.LoadConfig(paths, agent.LoadOptions{}); err != nil {

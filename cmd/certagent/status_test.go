@@ -1,11 +1,17 @@
+//go:build !windows
+
 package main
 
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
+	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -62,4 +68,51 @@ func TestStatusMisconfigured(t *testing.T) {
 	require.NotEmpty(t, rep.Config.Problems)
 	require.Contains(t, rep.Config.Problems[0], "account_id")
 	require.Equal(t, 2, status.ExitCode(rep.Health))
+}
+
+// TestStatusUnreadableConfig: a user who cannot read root's config (it
+// holds the token) gets the saved state and a hint, not "config invalid".
+// The check runs as uid nobody in a subprocess.
+func TestStatusUnreadableConfig(t *testing.T) {
+	if os.Getuid() != 0 {
+		if os.Getenv("CERTAGENT_E2E") == "1" {
+			t.Fatal("needs root to run the check as nobody (CERTAGENT_E2E=1)")
+		}
+		t.Skip("needs root to run the check as nobody")
+	}
+	dir := t.TempDir()
+	require.NoError(t, os.Chmod(dir, 0o755))
+	require.NoError(t, os.Chmod(filepath.Dir(dir), 0o755))
+	state := filepath.Join(dir, "state")
+	require.NoError(t, os.MkdirAll(state, 0o755))
+	cfgPath := filepath.Join(dir, "config.json")
+	require.NoError(t, os.WriteFile(cfgPath, []byte(`{"api_token":"cfut_unreadable_1234","state_dir":"`+state+`"}`), 0o600))
+	sb, _ := json.Marshal(agent.Snapshot{Version: "t", Desired: []agent.CertInfo{{ID: "c1", FP: trust.FingerprintOf([]byte("x")), Subject: "Saved Root"}}})
+	require.NoError(t, os.WriteFile(filepath.Join(state, "status.json"), sb, 0o644))
+
+	self, err := os.Executable()
+	require.NoError(t, err)
+	data, err := os.ReadFile(self)
+	require.NoError(t, err)
+	bin := filepath.Join(dir, "certagent.test")
+	require.NoError(t, os.WriteFile(bin, data, 0o755))
+	cmd := exec.Command(bin, "-test.run=^TestHelperStatusAsUser$")
+	cmd.Env = []string{"STATUS_HELPER=1", "CERTAGENT_CONFIG=" + cfgPath, "CERTAGENT_STATE_DIR=" + state,
+		"CERTAGENT_SOCKET=" + filepath.Join(dir, "none.sock"), "CERTAGENT_MANAGED=" + filepath.Join(dir, "managed.json")}
+	cmd.Dir = "/"
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: 65534, Gid: 65534}}
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	require.Contains(t, string(out), "HELPER valid=true certs=1 hint=true")
+}
+
+// TestHelperStatusAsUser is the unprivileged side of
+// TestStatusUnreadableConfig.
+func TestHelperStatusAsUser(t *testing.T) {
+	if os.Getenv("STATUS_HELPER") == "" {
+		t.Skip("helper")
+	}
+	rep := gatherStatus(context.Background(), platform.DefaultPaths())
+	hint := len(rep.Config.Problems) == 1 && strings.Contains(rep.Config.Problems[0], "sudo certagent status")
+	fmt.Printf("HELPER valid=%v certs=%d hint=%v\n", rep.Config.Valid, len(rep.Certificates), hint)
 }
