@@ -13,9 +13,11 @@ package daemon
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -88,6 +90,8 @@ type Daemon struct {
 	purged bool
 	// storeGroups are the watch groups of the current stores.
 	storeGroups map[string]bool
+	// managedSeen is the last registry policy seen (nil: not read yet).
+	managedSeen []byte
 }
 
 // Run runs a daemon with o until ctx is done.
@@ -211,6 +215,12 @@ loop:
 			d.refreshWatches()
 		case <-refresh.C:
 			d.refreshWatches()
+			if d.managedChanged() {
+				// Windows policy lives in the registry, which the file
+				// watch cannot see.
+				d.log.Info("managed settings changed, reloading")
+				d.reload(ctx)
+			}
 		}
 	}
 	cancel()
@@ -299,12 +309,33 @@ func (d *Daemon) reload(ctx context.Context) {
 	d.refreshWatches()
 }
 
+// managedChanged reports whether managed settings that are not a file
+// (the Windows policy registry key) changed since the last check.
+func (d *Daemon) managedChanged() bool {
+	if d.o.Paths.ManagedFile != "" {
+		return false
+	}
+	m, err := platform.ReadManaged(d.o.Paths)
+	if err != nil || filepath.IsAbs(m.Source) {
+		return false
+	}
+	b, _ := json.Marshal(m.Settings)
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	changed := d.managedSeen != nil && !bytes.Equal(b, d.managedSeen)
+	d.managedSeen = b
+	return changed
+}
+
 // setConfigWatch watches the config file, the managed settings and the
 // token file (of cfg, or of the previous config when cfg is nil).
 func (d *Daemon) setConfigWatch(cfg *agent.Config) {
 	paths := []string{d.o.Paths.ConfigFile}
 	if d.o.Paths.ManagedFile != "" {
 		paths = append(paths, d.o.Paths.ManagedFile)
+	} else if m, _ := platform.ReadManaged(d.o.Paths); filepath.IsAbs(m.Source) {
+		// macOS managed preferences are a plist MDM rewrites.
+		paths = append(paths, m.Source)
 	}
 	if cfg == nil {
 		d.mu.Lock()
