@@ -285,6 +285,12 @@ func (d *Daemon) reload(ctx context.Context) {
 		actx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		d.mu.Lock()
+		if d.purged {
+			// A purge arrived while the config loaded: stay idle.
+			d.mu.Unlock()
+			stop()
+			return
+		}
 		d.ag, d.cfg, d.agentStop, d.agentDone = ag, cfg, stop, done
 		d.mu.Unlock()
 		go func() {
