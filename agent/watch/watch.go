@@ -57,9 +57,13 @@ type Watcher struct {
 	// re-arm, so a target that appeared between an event and its watch
 	// still fires its group; guarded by mu.
 	exists map[string]bool
-	// timers are the pending debounce timers per group; guarded by mu.
-	timers map[string]*time.Timer
-	closed bool
+	// timers are the pending debounce timers per group, timerGen the
+	// generation each was started with, gen the last generation handed
+	// out; guarded by mu.
+	timers   map[string]*time.Timer
+	timerGen map[string]uint64
+	gen      uint64
+	closed   bool
 }
 
 // Options configure a Watcher.
@@ -98,6 +102,7 @@ func New(o Options) (*Watcher, error) {
 		armed:    map[string]bool{},
 		exists:   map[string]bool{},
 		timers:   map[string]*time.Timer{},
+		timerGen: map[string]uint64{},
 	}, nil
 }
 
@@ -244,23 +249,30 @@ func affects(name, t string) bool {
 	return strings.HasPrefix(t, name+string(filepath.Separator))
 }
 
-// fireLocked (re)starts group's debounce timer.
+// fireLocked (re)starts group's debounce timer. Each restart replaces the
+// timer and bumps the group's generation, so a timer that already fired
+// and waits for the lock sees it is stale and stays quiet: one call per
+// quiet period, never two.
 func (w *Watcher) fireLocked(group string) {
 	if w.closed {
 		return
 	}
 	if t, ok := w.timers[group]; ok {
-		t.Reset(w.debounce)
-		return
+		t.Stop()
 	}
+	w.gen++
+	gen := w.gen
+	w.timerGen[group] = gen
 	w.timers[group] = time.AfterFunc(w.debounce, func() {
 		w.mu.Lock()
-		delete(w.timers, group)
-		closed := w.closed
-		w.mu.Unlock()
-		if !closed {
-			w.onChange(group)
+		if w.closed || w.timerGen[group] != gen {
+			w.mu.Unlock()
+			return
 		}
+		delete(w.timers, group)
+		delete(w.timerGen, group)
+		w.mu.Unlock()
+		w.onChange(group)
 	})
 }
 

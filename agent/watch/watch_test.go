@@ -176,7 +176,7 @@ func TestAffects(t *testing.T) {
 func TestDebounceCoalesces(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var calls []time.Time
-		w := &Watcher{debounce: time.Second, timers: map[string]*time.Timer{},
+		w := &Watcher{debounce: time.Second, timers: map[string]*time.Timer{}, timerGen: map[string]uint64{},
 			onChange: func(string) { calls = append(calls, time.Now()) }}
 		start := time.Now()
 		for range 10 {
@@ -217,3 +217,4 @@ func TestTransient(t *testing.T) {
 		}
 	}
 }
+
