@@ -58,6 +58,7 @@ func TestDeb(t *testing.T) {
 	assert.FileExists(t, filepath.Join(store, cp.RootFile), "an upgrade removes no root")
 
 	owned := strings.Fields(run(t, "/usr/bin/dpkg-query", "-L", "certagent"))
+	assert.NotContains(t, owned, "/etc/certagent/managed.json", "the package must not own the site settings")
 	run(t, dpkg, "--purge", "certagent")
 	_, err = runErr("/usr/bin/dpkg-query", "-W", "certagent")
 	assert.Error(t, err, "dpkg still knows certagent after purge")
