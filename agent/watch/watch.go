@@ -279,8 +279,21 @@ func (w *Watcher) fireLocked(group string) {
 // rearmLocked makes fsnotify watch exactly the directories the targets
 // need: each target's directory (when it is one) and the nearest existing
 // ancestor of its parent, which sees the target being created, deleted or
-// renamed over.
+// renamed over. A directory can gain subdirectories between the event that
+// revealed it and the moment its watch is in place (mkdir -p is that
+// fast); so after adding watches it looks again, until nothing new is
+// needed.
 func (w *Watcher) rearmLocked() {
+	for range 32 {
+		if !w.armNeededLocked(w.neededLocked()) {
+			return
+		}
+	}
+}
+
+// neededLocked computes the directories to watch, and fires every group
+// whose targets appeared or vanished since the last look.
+func (w *Watcher) neededLocked() map[string]bool {
 	need := map[string]bool{}
 	for g, ts := range w.targets {
 		fired := false
@@ -306,6 +319,12 @@ func (w *Watcher) rearmLocked() {
 			delete(w.exists, t)
 		}
 	}
+	return need
+}
+
+// armNeededLocked adds and removes watches to match need, and reports
+// whether it added any.
+func (w *Watcher) armNeededLocked(need map[string]bool) bool {
 	for d := range w.armed {
 		if !need[d] {
 			// The directory may already be gone, which removed the watch.
@@ -313,6 +332,7 @@ func (w *Watcher) rearmLocked() {
 			delete(w.armed, d)
 		}
 	}
+	added := false
 	for d := range need {
 		if w.armed[d] {
 			continue
@@ -324,7 +344,9 @@ func (w *Watcher) rearmLocked() {
 			continue
 		}
 		w.armed[d] = true
+		added = true
 	}
+	return added
 }
 
 func (w *Watcher) isTargetLocked(p string) bool {

@@ -217,4 +217,3 @@ func TestTransient(t *testing.T) {
 		}
 	}
 }
-
