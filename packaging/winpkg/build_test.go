@@ -36,6 +36,17 @@ func tool(t *testing.T, name, pkg string) string {
 	return p
 }
 
+// exeDir holds the test program; TestMain removes it.
+var exeDir string
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if exeDir != "" {
+		os.RemoveAll(exeDir)
+	}
+	os.Exit(code)
+}
+
 // windowsExe builds a tiny real Windows program once: the MSI tests need a
 // PE file (osslsigncode signs only real ones), not the whole agent.
 var windowsExe = sync.OnceValues(func() (string, error) {
@@ -43,6 +54,7 @@ var windowsExe = sync.OnceValues(func() (string, error) {
 	if err != nil {
 		return "", err
 	}
+	exeDir = dir
 	src := filepath.Join(dir, "main.go")
 	if err := os.WriteFile(src, []byte("package main\n\nfunc main() {}\n"), 0o644); err != nil {
 		return "", err
