@@ -163,12 +163,12 @@ func (w *Watcher) Run(ctx context.Context) error {
 			return nil
 		case ev, ok := <-w.fsw.Events:
 			if !ok {
-				return nil
+				return errClosed(ctx)
 			}
 			w.handle(ev)
 		case err, ok := <-w.fsw.Errors:
 			if !ok {
-				return nil
+				return errClosed(ctx)
 			}
 			w.log.Warn("file watch error; rescanning everything", "error", err)
 			w.mu.Lock()
@@ -179,6 +179,18 @@ func (w *Watcher) Run(ctx context.Context) error {
 			w.mu.Unlock()
 		}
 	}
+}
+
+// ErrStopped is returned by Run when the kernel side of the watch went
+// away while it was still wanted; the daemon exits so the service manager
+// restarts it with fresh watches.
+var ErrStopped = errors.New("watch: file notifications stopped")
+
+func errClosed(ctx context.Context) error {
+	if ctx.Err() != nil {
+		return nil
+	}
+	return ErrStopped
 }
 
 func (w *Watcher) close() {
