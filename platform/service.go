@@ -34,6 +34,12 @@ type ServiceOptions struct {
 	ReadWritePaths []string
 	// StopTimeout bounds how long Stop waits for the daemon; zero means 10s.
 	StopTimeout time.Duration
+	// OnFailure, when set, is called if the daemon returns an error while
+	// nobody asked it to stop. On unix Run returns then anyway; the
+	// Windows service wrapper keeps waiting for the service manager, so
+	// main uses this to exit non-zero and let the recovery actions restart
+	// it.
+	OnFailure func(error)
 }
 
 // ServiceState is the service manager's view, for `certagent status`.
@@ -61,8 +67,9 @@ type Service struct {
 
 // program adapts a run function to kardianos' Start/Stop.
 type program struct {
-	run     func(ctx context.Context) error
-	timeout time.Duration
+	run       func(ctx context.Context) error
+	timeout   time.Duration
+	onFailure func(error)
 
 	mu     sync.Mutex
 	cancel context.CancelFunc
@@ -82,6 +89,9 @@ func (p *program) Start(service.Service) error {
 		p.mu.Lock()
 		p.err = err
 		p.mu.Unlock()
+		if err != nil && ctx.Err() == nil && p.onFailure != nil {
+			p.onFailure(err)
+		}
 	}()
 	return nil
 }
@@ -131,7 +141,7 @@ func NewService(o ServiceOptions, run func(ctx context.Context) error) (*Service
 	if run == nil {
 		run = func(ctx context.Context) error { <-ctx.Done(); return nil }
 	}
-	p := &program{run: run, timeout: o.StopTimeout}
+	p := &program{run: run, timeout: o.StopTimeout, onFailure: o.OnFailure}
 	cfg := &service.Config{
 		Name:        o.Name,
 		DisplayName: o.DisplayName,

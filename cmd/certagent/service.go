@@ -159,7 +159,14 @@ func cmdRunDaemon(args []string) int {
 	run := func(ctx context.Context) error {
 		return daemon.Run(ctx, daemon.Options{Paths: paths, Logger: log, ServiceState: state})
 	}
-	svc, err := platform.NewService(serviceOptions(paths), run)
+	opts := serviceOptions(paths)
+	if runtime.GOOS == "windows" {
+		opts.OnFailure = func(err error) {
+			log.Error("daemon failed; exiting so the service manager restarts it", "error", err)
+			os.Exit(exitFailed)
+		}
+	}
+	svc, err := platform.NewService(opts, run)
 	if err != nil {
 		log.Error("cannot set up the service", "error", err)
 		return 1
