@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -122,6 +123,11 @@ type Agent struct {
 	snap        Snapshot
 	// persisted is the material form of the status file on disk.
 	persisted []byte
+
+	// watchLiveUntil is until when (Unix ns) WatchChanges' long-poll
+	// counts as live, so timer passes need not ask the control plane too
+	// (longpoll.go); 0 when no long-poll runs.
+	watchLiveUntil atomic.Int64
 
 	trigger chan string
 	reload  chan struct{}
@@ -269,7 +275,9 @@ func (a *Agent) shouldFetchOnTimer() bool {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if !a.authBlocked {
-		return true
+		// A live long-poll already asks the control plane all the time; a
+		// timer fetch on top would double the requests and connections.
+		return !a.longPollLive()
 	}
 	if a.cfg.APITokenFile != "" {
 		if st := stampOf(a.cfg.APITokenFile); st != a.tokenStamp {

@@ -31,7 +31,9 @@ var ErrNoLongPoll = errors.New("agent: control plane does not hold list requests
 
 // WatchChanges holds a long-poll on the certificate list next to Run, so an
 // activation reaches this device within seconds instead of a poll
-// interval. When the server says the list changed it runs a pass at once
+// interval. While its answers keep coming, Run's timer passes do not fetch
+// as well (one connection and one request stream per device, not two).
+// When the server says the list changed it runs a pass at once
 // (which fetches and applies the new list) and watches again with the new
 // ETag. It returns ErrNoLongPoll when the server answers a held request
 // immediately (it lacks the extension: plain polling goes on in Run), and
@@ -71,11 +73,13 @@ func (a *Agent) WatchChanges(ctx context.Context, wait time.Duration) error {
 			return nil
 		case errors.Is(err, api.ErrNotModified):
 			failures = 0
+			a.markLongPollLive(wait)
 			if held < wait/2 {
 				// Answered at once although nothing changed: the server
 				// ignores ?wait. Two in a row (not one early wake-up) and
 				// we leave polling to Run.
 				if quick++; quick >= 2 {
+					a.watchLiveUntil.Store(0)
 					a.log.Info("control plane does not support long-poll; plain polling", "interval", cfg.PollInterval)
 					return ErrNoLongPoll
 				}
@@ -84,6 +88,7 @@ func (a *Agent) WatchChanges(ctx context.Context, wait time.Duration) error {
 			}
 		case err == nil:
 			failures, quick = 0, 0
+			a.markLongPollLive(wait)
 			if res.ETag == etag {
 				continue
 			}
@@ -102,6 +107,24 @@ func (a *Agent) WatchChanges(ctx context.Context, wait time.Duration) error {
 		}
 	}
 	return nil
+}
+
+// markLongPollLive records an answer to a held request: for two waits
+// from now, Run's timer passes leave the control plane to the watcher.
+// If the long-poll then stalls or fails, timer polling resumes by itself.
+func (a *Agent) markLongPollLive(wait time.Duration) {
+	a.watchLiveUntil.Store(time.Now().Add(2 * wait).UnixNano())
+	// An answer to a held request is a successful poll: status shows it,
+	// since timer passes no longer fetch while the long-poll is live.
+	now := a.deps.Now().UTC()
+	a.mu.Lock()
+	a.snap.LastPoll, a.snap.LastSuccess = now, now
+	a.mu.Unlock()
+}
+
+// longPollLive reports whether WatchChanges got an answer recently.
+func (a *Agent) longPollLive() bool {
+	return time.Now().UnixNano() < a.watchLiveUntil.Load()
 }
 
 // sleepCtx waits d or until ctx ends; it reports whether d elapsed.

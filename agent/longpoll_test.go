@@ -3,6 +3,7 @@ package agent
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strconv"
 	"sync"
 	"testing"
@@ -166,4 +167,35 @@ func TestWatchChangesNeedsALongPollingSource(t *testing.T) {
 	a := newWatchAgent(t, plainSource{p}, trusttest.NewFake("one"))
 	err := a.WatchChanges(t.Context(), time.Second)
 	require.True(t, errors.Is(err, ErrNoLongPoll), "got %v, want ErrNoLongPoll", err)
+}
+
+// While the long-poll answers, timer passes do not fetch too: one request
+// stream per device. Against a server without it, timer polling goes on.
+func TestLiveLongPollReplacesTimerFetches(t *testing.T) {
+	ca := trusttest.NewCA(t)
+	for _, hold := range []bool{true, false} {
+		t.Run(fmt.Sprintf("server holds %v", hold), func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				p := newMemPlane(hold)
+				p.add(ca)
+				a := newWatchAgent(t, p, trusttest.NewFake("one"))
+				a.cfg.PollInterval = time.Minute
+				ctx, cancel := context.WithCancel(t.Context())
+				var wg sync.WaitGroup
+				wg.Go(func() { _ = a.Run(ctx) })
+				wg.Go(func() { _ = a.WatchChanges(ctx, 25*time.Second) })
+				time.Sleep(10 * time.Minute)
+				cancel()
+				wg.Wait()
+				p.mu.Lock()
+				defer p.mu.Unlock()
+				plain := p.lists - p.waits // List calls that were not held
+				if hold {
+					assert.LessOrEqual(t, plain, 2, "timer fetches while the long-poll is live")
+				} else {
+					assert.GreaterOrEqual(t, plain, 9, "timer fetches without server support")
+				}
+			})
+		})
+	}
 }
