@@ -2,6 +2,9 @@
 #   make demo   control plane + agent end to end, no root needed
 #   make test   every test (as root with CERTAGENT_E2E=1: real trust stores in namespaces)
 
+SHELL    := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+
 GO       ?= go
 VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS  := -s -w -X github.com/certagent/certagent/internal/buildinfo.Version=$(VERSION)
@@ -16,9 +19,13 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/certagent ./cmd/certplane
 
+# go test -json through scripts/testsummary: the usual package lines, the
+# output of failing tests, the list of skipped tests, and a closing
+# "N passed, N failed, N skipped" line.
 test:
 	$(GO) vet ./...
-	$(GO) test -count=1 -timeout 40m ./...
+	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
+	$(GO) test -json -count=1 -timeout 40m ./... | $(BIN)/testsummary
 
 demo: build
 	./scripts/demo.sh
