@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -221,7 +222,8 @@ func simulate(parent context.Context, o runOptions, logf func(string, ...any)) (
 	res.Convergence.Converged = len(times)
 	res.Convergence.Times = make([]float64, len(times))
 	for i, t := range times {
-		res.Convergence.Times[i] = t.Sub(t0).Seconds()
+		// Milliseconds are plenty and keep 10,000 agents' JSON small.
+		res.Convergence.Times[i] = math.Round(t.Sub(t0).Seconds()*1000) / 1000
 	}
 	if n := len(times); n > 0 {
 		res.Convergence.P50s = quantileF(res.Convergence.Times, 0.50)
