@@ -292,3 +292,37 @@ func SortEntries(es []Entry) {
 		return string(a.FP[:]) < string(b.FP[:])
 	})
 }
+
+// GroupByTarget validates changes and groups the valid ones by target, in
+// the order targets first appear, for stores that change each target as one
+// unit (an NSS database, a keystore). A malformed change, or one for a
+// target that known rejects, gets its Failed result in res (wrapping
+// ErrBadChange or errUnknown); the slots of grouped changes are left for the
+// caller.
+func GroupByTarget(changes []Change, res []Result, known func(Target) bool, errUnknown error) (order []Target, groups map[Target][]int) {
+	groups = make(map[Target][]int)
+	for i, c := range changes {
+		if err := c.Validate(); err != nil {
+			res[i] = Failed(c, err)
+			continue
+		}
+		if !known(c.Target) {
+			res[i] = Failed(c, fmt.Errorf("%w: %s", errUnknown, c.Target))
+			continue
+		}
+		if groups[c.Target] == nil {
+			order = append(order, c.Target)
+		}
+		groups[c.Target] = append(groups[c.Target], i)
+	}
+	return order, groups
+}
+
+// ValidateSingle checks a change for a single-target store: the zero
+// Target (else errUnknown) and a well-formed Change (else ErrBadChange).
+func ValidateSingle(c Change, errUnknown error) error {
+	if c.Target != (Target{}) {
+		return fmt.Errorf("%w: %s", errUnknown, c.Target)
+	}
+	return c.Validate()
+}

@@ -120,3 +120,29 @@ func TestSortEntriesAndJSON(t *testing.T) {
 	assert.True(t, back.Has(trust.Target{}, lo))
 	assert.False(t, back.Has(trust.Target{User: "x"}, lo))
 }
+
+func TestGroupByTarget(t *testing.T) {
+	ca := trusttest.NewCA(t).Cert
+	alice, bob, eve := trust.Target{User: "alice"}, trust.Target{User: "bob"}, trust.Target{User: "eve"}
+	errUnknown := errors.New("unknown target")
+	changes := []trust.Change{
+		{Op: trust.OpInstall, FP: ca.FP, Target: bob, Cert: ca},
+		{Op: trust.OpRemove, FP: ca.FP, Target: alice},
+		{Op: trust.OpInstall, FP: ca.FP, Target: alice}, // no certificate
+		{Op: trust.OpRemove, FP: ca.FP, Target: eve},
+		{Op: trust.OpRemove, FP: ca.FP, Target: bob},
+	}
+	res := make([]trust.Result, len(changes))
+	order, groups := trust.GroupByTarget(changes, res, func(t trust.Target) bool { return t != eve }, errUnknown)
+
+	assert.Equal(t, []trust.Target{bob, alice}, order, "targets in first-seen order")
+	assert.Equal(t, map[trust.Target][]int{bob: {0, 4}, alice: {1}}, groups)
+	assert.ErrorIs(t, res[2].Err, trust.ErrBadChange)
+	assert.ErrorIs(t, res[3].Err, errUnknown)
+	for _, i := range []int{0, 1, 4} {
+		assert.Empty(t, res[i].Status, "grouped change %d is left for the caller", i)
+	}
+
+	assert.NoError(t, trust.ValidateSingle(trust.Change{Op: trust.OpRemove, FP: ca.FP}, errUnknown))
+	assert.ErrorIs(t, trust.ValidateSingle(changes[1], errUnknown), errUnknown)
+}

@@ -54,7 +54,7 @@ const maxFile = 4 << 20
 // Errors.
 var (
 	ErrUnknownTarget = errors.New("firefoxpolicy: unknown target (the store has only the zero target)")
-	ErrBadChange     = errors.New("firefoxpolicy: bad change")
+	ErrBadChange     = trust.ErrBadChange
 	// ErrBadPolicy is an existing policies.json we cannot merge into; we
 	// change nothing rather than lose the administrator's policies.
 	ErrBadPolicy = errors.New("firefoxpolicy: policies.json cannot be merged")
@@ -432,24 +432,7 @@ func (s *Store) remove(d *doc, c trust.Change, toDelete *[]string) trust.Result 
 	return trust.OK(c)
 }
 
-func validate(c trust.Change) error {
-	if c.Target != (trust.Target{}) {
-		return fmt.Errorf("%w: %s", ErrUnknownTarget, c.Target)
-	}
-	switch c.Op {
-	case trust.OpInstall:
-		if c.Cert == nil || c.Cert.X509 == nil {
-			return fmt.Errorf("%w: install %s without a certificate", ErrBadChange, c.FP.Short())
-		}
-		if got := trust.FingerprintOf(c.Cert.X509.Raw); got != c.FP {
-			return fmt.Errorf("%w: install %s: the certificate's fingerprint is %s", ErrBadChange, c.FP.Short(), got.Short())
-		}
-	case trust.OpRemove:
-	default:
-		return fmt.Errorf("%w: unknown op %q", ErrBadChange, c.Op)
-	}
-	return nil
-}
+func validate(c trust.Change) error { return trust.ValidateSingle(c, ErrUnknownTarget) }
 
 func contains(list []string, s string) bool {
 	for _, v := range list {

@@ -20,42 +20,11 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	for _, k := range kss {
 		byTarget[trust.Target{Path: k.path}] = k
 	}
-	groups := make(map[trust.Target][]int)
-	var order []trust.Target
-	for i, c := range changes {
-		if err := validate(c); err != nil {
-			res[i] = trust.Failed(c, err)
-			continue
-		}
-		if _, ok := byTarget[c.Target]; !ok {
-			res[i] = trust.Failed(c, fmt.Errorf("%w: %s", ErrUnknownTarget, c.Target))
-			continue
-		}
-		if groups[c.Target] == nil {
-			order = append(order, c.Target)
-		}
-		groups[c.Target] = append(groups[c.Target], i)
-	}
+	order, groups := trust.GroupByTarget(changes, res, func(t trust.Target) bool { _, ok := byTarget[t]; return ok }, ErrUnknownTarget)
 	for _, t := range order {
 		s.applyKS(ctx, byTarget[t], changes, groups[t], res)
 	}
 	return res
-}
-
-func validate(c trust.Change) error {
-	switch c.Op {
-	case trust.OpInstall:
-		if c.Cert == nil || c.Cert.X509 == nil {
-			return fmt.Errorf("%w: install %s without a certificate", ErrBadChange, c.FP.Short())
-		}
-		if got := trust.FingerprintOf(c.Cert.X509.Raw); got != c.FP {
-			return fmt.Errorf("%w: install %s: the certificate's fingerprint is %s", ErrBadChange, c.FP.Short(), got.Short())
-		}
-	case trust.OpRemove:
-	default:
-		return fmt.Errorf("%w: unknown op %q", ErrBadChange, c.Op)
-	}
-	return nil
 }
 
 func (s *Store) applyKS(ctx context.Context, k keystore, changes []trust.Change, idx []int, res []trust.Result) {

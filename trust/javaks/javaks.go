@@ -32,6 +32,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/certagent/certagent/internal/filestamp"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
 )
@@ -63,7 +64,7 @@ const (
 // Errors.
 var (
 	ErrUnknownTarget = errors.New("javaks: unknown target")
-	ErrBadChange     = errors.New("javaks: bad change")
+	ErrBadChange     = trust.ErrBadChange
 )
 
 // Options configure the store; every path can be overridden for tests.
@@ -102,7 +103,7 @@ type Store struct {
 }
 
 type cached struct {
-	key     fileKey
+	key     filestamp.Stamp
 	entries []alias
 }
 
@@ -290,7 +291,7 @@ func (s *Store) lock(p string) func() {
 // listKS returns k's trusted certificates, from the cache when the file is
 // unchanged. The caller holds k's lock.
 func (s *Store) listKS(ctx context.Context, k keystore) ([]alias, error) {
-	key, err := statKey(k.path)
+	key, err := filestamp.Of(k.path)
 	if err != nil {
 		return nil, fmt.Errorf("javaks: %w", err)
 	}

@@ -166,24 +166,7 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	return res
 }
 
-func validate(c trust.Change) error {
-	if c.Target != (trust.Target{}) {
-		return fmt.Errorf("%w: %s", ErrUnknownTarget, c.Target)
-	}
-	switch c.Op {
-	case trust.OpInstall:
-		if c.Cert == nil || c.Cert.X509 == nil {
-			return fmt.Errorf("%w: install %s without a certificate", ErrBadChange, c.FP.Short())
-		}
-		if trust.FingerprintOf(c.Cert.X509.Raw) != c.FP {
-			return fmt.Errorf("%w: install %s: the certificate's fingerprint is %s", ErrBadChange, c.FP.Short(), trust.FingerprintOf(c.Cert.X509.Raw).Short())
-		}
-	case trust.OpRemove:
-	default:
-		return fmt.Errorf("%w: unknown op %q", ErrBadChange, c.Op)
-	}
-	return nil
-}
+func validate(c trust.Change) error { return trust.ValidateSingle(c, ErrUnknownTarget) }
 
 // holders returns the files that hold fp.
 func holders(as []anchorFile, fp trust.Fingerprint) []string {

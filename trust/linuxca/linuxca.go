@@ -42,6 +42,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/certagent/certagent/internal/filestamp"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
 )
@@ -59,7 +60,7 @@ var (
 	ErrUnknownTarget = errors.New("linuxca: unknown target (the system store has only the zero target)")
 	// ErrBadChange is a malformed Change (no certificate, wrong fingerprint,
 	// unknown op).
-	ErrBadChange = errors.New("linuxca: bad change")
+	ErrBadChange = trust.ErrBadChange
 )
 
 // Options configure the store. Every path has a default from the detected
@@ -265,14 +266,14 @@ func parseCerts(data []byte) []*trust.Cert {
 // bundleCache keeps the parsed bundle while its file is unchanged, so a
 // List every few seconds does not re-parse 150 roots.
 type bundleCache struct {
-	key   fileKey
+	key   filestamp.Stamp
 	certs map[trust.Fingerprint]*trust.Cert
 }
 
 // readBundle returns the certificates in the extracted bundle; a missing
 // bundle is empty.
 func (s *Store) readBundle() (map[trust.Fingerprint]*trust.Cert, error) {
-	key, err := statKey(s.fam.Bundle)
+	key, err := filestamp.Of(s.fam.Bundle)
 	if errors.Is(err, fs.ErrNotExist) {
 		return map[trust.Fingerprint]*trust.Cert{}, nil
 	}

@@ -34,22 +34,7 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	for _, d := range dbs {
 		byTarget[d.target] = d
 	}
-	groups := make(map[trust.Target][]int)
-	var order []trust.Target
-	for i, c := range changes {
-		if err := validate(c); err != nil {
-			res[i] = trust.Failed(c, err)
-			continue
-		}
-		if _, ok := byTarget[c.Target]; !ok {
-			res[i] = trust.Failed(c, fmt.Errorf("%w: %s", ErrUnknownTarget, c.Target))
-			continue
-		}
-		if groups[c.Target] == nil {
-			order = append(order, c.Target)
-		}
-		groups[c.Target] = append(groups[c.Target], i)
-	}
+	order, groups := trust.GroupByTarget(changes, res, func(t trust.Target) bool { _, ok := byTarget[t]; return ok }, ErrUnknownTarget)
 	sem := make(chan struct{}, s.workers)
 	var wg sync.WaitGroup
 	for _, t := range order {
@@ -62,22 +47,6 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	}
 	wg.Wait()
 	return res
-}
-
-func validate(c trust.Change) error {
-	switch c.Op {
-	case trust.OpInstall:
-		if c.Cert == nil || c.Cert.X509 == nil {
-			return fmt.Errorf("%w: install %s without a certificate", ErrBadChange, c.FP.Short())
-		}
-		if got := trust.FingerprintOf(c.Cert.X509.Raw); got != c.FP {
-			return fmt.Errorf("%w: install %s: the certificate's fingerprint is %s", ErrBadChange, c.FP.Short(), got.Short())
-		}
-	case trust.OpRemove:
-	default:
-		return fmt.Errorf("%w: unknown op %q", ErrBadChange, c.Op)
-	}
-	return nil
 }
 
 // applyDB performs the changes idx of one database; it writes only

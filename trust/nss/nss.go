@@ -39,6 +39,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/certagent/certagent/internal/filestamp"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
 )
@@ -58,7 +59,7 @@ var (
 	// ErrUnknownTarget is a Change for a database this store does not serve.
 	ErrUnknownTarget = errors.New("nss: unknown target")
 	// ErrBadChange is a malformed Change.
-	ErrBadChange = errors.New("nss: bad change")
+	ErrBadChange = trust.ErrBadChange
 )
 
 // Options configure the store.
@@ -103,7 +104,7 @@ type Store struct {
 
 // cached is one database's listing while its cert9.db is unchanged.
 type cached struct {
-	key     fileKey
+	key     filestamp.Stamp
 	entries []nssEntry
 }
 
@@ -224,7 +225,7 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 // foreign write in the same tick as our listing that keeps the size could
 // go unseen until the next change; our own writes always invalidate.)
 func (s *Store) listDB(ctx context.Context, d db) ([]nssEntry, error) {
-	key, err := statKey(filepath.Join(d.dir, "cert9.db"))
+	key, err := filestamp.Of(filepath.Join(d.dir, "cert9.db"))
 	if err != nil {
 		return nil, fmt.Errorf("nss: %s: %w", d.target, err)
 	}

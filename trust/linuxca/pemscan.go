@@ -3,27 +3,9 @@ package linuxca
 import (
 	"crypto/x509"
 	"encoding/pem"
-	"os"
-	"time"
 
 	"github.com/certagent/certagent/trust"
 )
-
-// fileKey identifies one version of a file: a rewrite (rename over it)
-// changes the inode, an in-place write changes size or mtime.
-type fileKey struct {
-	size  int64
-	mtime time.Time
-	ino   uint64
-}
-
-func statKey(path string) (fileKey, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return fileKey{}, err
-	}
-	return fileKey{size: st.Size(), mtime: st.ModTime(), ino: inode(st)}, nil
-}
 
 // nextPEMCert parses the next PEM block of data. It returns the
 // certificates found (none for a non-certificate or unparsable block) and

@@ -1,6 +1,6 @@
 //go:build unix
 
-package linuxca
+package filestamp
 
 import (
 	"os"
