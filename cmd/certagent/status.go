@@ -219,18 +219,7 @@ func purgeViaDaemon() (rep *agent.PurgeReport, err error, ok bool) {
 
 // finishDaemonPurge prints the daemon's purge like cmdUninstall does.
 func finishDaemonPurge(rep *agent.PurgeReport, err error) int {
-	for _, r := range rep.Results {
-		detail := r.Reason
-		if r.Error != "" {
-			detail = r.Error
-		}
-		fmt.Printf("%-8s %s %s %s %s %s\n", r.Status, r.Op, r.FP.Short(), r.Store, r.Target, detail)
-	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "certagent uninstall (through the daemon):", err)
-		for _, e := range rep.Remaining {
-			fmt.Fprintf(os.Stderr, "  still installed: %s %s %s (%s)\n", e.FP.Short(), e.Store, e.Target, e.Subject)
-		}
+	if !printPurge(rep, err, "certagent uninstall (through the daemon)") {
 		return exitFailed
 	}
 	fmt.Printf("removed %d root(s) through the daemon; it stays idle until restarted\n", len(rep.Results))

@@ -211,6 +211,17 @@ func cmdUninstall(args []string) int {
 	ctx, cancel := signalContext()
 	defer cancel()
 	rep, err := agent.Purge(ctx, cfg, agent.Deps{Logger: log.Named("agent")})
+	if !printPurge(rep, err, "certagent uninstall") {
+		return exitFailed
+	}
+	fmt.Printf("removed %d root(s); state removed from %s\n", len(rep.Results), cfg.StateDir)
+	return exitOK
+}
+
+// printPurge prints one line per removal and, when the purge failed, the
+// error and every root still installed. It reports whether the purge
+// succeeded.
+func printPurge(rep *agent.PurgeReport, err error, who string) bool {
 	for _, r := range rep.Results {
 		detail := r.Reason
 		if r.Error != "" {
@@ -218,13 +229,12 @@ func cmdUninstall(args []string) int {
 		}
 		fmt.Printf("%-8s %s %s %s %s %s\n", r.Status, r.Op, r.FP.Short(), r.Store, r.Target, detail)
 	}
-	if err != nil {
-		fmt.Fprintln(os.Stderr, "certagent uninstall:", err)
-		for _, e := range rep.Remaining {
-			fmt.Fprintf(os.Stderr, "  still installed: %s %s %s (%s)\n", e.FP.Short(), e.Store, e.Target, e.Subject)
-		}
-		return exitFailed
+	if err == nil {
+		return true
 	}
-	fmt.Printf("removed %d root(s); state removed from %s\n", len(rep.Results), cfg.StateDir)
-	return exitOK
+	fmt.Fprintf(os.Stderr, "%s: %v\n", who, err)
+	for _, e := range rep.Remaining {
+		fmt.Fprintf(os.Stderr, "  still installed: %s %s %s (%s)\n", e.FP.Short(), e.Store, e.Target, e.Subject)
+	}
+	return false
 }
