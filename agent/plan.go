@@ -116,7 +116,9 @@ func (p *Plan) ChangeCount() int {
 //   - a ledger root no longer desired and present is removed (only when
 //     the desired set is authoritative);
 //   - a ledger root that is no longer in the target is forgotten unless it
-//     is still desired (then it is reinstalled: drift repair);
+//     is still desired (then it is reinstalled: drift repair); in a store
+//     that keeps one copy per writer (Inventory.OwnCopies), our root held
+//     only by someone else's copy counts as gone;
 //   - a retired fingerprint present anywhere is removed.
 //
 // Skipped targets and unusable stores keep their ledger entries and report
@@ -174,6 +176,9 @@ func MakePlan(in PlanInput) *Plan {
 			present[t] = map[trust.Fingerprint]bool{}
 		}
 		pending := map[LedgerKey]bool{}
+		// tagged holds the roots present through a copy of ours, for stores
+		// where each writer keeps its own (Inventory.OwnCopies).
+		tagged := map[LedgerKey]bool{}
 		// retiredAt lists the retired roots found per target, so the sweep
 		// below does not rescan every entry for every target.
 		retiredAt := map[trust.Target][]trust.Fingerprint{}
@@ -188,6 +193,9 @@ func MakePlan(in PlanInput) *Plan {
 			m[e.FP] = true
 			if e.TrustPending {
 				pending[LedgerKey{Store: st.Name, Target: e.Target, FP: e.FP}] = true
+			}
+			if e.Tagged {
+				tagged[LedgerKey{Store: st.Name, Target: e.Target, FP: e.FP}] = true
 			}
 		}
 		skipped := make(map[trust.Target]string, len(inv.Skipped))
@@ -206,8 +214,9 @@ func MakePlan(in PlanInput) *Plan {
 			for _, c := range wanted {
 				key := LedgerKey{Store: st.Name, Target: t, FP: c.FP}
 				e, owned := orig.Get(key)
+				lost := owned && inv.OwnCopies && !tagged[key]
 				switch {
-				case !have[c.FP]:
+				case !have[c.FP] || lost:
 					sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpInstall, FP: c.FP, Target: t, Cert: c})
 					sp.Retired = append(sp.Retired, false)
 					ne := entryFor(key, c, StateInstalling, in.Now)

@@ -240,6 +240,30 @@ func TestMakePlan(t *testing.T) {
 			wantLedgerChg: true,
 		},
 		{
+			name:        "own copies: ours present only through a copy not ours: written again",
+			desired:     []string{"A"},
+			ledger:      w.ledger(w.entry("system", t0, "A", StateInstalled)),
+			stores:      []StoreState{{Name: "system", Inv: ownCopies(w.inv(one, map[trust.Target][]string{t0: {"A"}}))}},
+			wantChanges: []string{"system install A@-"},
+			wantLedger:  []string{"system A@-=installing"},
+			// installed → installing is a ledger change.
+			wantLedgerChg: true,
+		},
+		{
+			name:        "own copies: our tagged copy present: nothing to do",
+			desired:     []string{"A"},
+			ledger:      w.ledger(w.entry("system", t0, "A", StateInstalled)),
+			stores:      []StoreState{{Name: "system", Inv: ownCopies(w.inv(one, map[trust.Target][]string{t0: {"A"}}), w.fp("A"))}},
+			wantLedger:  []string{"system A@-=installed"},
+			wantResults: []string{"system A@- ok"},
+		},
+		{
+			name:        "own copies: a root we never installed is still never claimed",
+			desired:     []string{"A"},
+			stores:      []StoreState{{Name: "system", Inv: ownCopies(w.inv(one, map[trust.Target][]string{t0: {"A"}}))}},
+			wantResults: []string{"system A@- ok"},
+		},
+		{
 			name:        "retired root removed wherever found",
 			retired:     retired,
 			stores:      []StoreState{{Name: "nss", Inv: w.inv(two, map[trust.Target][]string{tA: {"R", "F"}, tB: {"R"}})}},
@@ -463,4 +487,18 @@ func TestNextDelay(t *testing.T) {
 			}
 		})
 	}
+}
+
+// ownCopies marks inv as a store where each writer keeps its own copy, with
+// the entries of fps tagged as ours.
+func ownCopies(inv *trust.Inventory, fps ...trust.Fingerprint) *trust.Inventory {
+	inv.OwnCopies = true
+	for i, e := range inv.Entries {
+		for _, fp := range fps {
+			if e.FP == fp {
+				inv.Entries[i].Tagged = true
+			}
+		}
+	}
+	return inv
 }

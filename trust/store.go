@@ -84,6 +84,13 @@ type Inventory struct {
 	// Skipped are places that exist but cannot be served (a user without
 	// any NSS database, a keystore we may not write).
 	Skipped []Skip `json:"skipped,omitempty"`
+	// OwnCopies reports that every writer keeps its own copy here (files in
+	// a directory) and that our copies are Tagged: a root we installed that
+	// is present only untagged (through someone else's file, or a bundle not
+	// yet rebuilt after our file was deleted) must be written again, since
+	// that other copy can go away at any time. Stores where a root exists
+	// once (NSS, keychains) leave it false.
+	OwnCopies bool `json:"own_copies,omitempty"`
 }
 
 // Has reports whether target t holds fp.

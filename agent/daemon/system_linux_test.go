@@ -73,6 +73,16 @@ func TestDaemonRepairsSystemAnchor(t *testing.T) {
 	anchors, err := filepath.Glob(filepath.Join(store.Family().AnchorDir, "certagent-"+ca.FP.Hex()+"*"))
 	require.NoError(t, err)
 	require.Len(t, anchors, 1)
+
+	// Someone deletes only our anchor file: the bundle still trusts the
+	// root, but the next refresh (any package upgrade) would silently drop
+	// it, so the daemon writes the file again without waiting for that.
+	require.NoError(t, os.Remove(anchors[0]))
+	eventually(t, "the anchor file to come back before any refresh", func() bool {
+		_, err := os.Stat(anchors[0])
+		return err == nil
+	})
+
 	require.NoError(t, os.Remove(anchors[0]))
 	out, err := exec.Command(nstest.UpdateCACertificates).CombinedOutput()
 	require.NoError(t, err, "update-ca-certificates: %s", out)

@@ -228,7 +228,7 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 	if err != nil {
 		return nil, err
 	}
-	inv := &trust.Inventory{Targets: []trust.Target{{}}, Skipped: skips}
+	inv := &trust.Inventory{Targets: []trust.Target{{}}, Skipped: skips, OwnCopies: true}
 	// One entry per root: the same root in two files is still one root,
 	// Tagged when either file is ours.
 	at := make(map[trust.Fingerprint]int)

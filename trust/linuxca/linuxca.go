@@ -327,7 +327,7 @@ func (s *Store) listLocked() (*trust.Inventory, error) {
 	if err != nil {
 		return nil, err
 	}
-	inv := &trust.Inventory{Targets: []trust.Target{{}}}
+	inv := &trust.Inventory{Targets: []trust.Target{{}}, OwnCopies: true}
 	seen := make(map[trust.Fingerprint]bool)
 	add := func(c *trust.Cert, tagged bool) {
 		if seen[c.FP] {
