@@ -32,6 +32,16 @@ func serveBaseline(ctx context.Context, listen string) error {
 	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// With ?wait it holds the request like a long-poll that never
+			// sees a change: the floor for what a held request costs.
+			if d, err := time.ParseDuration(r.URL.Query().Get("wait")); err == nil && d > 0 {
+				t := time.NewTimer(d)
+				select {
+				case <-t.C:
+				case <-r.Context().Done():
+				}
+				t.Stop()
+			}
 			w.Header().Set("ETag", baselineETag)
 			w.WriteHeader(http.StatusNotModified)
 		}),

@@ -30,6 +30,7 @@ import (
 const usage = `usage:
   fleetsim run    [-agents N] [-longpoll] [-db sqlite|postgres] [-poll 60s] [-window 60s] [-deploy-delay 1s] [-timeout 10m] -out DIR
   fleetsim bench  [-db sqlite|postgres] [-duration 5s] [-rounds 5] [-connections 64] [-threads 2] -out DIR
+  fleetsim hold   [-db sqlite|postgres] [-agents 10000] -out DIR   server RSS with N held long-polls vs a bare server
   fleetsim report -out DIR          tables (stdout and DIR/results.md) and DIR/convergence.png
   fleetsim baseline -listen ADDR    the bare net/http 304 server bench compares against
 
@@ -96,7 +97,7 @@ func run(ctx context.Context, args []string) error {
 	if lim, err := raiseFileLimit(); err == nil {
 		logf("open files limit %d", lim)
 	}
-	if *bin == "" && (args[0] == "run" || args[0] == "bench") {
+	if *bin == "" && (args[0] == "run" || args[0] == "bench" || args[0] == "hold") {
 		dir, err := os.MkdirTemp("", "fleetsim-bin-")
 		if err != nil {
 			return err
@@ -122,6 +123,15 @@ func run(ctx context.Context, args []string) error {
 			}
 		}
 		return err
+	case "hold":
+		o := benchOptions{DB: *db, Certplane: *bin, WorkDir: *workDir, PGDSN: os.Getenv("CERTAGENT_PG_DSN")}
+		res, err := holdBench(ctx, o, *agents, logf)
+		if err != nil {
+			return err
+		}
+		logf("hold: certplane %.0f MiB (%.1f KiB per held request), baseline %.0f MiB (%.1f KiB)",
+			res.Certplane.HeldRSS, res.Certplane.PerHeld, res.Baseline.HeldRSS, res.Baseline.PerHeld)
+		return writeJSON(filepath.Join(*out, "hold-"+stamp+"-"+*db+".json"), res)
 	case "bench":
 		o := benchOptions{DB: *db, Duration: *duration, Connections: *conns, Threads: *threads, Rounds: max(1, *rounds), Certplane: *bin,
 			WorkDir: *workDir, PGDSN: os.Getenv("CERTAGENT_PG_DSN")}
@@ -137,7 +147,7 @@ func run(ctx context.Context, args []string) error {
 }
 
 func report(dir string) error {
-	runs, benches, err := loadResults(dir)
+	res, err := loadResults(dir)
 	if err != nil {
 		return err
 	}
@@ -146,10 +156,10 @@ func report(dir string) error {
 		return err
 	}
 	defer f.Close()
-	writeTables(f, runs, benches)
-	writeTables(os.Stdout, runs, benches)
-	if len(runs) > 0 {
-		if err := plotConvergence(filepath.Join(dir, "convergence.png"), runs); err != nil {
+	writeTables(f, res)
+	writeTables(os.Stdout, res)
+	if len(res.runs) > 0 {
+		if err := plotConvergence(filepath.Join(dir, "convergence.png"), res.runs); err != nil {
 			return fmt.Errorf("fleetsim: plot: %w", err)
 		}
 	}

@@ -3,7 +3,7 @@
 # and the plot into OUT (default docs/perf): the 304 bench (certplane vs a
 # bare net/http handler, wrk), then fleets of 1,000 and 10,000 agents with
 # and without long-poll on SQLite, and 10,000 long-polling agents on
-# PostgreSQL. Each run is bounded (-timeout) and stops by itself; the whole
+# PostgreSQL, and server memory at 10,000 held long-polls. Each run is bounded (-timeout) and stops by itself; the whole
 # takes about 25 minutes on 2 cores.
 #
 #   scripts/fleetsim/measure.sh [OUT]
@@ -38,4 +38,7 @@ done
 if [ -n "${CERTAGENT_PG_DSN:-}" ]; then
 	fs run -db postgres -agents 10000 -longpoll -timeout 8m || echo "measure: run failed" >&2
 fi
+# Server memory with 10,000 long-polls held, against a bare server that
+# holds as many.
+fs hold -db sqlite -agents 10000 || echo "measure: hold failed" >&2
 "$bin/fleetsim" report -out "$out"

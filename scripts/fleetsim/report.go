@@ -15,13 +15,21 @@ import (
 	"gonum.org/v1/plot/vg"
 )
 
-// loadResults reads every run-*.json and bench-*.json in dir.
-func loadResults(dir string) ([]*runResult, []*benchResult, error) {
+// results are every measurement in a directory.
+type results struct {
+	runs    []*runResult
+	benches []*benchResult
+	holds   []*holdResult
+}
+
+// loadResults reads every run-*.json, bench-*.json and hold-*.json in dir.
+func loadResults(dir string) (*results, error) {
 	var runs []*runResult
 	var benches []*benchResult
+	var holds []*holdResult
 	entries, err := os.ReadDir(dir)
 	if err != nil {
-		return nil, nil, err
+		return nil, err
 	}
 	for _, e := range entries {
 		name := e.Name()
@@ -30,26 +38,33 @@ func loadResults(dir string) ([]*runResult, []*benchResult, error) {
 		}
 		b, err := os.ReadFile(filepath.Join(dir, name))
 		if err != nil {
-			return nil, nil, err
+			return nil, err
 		}
 		switch {
 		case strings.HasPrefix(name, "run-"):
 			var r runResult
 			if err := json.Unmarshal(b, &r); err != nil {
-				return nil, nil, fmt.Errorf("fleetsim: %s: %w", name, err)
+				return nil, fmt.Errorf("fleetsim: %s: %w", name, err)
 			}
 			runs = append(runs, &r)
 		case strings.HasPrefix(name, "bench-"):
 			var r benchResult
 			if err := json.Unmarshal(b, &r); err != nil {
-				return nil, nil, fmt.Errorf("fleetsim: %s: %w", name, err)
+				return nil, fmt.Errorf("fleetsim: %s: %w", name, err)
 			}
 			benches = append(benches, &r)
+		case strings.HasPrefix(name, "hold-"):
+			var r holdResult
+			if err := json.Unmarshal(b, &r); err != nil {
+				return nil, fmt.Errorf("fleetsim: %s: %w", name, err)
+			}
+			holds = append(holds, &r)
 		}
 	}
 	sort.Slice(runs, func(i, j int) bool { return runs[i].Started.Before(runs[j].Started) })
 	sort.Slice(benches, func(i, j int) bool { return benches[i].Started.Before(benches[j].Started) })
-	return runs, benches, nil
+	sort.Slice(holds, func(i, j int) bool { return holds[i].Started.Before(holds[j].Started) })
+	return &results{runs: runs, benches: benches, holds: holds}, nil
 }
 
 func writeJSON(path string, v any) error {
@@ -61,7 +76,19 @@ func writeJSON(path string, v any) error {
 }
 
 // writeTables prints the results as Markdown tables.
-func writeTables(w io.Writer, runs []*runResult, benches []*benchResult) {
+func writeTables(w io.Writer, res *results) {
+	runs, benches := res.runs, res.benches
+	if len(res.holds) > 0 {
+		fmt.Fprintln(w, "| held long-polls | server | RSS idle | RSS holding | per held request | fds | threads |")
+		fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|")
+		for _, h := range res.holds {
+			for _, s := range []holdSample{h.Certplane, h.Baseline} {
+				fmt.Fprintf(w, "| %d | %s | %.1f MiB | %.1f MiB | %.1f KiB | %d | %d |\n",
+					h.Held, s.Target, s.IdleRSS, s.HeldRSS, s.PerHeld, s.FDs, s.Threads)
+			}
+		}
+		fmt.Fprintln(w)
+	}
 	if len(benches) > 0 {
 		fmt.Fprintln(w, "| 304 poll target | requests/s | p50 | p99 | server CPU | server RSS | ratio |")
 		fmt.Fprintln(w, "|---|---:|---:|---:|---:|---:|---:|")

@@ -1,0 +1,167 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"net/http/httptrace"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/certagent/certagent/api"
+)
+
+// holdResult is the server memory with N long-polls held at once.
+type holdResult struct {
+	Started   time.Time  `json:"started"`
+	DB        string     `json:"db"`
+	Held      int        `json:"held"`
+	LoadAvg   string     `json:"loadavg_start"`
+	Certplane holdSample `json:"certplane"`
+	Baseline  holdSample `json:"baseline"`
+}
+
+type holdSample struct {
+	Target   string  `json:"target"`
+	IdleRSS  float64 `json:"idle_rss_mib"`
+	HeldRSS  float64 `json:"held_rss_mib"`
+	PerHeld  float64 `json:"kib_per_held_request"`
+	FDs      int     `json:"fds"`
+	Threads  int     `json:"threads"`
+	Answered int64   `json:"answered_early"`
+}
+
+// holdBench opens n connections to a real certplane, each holding a
+// long-poll (`?wait=50s` with a current If-None-Match), samples the
+// server's RSS, then does the same against the bare baseline server whose
+// handler just waits: the difference is what certplane adds per held
+// request.
+func holdBench(ctx context.Context, o benchOptions, n int, logf func(string, ...any)) (*holdResult, error) {
+	res := &holdResult{Started: time.Now().UTC(), DB: o.DB, Held: n, LoadAvg: loadavg()}
+	work, err := os.MkdirTemp(o.WorkDir, "fleetsim-hold-")
+	if err != nil {
+		return nil, err
+	}
+	defer os.RemoveAll(work)
+	dataDir := filepath.Join(work, "plane")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return nil, err
+	}
+	db, dropDB, err := freshDB(ctx, o.DB, dataDir, o.PGDSN)
+	if err != nil {
+		return nil, err
+	}
+	defer dropDB()
+	srv, err := startServer(ctx, o.Certplane, db, dataDir, time.Second)
+	if err != nil {
+		return nil, err
+	}
+	defer srv.Stop()
+	acct, err := srv.cli(ctx, "account", "create", "--name", "hold")
+	if err != nil {
+		return nil, err
+	}
+	tok, err := srv.cli(ctx, "token", "create", "--account", acct, "--scope", "read")
+	if err != nil {
+		return nil, err
+	}
+	cl, err := api.NewClient(srv.URL, acct, tok)
+	if err != nil {
+		return nil, err
+	}
+	first, err := cl.ListIfChanged(ctx, "", 0)
+	if err != nil {
+		return nil, err
+	}
+	path := "/accounts/" + acct + "/gateway/certificates?wait=50s"
+	logf("hold: %d long-polls on certplane (%s)", n, o.DB)
+	res.Certplane, err = holdOn(ctx, srv.URL+path, tok, first.ETag, n, srv.Pid())
+	if err != nil {
+		return nil, err
+	}
+	res.Certplane.Target = "certplane " + o.DB
+	srv.Stop()
+
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	base := exec.Command(self, "baseline", "-listen", addr)
+	base.Stderr = os.Stderr
+	if err := base.Start(); err != nil {
+		return nil, fmt.Errorf("fleetsim: start baseline: %w", err)
+	}
+	defer func() { _ = base.Process.Kill(); _ = base.Wait() }()
+	if err := waitListening(ctx, addr); err != nil {
+		return nil, err
+	}
+	logf("hold: %d held requests on the bare net/http server", n)
+	res.Baseline, err = holdOn(ctx, "http://"+addr+"/client/v4"+path, tok, baselineETag, n, base.Process.Pid)
+	if err != nil {
+		return nil, err
+	}
+	res.Baseline.Target = "bare net/http, handler waits"
+	return res, nil
+}
+
+// holdOn sends n held requests, each on its own connection, waits until
+// all are written and the server has had a moment to park them, samples
+// the server, and cancels them.
+func holdOn(ctx context.Context, target, tok, etag string, n, pid int) (holdSample, error) {
+	var out holdSample
+	idle, err := sampleProc(pid)
+	if err != nil {
+		return out, err
+	}
+	out.IdleRSS = float64(idle.RSS) / (1 << 20)
+	hctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer func() { cancel(); wg.Wait() }()
+	var written, answered atomic.Int64
+	for range n {
+		wg.Go(func() {
+			tr := &http.Transport{DisableKeepAlives: true}
+			defer tr.CloseIdleConnections()
+			trace := &httptrace.ClientTrace{WroteRequest: func(httptrace.WroteRequestInfo) { written.Add(1) }}
+			req, err := http.NewRequestWithContext(httptrace.WithClientTrace(hctx, trace), http.MethodGet, target, nil)
+			if err != nil {
+				return
+			}
+			req.Header.Set("Authorization", "Bearer "+tok)
+			req.Header.Set("If-None-Match", etag)
+			resp, err := tr.RoundTrip(req)
+			if err == nil {
+				resp.Body.Close()
+				if hctx.Err() == nil {
+					answered.Add(1)
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(40 * time.Second)
+	for written.Load() < int64(n) {
+		if time.Now().After(deadline) {
+			return out, fmt.Errorf("fleetsim: only %d of %d held requests sent in 40s", written.Load(), n)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	// Let the server read and park the last requests.
+	time.Sleep(3 * time.Second)
+	s, err := sampleProc(pid)
+	if err != nil {
+		return out, err
+	}
+	out.HeldRSS = float64(s.RSS) / (1 << 20)
+	out.PerHeld = float64(s.RSS-idle.RSS) / 1024 / float64(n)
+	out.FDs, out.Threads = s.FDs, s.Threads
+	out.Answered = answered.Load()
+	return out, nil
+}
