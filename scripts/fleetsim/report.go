@@ -120,8 +120,13 @@ func writeTables(w io.Writer, res *results) {
 	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range runs {
 		s := r.Steady
-		fmt.Fprintf(w, "| %s | %d | %s | %.1f | %.2f ms | %.2f ms | %d | %.0f | %.1f%% | %.1f MiB | %d |\n",
-			r.DB, r.Agents, mode(r), s.RPS, s.P50ms, s.P99ms, s.HeldNow, s.BytesPerReq, s.ServerCPU, s.ServerRSSMiB, s.ServerFDs)
+		p50, p99 := fmt.Sprintf("%.2f ms", s.P50ms), fmt.Sprintf("%.2f ms", s.P99ms)
+		if s.Requests == s.Held {
+			// Every request was a held long-poll: no latency to speak of.
+			p50, p99 = "held", "held"
+		}
+		fmt.Fprintf(w, "| %s | %d | %s | %.1f | %s | %s | %d | %.0f | %.1f%% | %.1f MiB | %d |\n",
+			r.DB, r.Agents, mode(r), s.RPS, p50, p99, s.HeldNow, s.BytesPerReq, s.ServerCPU, s.ServerRSSMiB, s.ServerFDs)
 	}
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Convergence (activate → every agent's store holds the new root):")
