@@ -14,10 +14,6 @@ import (
 	"github.com/kardianos/service"
 )
 
-// ServiceName is the service's name on every OS (systemd unit, launchd
-// label, Windows service).
-const ServiceName = "certagent"
-
 // ServiceOptions describe the installed service.
 type ServiceOptions struct {
 	// Name is the service name; "" means ServiceName.

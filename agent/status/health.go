@@ -186,7 +186,7 @@ func ExitCode(ws []Warning) int {
 func StartHint(goos string) string {
 	switch goos {
 	case "darwin":
-		return "not running: sudo launchctl kickstart -k system/certagent ?"
+		return "not running: sudo launchctl kickstart -k system/dev.certagent.agent ?"
 	case "windows":
 		return "not running: Start-Service certagent (or sc.exe start certagent) ?"
 	default:
