@@ -396,6 +396,12 @@ func parseConfig(m map[string]json.RawMessage, origin map[string]string, p platf
 			return nil, fail("api_token_file", "%v", err)
 		}
 		cfg.APIToken = tok
+	default:
+		// An inline token is held to the api_token_file rule: a
+		// world-readable config.json would hand it to every local user.
+		if err := checkInlineTokenFile(origin["api_token"], p); err != nil {
+			return nil, fail("api_token", "%v", err)
+		}
 	}
 	if strings.ContainsAny(cfg.APIToken, " \t\r\n") {
 		return nil, fail("api_token", "contains white space (a pasted line break?)")
@@ -406,6 +412,24 @@ func parseConfig(m map[string]json.RawMessage, origin map[string]string, p platf
 		}
 	}
 	return cfg, nil
+}
+
+// checkInlineTokenFile refuses an inline api_token held in a file (the
+// config file or the Linux managed file) that group or other users can read.
+// Managed settings that are not a file we own (macOS managed preferences,
+// the Windows registry) are readable by design and documented as such.
+func checkInlineTokenFile(origin string, p platform.Paths) error {
+	if runtime.GOOS == "windows" || origin == "" || (origin != p.ConfigFile && origin != p.ManagedFile) {
+		return nil
+	}
+	st, err := os.Stat(origin)
+	if err != nil {
+		return fmt.Errorf("check the mode of %s: %w", origin, err)
+	}
+	if st.Mode().Perm()&0o077 != 0 {
+		return fmt.Errorf("%s holds the token but is readable by group or others (mode %04o): run chmod 600 %s, or move the token to api_token_file", origin, st.Mode().Perm(), origin)
+	}
+	return nil
 }
 
 // ReadTokenFile reads a token file, refusing one that group or other users

@@ -41,7 +41,9 @@ func TestLoadConfig(t *testing.T) {
 		file    string // "" means no file
 		managed string // "" means no managed file
 		local   bool
-		wantErr string // substring; "" means success
+		mode    os.FileMode // of the config file; 0 means 0600
+		mmode   os.FileMode // of the managed file; 0 means 0600
+		wantErr string      // substring; "" means success
 		check   func(t *testing.T, c *Config)
 	}{
 		{
@@ -109,6 +111,14 @@ func TestLoadConfig(t *testing.T) {
 		{name: "no token", file: `{` + base + `}`, wantErr: "api_token: missing"},
 		{name: "token and file", file: `{` + withToken + `,"api_token":"x"}`, wantErr: "not both"},
 		{name: "token file readable by others", file: `{` + base + `,"api_token_file":"` + looseToken + `"}`, wantErr: "chmod 600"},
+		{name: "inline token in a world-readable config", file: `{` + base + `,"api_token":"secret-token-value"}`, mode: 0o644, wantErr: "config.json holds the token but is readable by group or others"},
+		{name: "inline token in a group-readable managed file", managed: `{` + base + `,"api_token":"secret-token-value"}`, mmode: 0o640, wantErr: "managed.json holds the token but is readable"},
+		{name: "inline token in a 0600 config", file: `{` + base + `,"api_token":"secret-token-value"}`, check: func(t *testing.T, c *Config) {
+			assert.Equal(t, "secret-token-value", c.APIToken)
+		}},
+		{name: "token-less world-readable config, token from managed 0600", file: `{` + base + `}`, managed: `{"api_token":"secret-token-value"}`, mode: 0o644, check: func(t *testing.T, c *Config) {
+			assert.Equal(t, "secret-token-value", c.APIToken)
+		}},
 		{name: "token file missing", file: `{` + base + `,"api_token_file":"` + filepath.Join(dir, "nope") + `"}`, wantErr: "api_token_file"},
 		{name: "relative store path", file: `{` + withToken + `,"stores":["dir:ca"]}`, wantErr: "absolute path"},
 		{name: "unknown store", file: `{` + withToken + `,"stores":["keychain"]}`, wantErr: "unknown store"},
@@ -126,16 +136,22 @@ func TestLoadConfig(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if runtime.GOOS == "windows" && strings.Contains(tc.wantErr, "chmod") {
+			if runtime.GOOS == "windows" && (strings.Contains(tc.wantErr, "chmod") || strings.Contains(tc.wantErr, "readable")) {
 				t.Skip("no mode bits on windows")
 			}
 			d := t.TempDir()
 			p := platform.Paths{ConfigFile: filepath.Join(d, "config.json"), ManagedFile: filepath.Join(d, "managed.json"), StateDir: state}
+			orDefault := func(m os.FileMode) os.FileMode {
+				if m == 0 {
+					return 0o600
+				}
+				return m
+			}
 			if tc.file != "" {
-				writeFile(t, p.ConfigFile, tc.file, 0o644)
+				writeFile(t, p.ConfigFile, tc.file, orDefault(tc.mode))
 			}
 			if tc.managed != "" {
-				writeFile(t, p.ManagedFile, tc.managed, 0o644)
+				writeFile(t, p.ManagedFile, tc.managed, orDefault(tc.mmode))
 			}
 			c, err := LoadConfig(p, LoadOptions{Local: tc.local, GOOS: "linux"})
 			if tc.wantErr != "" {

@@ -36,7 +36,7 @@ func TestManagedPlistConfiguresTheAgent(t *testing.T) {
 	require.NoError(t, err)
 	js, err := json.Marshal(settings)
 	require.NoError(t, err)
-	require.NoError(t, os.WriteFile(managed, js, 0o644))
+	require.NoError(t, os.WriteFile(managed, js, 0o600))
 
 	cfg, err := agent.LoadConfig(platform.Paths{
 		ConfigFile:  filepath.Join(dir, "config.json"), // absent: everything is managed
