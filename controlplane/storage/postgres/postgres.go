@@ -295,6 +295,21 @@ func (b *Backend) SealedKey(ctx context.Context, accountID, certID string) ([]by
 	return key, wrap("sealed key", err)
 }
 
+// SampleSealedKey implements storage.KeySampler: certplane opens one stored
+// key at start-up to prove its seal key is the one the database was sealed
+// with, before it seals anything new.
+func (b *Backend) SampleSealedKey(ctx context.Context) (accountID, certID string, sealed []byte, ok bool, err error) {
+	err = b.pool.QueryRow(ctx, `select c.account_id, c.id, k.sealed from certificate_keys k
+		join certificates c on c.id = k.cert_id order by c.created_at, c.id limit 1`).Scan(&accountID, &certID, &sealed)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", "", nil, false, nil
+	}
+	if err != nil {
+		return "", "", nil, false, wrap("sample key", err)
+	}
+	return accountID, certID, sealed, true, nil
+}
+
 // CreateToken stores a token.
 func (b *Backend) CreateToken(ctx context.Context, t storage.Token) error {
 	_, err := b.pool.Exec(ctx, `insert into tokens (id, account_id, hash, scope, created_at) values ($1, $2, $3, $4, $5)`,
