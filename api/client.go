@@ -478,7 +478,7 @@ func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path strin
 		if len(env.Errors) == 0 {
 			return resp, fmt.Errorf("api: %s %s: HTTP %d: %w: success is false but there are no errors", method, path, resp.StatusCode, ErrMalformed)
 		}
-		return resp, &Error{Method: method, Path: path, StatusCode: resp.StatusCode, Errors: env.Errors}
+		return resp, &Error{Method: method, Path: path, StatusCode: resp.StatusCode, Errors: c.withoutToken(env.Errors)}
 	}
 	if out != nil {
 		if len(env.Result) == 0 {
@@ -502,12 +502,28 @@ func (c *Client) failure(method, path string, resp *http.Response, raw []byte) e
 	e := &Error{Method: method, Path: path, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	env, err := decodeEnvelope(resp, raw)
 	if err == nil {
-		e.Errors = env.Errors
+		e.Errors = c.withoutToken(env.Errors)
 	}
 	if len(e.Errors) == 0 {
 		e.Detail = bodyKind(resp, raw)
 	}
 	return e
+}
+
+// withoutToken returns the server's messages with our token replaced: a
+// proxy or server that echoes the Authorization header ("invalid token
+// X") must not carry the token into errors, which reach status.json (read
+// by every local user), logs and terminals.
+func (c *Client) withoutToken(ms []Message) []Message {
+	if len(c.token) < 4 { // a shorter "token" would redact ordinary words
+		return ms
+	}
+	out := make([]Message, len(ms))
+	for i, m := range ms {
+		m.Message = strings.ReplaceAll(m.Message, c.token, "REDACTED")
+		out[i] = m
+	}
+	return out
 }
 
 // bodyKind describes a body that carried no envelope errors, for Error.

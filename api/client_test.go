@@ -622,6 +622,35 @@ func TestRetryAfter(t *testing.T) {
 	}
 }
 
+// TestErrorsNeverCarryTheToken: a server or proxy that echoes the
+// Authorization header in its error text must not put the token into our
+// errors (they reach status.json, logs and terminals).
+func TestErrorsNeverCarryTheToken(t *testing.T) {
+	echo := envelopeErr(10000, "invalid token Bearer "+testToken+" (token "+testToken+")")
+	tests := []struct {
+		name string
+		rep  reply
+	}{
+		{"401 envelope", reply{status: 401, body: echo}},
+		{"200 success false", reply{status: 200, body: echo}},
+		{"403 several errors", reply{status: 403, body: `{"success":false,"errors":[{"code":1,"message":"ok"},{"code":2,"message":"` + testToken + `"}],"messages":[],"result":null}`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := newReplay(t, map[string]reply{"GET " + certsPath: tt.rep})
+			_, err := r.client(t).List(context.Background())
+			require.Error(t, err)
+			assert.NotContains(t, err.Error(), testToken)
+			assert.Contains(t, err.Error(), "REDACTED")
+			var e *Error
+			require.ErrorAs(t, err, &e)
+			for _, m := range e.Errors {
+				assert.NotContains(t, m.Message, testToken)
+			}
+		})
+	}
+}
+
 func TestErrorMessageBounds(t *testing.T) {
 	var errs []Message
 	for i := range 8 {
