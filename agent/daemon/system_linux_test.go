@@ -84,8 +84,18 @@ func TestDaemonRepairsSystemAnchor(t *testing.T) {
 	})
 
 	require.NoError(t, os.Remove(anchors[0]))
-	out, err := exec.Command(nstest.UpdateCACertificates).CombinedOutput()
-	require.NoError(t, err, "update-ca-certificates: %s", out)
+	// The daemon repairs the anchor (and runs its own refresh) as soon as
+	// it sees the removal, so our refresh can overlap its run; two
+	// update-ca-certificates at once break each other ("chmod: cannot
+	// access ca-certificates.crt.new"). That is the tool, not the
+	// daemon: rerun ours until one completes.
+	eventually(t, "a complete update-ca-certificates run", func() bool {
+		out, err := exec.Command(nstest.UpdateCACertificates).CombinedOutput()
+		if err != nil {
+			t.Logf("update-ca-certificates raced the daemon's refresh, retrying: %v: %s", err, out)
+		}
+		return err == nil
+	})
 	// The daemon notices (anchor directory and bundle are watched; the
 	// poll interval is an hour) and restores file and trust.
 	eventually(t, "the deleted anchor file to come back", func() bool {
