@@ -237,7 +237,10 @@ func TestDaemonUnprivilegedClient(t *testing.T) {
 func TestHelperUnprivileged(t *testing.T) {
 	sock := os.Getenv("DAEMON_HELPER_SOCKET")
 	if sock == "" {
-		t.Skip("helper")
+		// Only a child process that TestDaemonUnprivilegedClient starts does
+		// anything here; a plain run returns instead of skipping, so that
+		// under CERTAGENT_E2E=1 every reported skip is a real gap.
+		return
 	}
 	c := localapi.NewClient(sock)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)

@@ -131,7 +131,10 @@ func osTrustInFreshProcess(t *testing.T, ca *trusttest.CA) string {
 func TestHelperOSTrust(t *testing.T) {
 	path := os.Getenv("DAEMON_OSTRUST_PEM")
 	if path == "" {
-		t.Skip("helper")
+		// Only a child process that TestDaemonRepairsSystemAnchor starts does
+		// anything here; a plain run returns instead of skipping, so that
+		// under CERTAGENT_E2E=1 every reported skip is a real gap.
+		return
 	}
 	b, err := os.ReadFile(path)
 	require.NoError(t, err)

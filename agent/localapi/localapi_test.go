@@ -217,7 +217,10 @@ func TestUnprivilegedClient(t *testing.T) {
 func TestHelperClient(t *testing.T) {
 	path := os.Getenv("LOCALAPI_HELPER_SOCKET")
 	if path == "" {
-		t.Skip("helper for TestUnprivilegedClient")
+		// Only a child process that TestUnprivilegedClient starts does
+		// anything here; a plain run returns instead of skipping, so that
+		// under CERTAGENT_E2E=1 every reported skip is a real gap.
+		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()

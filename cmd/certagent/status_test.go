@@ -110,7 +110,10 @@ func TestStatusUnreadableConfig(t *testing.T) {
 // TestStatusUnreadableConfig.
 func TestHelperStatusAsUser(t *testing.T) {
 	if os.Getenv("STATUS_HELPER") == "" {
-		t.Skip("helper")
+		// Only a child process that TestStatusUnreadableConfig starts does
+		// anything here; a plain run returns instead of skipping, so that
+		// under CERTAGENT_E2E=1 every reported skip is a real gap.
+		return
 	}
 	rep := gatherStatus(context.Background(), platform.DefaultPaths())
 	hint := len(rep.Config.Problems) == 1 && strings.Contains(rep.Config.Problems[0], "sudo certagent status")
