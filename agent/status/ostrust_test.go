@@ -6,6 +6,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/certagent/certagent/internal/nstest"
 	"github.com/certagent/certagent/trust"
 	"github.com/certagent/certagent/trust/trusttest"
 )
@@ -17,7 +18,7 @@ func TestApplyOSTrustUntrusted(t *testing.T) {
 	r := healthy()
 	r.Certificates[0].Fingerprint = ca.FP.String()
 	if err := ApplyOSTrust(r, []*trust.Cert{ca.Cert}, time.Now()); err != nil {
-		t.Skipf("no system pool here: %v", err)
+		nstest.Skipf(t, "no system pool here: %v", err)
 	}
 	p := r.Certificates[0].Placements[0]
 	require.Equal(t, "system", p.Store)

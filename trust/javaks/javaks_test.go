@@ -125,7 +125,7 @@ func TestDiscover(t *testing.T) {
 // Java keystore, so each is skipped and none is written.
 func TestThisMachine(t *testing.T) {
 	if _, err := os.Stat("/etc/ssl/certs/java/cacerts"); err != nil {
-		t.Skip("no Debian Java keystore here")
+		nstest.Skipf(t, "no Debian Java keystore here: install default-jdk-headless (scripts/install-deps.sh)")
 	}
 	inv, err := New(Options{}).List(context.Background())
 	require.NoError(t, err)
