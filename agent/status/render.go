@@ -113,8 +113,27 @@ func Render(w io.Writer, r *Report, now time.Time) error {
 		}
 		fmt.Fprintf(b, "      fix: %s\n", h.Fix)
 	}
-	_, err := io.WriteString(w, b.String())
+	_, err := io.WriteString(w, Printable(b.String()))
 	return err
+}
+
+// Printable returns s with every rune a terminal would act on replaced by
+// '?': C0 controls other than newline and tab, DEL, C1 controls, and the
+// bidirectional overrides. Status text carries strings other people chose
+// (a local user's Firefox profile path, a certificate's subject, a tool's
+// output), and an administrator runs `certagent status` in a root shell:
+// none of it may send escape sequences to that terminal.
+func Printable(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch {
+		case r == '\n' || r == '\t':
+			return r
+		case r < 0x20, r == 0x7f, r >= 0x80 && r < 0xa0,
+			r >= 0x202a && r <= 0x202e, r >= 0x2066 && r <= 0x2069:
+			return '?'
+		}
+		return r
+	}, s)
 }
 
 func daemonLine(r *Report, now time.Time) string {

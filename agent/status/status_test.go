@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 )
 
@@ -219,4 +220,24 @@ func TestStartHintPerOS(t *testing.T) {
 			t.Errorf("%s: got %q, want it to mention %q", goos, got, want)
 		}
 	}
+}
+
+// TestRenderNeutralisesTerminalControls: a local user names a Firefox
+// profile (and so a target path) with escape sequences; an uploaded root's
+// subject carries a bidi override. The admin's terminal must see none of
+// them.
+func TestRenderNeutralisesTerminalControls(t *testing.T) {
+	r := healthy()
+	r.Certificates[0].Subject = "Acme \u202eevil\u202c Root"
+	r.Certificates[0].Placements[2].Path = "/home/alice/.mozilla/firefox/\x1b]0;owned\x07\x1b[2J\u009b31m"
+	r.ControlPlane.LastError = "api: GET /x: HTTP 500: 1 \x1b[8mhidden \x9b8m" // a raw 8-bit CSI too
+	var b strings.Builder
+	require.NoError(t, Render(&b, r, now))
+	out := b.String()
+	for _, bad := range []string{"\x1b", "\x07", "\u009b", "\x9b", "\u202e", "\u202c"} {
+		assert.NotContains(t, out, bad)
+	}
+	assert.Contains(t, out, "/home/alice/.mozilla/firefox/?]0;owned??[2J?31m")
+	assert.Contains(t, out, "Acme ?evil? Root")
+	assert.Equal(t, "a\tb\nc ✗ ≥", Printable("a\tb\nc ✗ ≥"), "ordinary text and layout survive")
 }

@@ -16,6 +16,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/certagent/certagent/agent"
+	"github.com/certagent/certagent/agent/status"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
 )
@@ -93,7 +94,16 @@ func cmdSync(args []string) int {
 	return exitOK
 }
 
+// printReport writes rep as text. Targets, reasons and tool output are
+// other people's strings (a user's profile path, a certificate subject):
+// they reach the terminal through status.Printable.
 func printReport(w io.Writer, rep *agent.Report) {
+	var b strings.Builder
+	writeReport(&b, rep)
+	io.WriteString(w, status.Printable(b.String()))
+}
+
+func writeReport(w io.Writer, rep *agent.Report) {
 	f := rep.Fetch
 	switch f.Status {
 	case "ok", "not_modified":
@@ -227,14 +237,14 @@ func printPurge(rep *agent.PurgeReport, err error, who string) bool {
 		if r.Error != "" {
 			detail = r.Error
 		}
-		fmt.Printf("%-8s %s %s %s %s %s\n", r.Status, r.Op, r.FP.Short(), r.Store, r.Target, detail)
+		fmt.Print(status.Printable(fmt.Sprintf("%-8s %s %s %s %s %s\n", r.Status, r.Op, r.FP.Short(), r.Store, r.Target, detail)))
 	}
 	if err == nil {
 		return true
 	}
 	fmt.Fprintf(os.Stderr, "%s: %v\n", who, err)
 	for _, e := range rep.Remaining {
-		fmt.Fprintf(os.Stderr, "  still installed: %s %s %s (%s)\n", e.FP.Short(), e.Store, e.Target, e.Subject)
+		fmt.Fprint(os.Stderr, status.Printable(fmt.Sprintf("  still installed: %s %s %s (%s)\n", e.FP.Short(), e.Store, e.Target, e.Subject)))
 	}
 	return false
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/certagent/certagent/agent"
 	"github.com/certagent/certagent/api"
 	"github.com/certagent/certagent/trust"
 	"github.com/certagent/certagent/trust/trusttest"
@@ -127,4 +128,28 @@ func TestCLIDispatch(t *testing.T) {
 	assert.True(t, strings.HasPrefix(out, "certagent "))
 	assert.Equal(t, exitConfig, dispatch([]string{"frobnicate"}))
 	assert.Equal(t, exitConfig, dispatch(nil))
+}
+
+// TestPrintReportNeutralisesTerminalControls: `certagent sync` run by an
+// admin prints targets a local user named (a Firefox profile path) and
+// tool output; escape sequences in them must not reach the terminal.
+func TestPrintReportNeutralisesTerminalControls(t *testing.T) {
+	ca := trusttest.NewCA(t)
+	rep := &agent.Report{
+		Fetch:   agent.FetchReport{Status: "ok"},
+		Desired: []agent.CertInfo{{FP: ca.FP, Subject: "Root \u202eevil"}},
+		Results: []agent.TargetResult{{
+			Store: "nss", FP: ca.FP, Op: trust.OpInstall, Status: trust.StatusFailed,
+			Target: trust.Target{User: "mallory", Path: "/home/mallory/.mozilla/firefox/\x1b]0;owned\x07"},
+			Error:  "certutil: \x1b[2Jcleared",
+		}},
+	}
+	var b strings.Builder
+	printReport(&b, rep)
+	out := b.String()
+	for _, bad := range []string{"\x1b", "\x07", "\u202e"} {
+		assert.NotContains(t, out, bad)
+	}
+	assert.Contains(t, out, "/home/mallory/.mozilla/firefox/?]0;owned?")
+	assert.Contains(t, out, "summary: 0 ok, 0 skipped, 1 failed")
 }
