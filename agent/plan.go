@@ -281,6 +281,11 @@ func MakePlan(in PlanInput) *Plan {
 				intent.remove(e.LedgerKey)
 			case in.Retired[e.FP]:
 				// Already planned as a retired removal.
+			case inv.OwnCopies && !tagged[e.LedgerKey]:
+				// Our copy is gone and only someone else's holds the root
+				// (an administrator's anchor file): not ours to remove.
+				// A remove here would make the store delete their copy.
+				intent.remove(e.LedgerKey)
 			default:
 				sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpRemove, FP: e.FP, Target: e.Target, Cert: ledgerCertOf(orig, e.FP)})
 				sp.Retired = append(sp.Retired, false)

@@ -258,6 +258,23 @@ func TestMakePlan(t *testing.T) {
 			wantResults: []string{"system A@- ok"},
 		},
 		{
+			// Our anchor file was deleted; an administrator's own file
+			// holds the same root. Withdrawing it must not remove their
+			// copy: ours is gone, so the entry is forgotten.
+			name:          "own copies: withdrawn, only a copy not ours left: forgotten, not removed",
+			ledger:        w.ledger(w.entry("system", t0, "A", StateInstalled)),
+			stores:        []StoreState{{Name: "system", Inv: ownCopies(w.inv(one, map[trust.Target][]string{t0: {"A"}}))}},
+			wantLedgerChg: true,
+		},
+		{
+			name:          "own copies: withdrawn, our tagged copy present: removed",
+			ledger:        w.ledger(w.entry("system", t0, "A", StateInstalled)),
+			stores:        []StoreState{{Name: "system", Inv: ownCopies(w.inv(one, map[trust.Target][]string{t0: {"A"}}), w.fp("A"))}},
+			wantChanges:   []string{"system remove A@-"},
+			wantLedger:    []string{"system A@-=removing"},
+			wantLedgerChg: true,
+		},
+		{
 			name:        "own copies: a root we never installed is still never claimed",
 			desired:     []string{"A"},
 			stores:      []StoreState{{Name: "system", Inv: ownCopies(w.inv(one, map[trust.Target][]string{t0: {"A"}}))}},
