@@ -246,7 +246,10 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 		return nil, err
 	}
 	kss, skips := s.discover()
-	inv := &trust.Inventory{Skipped: skips}
+	// Every writer keeps its own alias, and ours are Tagged: a root we
+	// installed that only someone else's alias still holds is not ours
+	// any more (and removing it would delete their alias).
+	inv := &trust.Inventory{Skipped: skips, OwnCopies: true}
 	for _, k := range kss {
 		t := trust.Target{Path: k.path}
 		inv.Targets = append(inv.Targets, t)

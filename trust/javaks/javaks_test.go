@@ -239,6 +239,29 @@ func TestConformance(t *testing.T) {
 	})
 }
 
+// TestListOwnCopies: a keystore keeps one alias per writer, so List says
+// so and tags only our alias. The plan relies on it: a root we installed
+// whose alias was deleted, held on by an administrator's alias, must be
+// forgotten (or written again), never removed through their alias.
+func TestListOwnCopies(t *testing.T) {
+	jvm := t.TempDir()
+	ks := filepath.Join(jvm, "jdk/lib/security/cacerts")
+	require.NoError(t, os.MkdirAll(filepath.Dir(ks), 0o755))
+	kt := filepath.Join(t.TempDir(), "keytool")
+	require.NoError(t, os.WriteFile(kt, []byte("#!/bin/sh\nexit 1\n"), 0o755))
+	s := New(Options{JVMDirs: []string{jvm}, JavaLink: "-", Keytool: kt, Runner: &fakeKeytool{}})
+	ca := trusttest.NewCA(t)
+	_, err := s.keytoolIn(context.Background(), keystore{path: ks, keytool: kt}, ca.PEM(), "-importcert", "-noprompt", "-alias", "admins-own")
+	require.NoError(t, err)
+
+	inv, err := s.List(context.Background())
+	require.NoError(t, err)
+	assert.True(t, inv.OwnCopies, "one alias per writer")
+	require.Len(t, inv.Entries, 1)
+	assert.Equal(t, ca.FP, inv.Entries[0].FP)
+	assert.False(t, inv.Entries[0].Tagged, "the administrator's alias is not ours")
+}
+
 // TestFakeMatchesKeytool checks the recorded behaviour against the real
 // keytool on one keystore: the same listing parses to the same entries,
 // and the same errors come back for a duplicate alias and a missing one.
