@@ -268,7 +268,10 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 	if err != nil {
 		return nil, err
 	}
-	inv := &trust.Inventory{Targets: []trust.Target{{}}}
+	// Every writer names its own file in Install, and ours are Tagged: a
+	// root we installed that only someone else's entry still names is not
+	// ours any more (and removing it would drop their entry).
+	inv := &trust.Inventory{Targets: []trust.Target{{}}, OwnCopies: true}
 	seen := make(map[trust.Fingerprint]bool)
 	es := s.entries(d)
 	for _, pass := range []bool{true, false} { // ours first

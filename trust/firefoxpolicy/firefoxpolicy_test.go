@@ -153,6 +153,25 @@ func TestRemoveForeignEntry(t *testing.T) {
 	assert.FileExists(t, single, "their file is theirs")
 }
 
+// TestListOwnCopies: Install holds one entry per writer, so List says so
+// and tags only ours. The plan relies on it: a root we installed whose
+// entry was dropped, still named by the administrator's own entry, must be
+// forgotten (or written again), never removed through their entry.
+func TestListOwnCopies(t *testing.T) {
+	s, dir, policy := newStore(t)
+	ca := trusttest.NewCA(t)
+	theirs := filepath.Join(dir, "acme.pem")
+	require.NoError(t, os.WriteFile(theirs, ca.PEM(), 0o644))
+	require.NoError(t, os.MkdirAll(filepath.Dir(policy), 0o755))
+	require.NoError(t, os.WriteFile(policy, []byte(`{"policies":{"Certificates":{"Install":["`+theirs+`"]}}}`), 0o644))
+	inv, err := s.List(context.Background())
+	require.NoError(t, err)
+	assert.True(t, inv.OwnCopies, "one Install entry per writer")
+	require.Len(t, inv.Entries, 1)
+	assert.Equal(t, ca.FP, inv.Entries[0].FP)
+	assert.False(t, inv.Entries[0].Tagged, "the administrator's entry is not ours")
+}
+
 func TestNoPolicyFileForNothing(t *testing.T) {
 	s, _, policy := newStore(t)
 	requireOK(t, s.Apply(context.Background(), remove(trusttest.RandomFingerprint(t))))
