@@ -395,7 +395,9 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 	if err != nil {
 		return nil, err
 	}
-	inv := &trust.Inventory{Targets: []trust.Target{{}}}
+	// Each writer's block is its own and ours are Tagged: a root we
+	// installed that only a hand-appended block still holds is not ours.
+	inv := &trust.Inventory{Targets: []trust.Target{{}}, OwnCopies: true}
 	at := make(map[trust.Fingerprint]int)
 	seen := make(map[trust.Fingerprint]*x509.Certificate)
 	add := func(bl block, tagged bool) {
@@ -475,20 +477,24 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			subjects[ch.FP] = ch.Cert.Subject()
 			out[i] = trust.OK(ch)
 		default:
+			// Ours alone when present: a copy an administrator appended
+			// by hand is theirs. Without ours, the change names a foreign
+			// root (a retired one) and its blocks go.
 			hit := false
 			if _, ok := tagged[ch.FP]; ok {
 				delete(tagged, ch.FP)
 				hit = true
-			}
-			kept := foreign[:0:0]
-			for _, bl := range foreign {
-				if bl.typ == "CERTIFICATE" && bl.fp == ch.FP {
-					hit = true
-					continue
+			} else {
+				kept := foreign[:0:0]
+				for _, bl := range foreign {
+					if bl.typ == "CERTIFICATE" && bl.fp == ch.FP {
+						hit = true
+						continue
+					}
+					kept = append(kept, bl)
 				}
-				kept = append(kept, bl)
+				foreign = kept
 			}
-			foreign = kept
 			if hit {
 				changed = append(changed, i)
 			}

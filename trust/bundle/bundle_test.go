@@ -443,3 +443,35 @@ func TestRemovalAloneCreatesNothing(t *testing.T) {
 	requireOK(t, f.store.Apply(context.Background(), remove(trusttest.RandomFingerprint(t))))
 	assert.NoFileExists(t, f.store.Path())
 }
+
+// TestRemoveKeepsTheirCopy: an administrator appended the same root by
+// hand. Removing ours takes only our block; theirs stays (untagged), and
+// List says each writer's block is its own so the plan never removes a
+// root of ours through their copy.
+func TestRemoveKeepsTheirCopy(t *testing.T) {
+	f := newFixture(t, 1)
+	ctx := context.Background()
+	ca := trusttest.NewCA(t)
+	requireOK(t, f.store.Apply(ctx, install(ca)))
+	data, err := os.ReadFile(f.store.Path())
+	require.NoError(t, err)
+	require.Contains(t, string(data), "# certagent: "+ca.FP.Hex(), "our tag line")
+	require.NoError(t, os.WriteFile(f.store.Path(), append(data, ca.PEM()...), 0o644))
+
+	inv, err := f.store.List(ctx)
+	require.NoError(t, err)
+	assert.True(t, inv.OwnCopies)
+
+	requireOK(t, f.store.Apply(ctx, remove(ca.FP)))
+	got := entries(t, f.store)
+	require.Contains(t, got, ca.FP, "the administrator's copy stays")
+	assert.False(t, got[ca.FP].Tagged, "ours is gone")
+	data, err = os.ReadFile(f.store.Path())
+	require.NoError(t, err)
+	assert.NotContains(t, string(data), "# certagent: "+ca.FP.Hex())
+
+	// Now only theirs: a removal by exact fingerprint (a retired root)
+	// takes it.
+	requireOK(t, f.store.Apply(ctx, remove(ca.FP)))
+	assert.NotContains(t, entries(t, f.store), ca.FP)
+}
