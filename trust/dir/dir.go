@@ -278,6 +278,9 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			var err error
 			if files, err = s.remove(files, c.FP); err != nil {
 				out[i] = trust.Failed(c, err)
+			} else if held := holders(files, c.FP); len(held) > 0 {
+				// Ours is gone; someone else's file keeps the root.
+				out[i] = trust.Skipped(c, "still trusted through "+strings.Join(held, ", ")+", which we did not write; not removed")
 			} else {
 				out[i] = trust.OK(c)
 			}
@@ -326,10 +329,34 @@ func (s *Store) mkdir() error {
 	return nil
 }
 
-// remove deletes every file that holds fp and nothing else. When any file
-// holding fp also holds other certificates, nothing is removed: rewriting a
-// file we did not write could lose what its owner put there.
+// holders returns the names of the files that hold fp.
+func holders(files []*file, fp trust.Fingerprint) []string {
+	var out []string
+	for _, f := range files {
+		for _, c := range f.certs {
+			if c.FP == fp {
+				out = append(out, f.name)
+				break
+			}
+		}
+	}
+	return out
+}
+
+// remove deletes our file for fp when there is one: another file holding
+// the same root is its owner's. Without ours (a retired root, named by its
+// exact fingerprint) it deletes every file that holds fp and nothing else.
+// When any such file also holds other certificates, nothing is removed:
+// rewriting a file we did not write could lose what its owner put there.
 func (s *Store) remove(files []*file, fp trust.Fingerprint) ([]*file, error) {
+	for i, f := range files {
+		if f.tagged() && f.certs[0].FP == fp {
+			if err := atomicfile.Remove(filepath.Join(s.path, f.name)); err != nil {
+				return files, fmt.Errorf("trust/dir: removing %s: %w", f.name, err)
+			}
+			return append(files[:i], files[i+1:]...), nil
+		}
+	}
 	var hit []int
 	for i, f := range files {
 		for _, c := range f.certs {

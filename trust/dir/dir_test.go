@@ -169,11 +169,17 @@ func TestMultiCertFileIsNeverRewritten(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, both, data, "the shared file was rewritten")
 
-	// Our own copy of a is not removed either when the change fails: the
-	// root would still be trusted through the shared file.
+	// Our own copy of a goes when a is withdrawn (we must not keep a
+	// withdrawn root trusted); the shared file stays, and the result says
+	// the root is still trusted through it.
 	require.Equal(t, trust.StatusOK, apply(t, s, install(a))[0].Status)
-	assert.Equal(t, trust.StatusFailed, apply(t, s, remove(a.FP))[0].Status)
-	assert.FileExists(t, filepath.Join(d, FileName(a.FP)))
+	res = apply(t, s, remove(a.FP))
+	assert.Equal(t, trust.StatusSkipped, res[0].Status)
+	assert.Contains(t, res[0].Reason, "corp-bundle.pem")
+	assert.NoFileExists(t, filepath.Join(d, FileName(a.FP)))
+	data, err = os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, both, data, "the shared file was rewritten")
 }
 
 func TestSameRootInTwoFiles(t *testing.T) {
@@ -190,7 +196,20 @@ func TestSameRootInTwoFiles(t *testing.T) {
 	assert.Len(t, got, 1, "one root, one entry")
 	assert.True(t, got[ca.FP].Tagged)
 
-	// Removing the root removes every single-certificate file holding it.
+	// Removing our root removes our file only: the other copy is its
+	// owner's, and the root stays listed, untagged; the result says why
+	// it is still there.
+	res := apply(t, s, remove(ca.FP))
+	require.Equal(t, trust.StatusSkipped, res[0].Status)
+	assert.Contains(t, res[0].Reason, "still trusted through copy.pem")
+	assert.NoFileExists(t, filepath.Join(d, FileName(ca.FP)))
+	assert.FileExists(t, foreign, "someone else's copy is theirs")
+	got = entries(t, s)
+	require.Contains(t, got, ca.FP)
+	assert.False(t, got[ca.FP].Tagged)
+
+	// Only theirs left: a removal by exact fingerprint (a retired root)
+	// removes every single-certificate file holding it.
 	require.Equal(t, trust.StatusOK, apply(t, s, remove(ca.FP))[0].Status)
 	assert.NoFileExists(t, foreign)
 	assert.Empty(t, entries(t, s))
