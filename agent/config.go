@@ -272,6 +272,11 @@ func parseConfig(m map[string]json.RawMessage, origin map[string]string, p platf
 			return nil
 		}
 		if err := json.Unmarshal(raw, dst); err != nil {
+			if key == "api_token" {
+				// The value is probably the token in the wrong shape:
+				// never echo it into an error, a log or status.
+				return fail(key, "want a string")
+			}
 			return fail(key, "want a string, got %s", abbrev(raw))
 		}
 		*dst = strings.TrimSpace(*dst)

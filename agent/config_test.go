@@ -119,6 +119,7 @@ func TestLoadConfig(t *testing.T) {
 		{name: "token-less world-readable config, token from managed 0600", file: `{` + base + `}`, managed: `{"api_token":"secret-token-value"}`, mode: 0o644, check: func(t *testing.T, c *Config) {
 			assert.Equal(t, "secret-token-value", c.APIToken)
 		}},
+		{name: "inline token in the wrong shape is not echoed", file: `{` + base + `,"api_token":["secret-token-value"]}`, wantErr: "api_token: want a string"},
 		{name: "token file missing", file: `{` + base + `,"api_token_file":"` + filepath.Join(dir, "nope") + `"}`, wantErr: "api_token_file"},
 		{name: "relative store path", file: `{` + withToken + `,"stores":["dir:ca"]}`, wantErr: "absolute path"},
 		{name: "unknown store", file: `{` + withToken + `,"stores":["keychain"]}`, wantErr: "unknown store"},
