@@ -332,10 +332,6 @@ type passOptions struct {
 	fetch  bool
 	dryRun bool
 	reason string
-	// answer, when set with fetch, is a list the source has just returned
-	// (a long-poll woken by a change): the pass adopts it through the same
-	// validation instead of asking again.
-	answer *api.ListResult
 }
 
 // Report is the outcome of one pass.
@@ -413,10 +409,7 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 		if last != nil {
 			etag = last.etag
 		}
-		res, err := opt.answer, error(nil)
-		if res == nil {
-			res, err = src.List(ctx, etag)
-		}
+		res, err := src.List(ctx, etag)
 		switch {
 		case err == nil:
 			rep.Fetch = FetchReport{Status: "ok", ServerDate: res.Date}

@@ -92,10 +92,9 @@ func (a *Agent) WatchChanges(ctx context.Context, wait time.Duration) error {
 			if res.ETag == etag {
 				continue
 			}
-			// Changed: one pass now, on the list the server just sent
-			// (through the same validation as a fetched one), so a fleet
-			// woken by an activation asks once, not twice.
-			if _, err := a.pass(ctx, passOptions{fetch: true, reason: "changed", answer: res}); err != nil && ctx.Err() == nil {
+			// Changed: one pass now. It asks with the old ETag and so
+			// adopts the new list through the normal validation.
+			if _, err := a.pass(ctx, passOptions{fetch: true, reason: "changed"}); err != nil && ctx.Err() == nil {
 				a.log.Error("pass failed", "error", err)
 			}
 		default:

@@ -125,19 +125,13 @@ func TestWatchChangesInstallsWithinSecondsOfAChange(t *testing.T) {
 		time.Sleep(10 * time.Minute) // fake time: many held requests come and go
 		synctest.Wait()
 		start := time.Now()
-		p.mu.Lock()
-		listsBefore := p.lists
-		p.mu.Unlock()
 		p.add(second)
 		synctest.Wait()
 		assert.True(t, store.Holds(trust.Target{}, second.FP), "the second root is installed on the change")
 		assert.Less(t, time.Since(start), time.Second)
 		p.mu.Lock()
-		waits, lists := p.waits, p.lists-listsBefore
+		waits := p.waits
 		p.mu.Unlock()
-		// The pass adopts the list the held request was answered with: a
-		// fleet woken by an activation asks once, not twice.
-		assert.Equal(t, 1, lists, "list requests for one change")
 		// 10 minutes of 25 s holds, not a request storm.
 		assert.LessOrEqual(t, waits, 10*60/25+3)
 		cancel()
