@@ -160,6 +160,9 @@ func LoadConfig(p platform.Paths, opts LoadOptions) (*Config, error) {
 	case err != nil:
 		return nil, fmt.Errorf("%w: config %s: %v", ErrConfig, p.ConfigFile, err)
 	default:
+		if err := platform.CheckSettingsFile(p.ConfigFile); err != nil {
+			return nil, fmt.Errorf("%w: config %v", ErrConfig, err)
+		}
 		if err := decodeObject(b, &file); err != nil {
 			return nil, fmt.Errorf("%w: config %s: %v", ErrConfig, p.ConfigFile, err)
 		}
@@ -206,7 +209,8 @@ func StateDirHint(p platform.Paths) string {
 			dir = filepath.Clean(s)
 		}
 	}
-	if b, err := os.ReadFile(p.ConfigFile); err == nil {
+	// A file others could write must not pick the ledger a purge obeys.
+	if b, err := os.ReadFile(p.ConfigFile); err == nil && platform.CheckSettingsFile(p.ConfigFile) == nil {
 		var m map[string]json.RawMessage
 		if json.Unmarshal(b, &m) == nil {
 			pick(m)

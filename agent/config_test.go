@@ -173,6 +173,69 @@ func TestLoadConfig(t *testing.T) {
 	}
 }
 
+// TestSettingsFilesOthersCanWriteAreRefused: whoever writes config.json or
+// managed.json picks the control plane and the stores, and so which roots
+// the root daemon installs; a file group or others can write (or, as root,
+// one another user owns) is refused, and a purge does not take its
+// state_dir from it.
+func TestSettingsFilesOthersCanWriteAreRefused(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no mode bits on windows")
+	}
+	dir := t.TempDir()
+	tokenFile := filepath.Join(dir, "token")
+	writeFile(t, tokenFile, "secret-token-value\n", 0o600)
+	good := `{"control_plane_url":"https://api.example.com/client/v4","account_id":"0123456789abcdef0123456789abcdef","api_token_file":"` + tokenFile + `","state_dir":"/srv/certagent"}`
+	tests := []struct {
+		name    string
+		config  os.FileMode // 0: no config file
+		managed os.FileMode // 0: no managed file
+		chown   bool        // give the file to uid 65534 (needs root)
+		wantErr string
+	}{
+		{name: "config 0644 is fine", config: 0o644},
+		{name: "config writable by others", config: 0o646, wantErr: "writable by group or others"},
+		{name: "config writable by group", config: 0o664, wantErr: "writable by group or others"},
+		{name: "managed writable by others", managed: 0o666, wantErr: "managed settings"},
+		{name: "config owned by another user", config: 0o644, chown: true, wantErr: "owned by uid 65534"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if tc.chown && os.Geteuid() != 0 {
+				if os.Getenv("CERTAGENT_E2E") == "1" {
+					t.Fatal("needs root to give a file away (CERTAGENT_E2E=1)")
+				}
+				t.Skip("needs root to give a file away")
+			}
+			d := t.TempDir()
+			p := platform.Paths{ConfigFile: filepath.Join(d, "config.json"), ManagedFile: filepath.Join(d, "managed.json"), StateDir: "/var/lib/certagent"}
+			path := p.ConfigFile
+			if tc.config != 0 {
+				writeFile(t, p.ConfigFile, good, tc.config)
+			}
+			if tc.managed != 0 {
+				path = p.ManagedFile
+				writeFile(t, p.ManagedFile, good, tc.managed)
+			}
+			if tc.chown {
+				require.NoError(t, os.Chown(path, 65534, 65534))
+			}
+			_, err := LoadConfig(p, LoadOptions{GOOS: "linux"})
+			if tc.wantErr == "" {
+				require.NoError(t, err)
+				assert.Equal(t, "/srv/certagent", StateDirHint(p))
+				return
+			}
+			require.Error(t, err)
+			assert.ErrorIs(t, err, ErrConfig)
+			assert.Contains(t, err.Error(), tc.wantErr)
+			if tc.config != 0 {
+				assert.Equal(t, "/var/lib/certagent", StateDirHint(p), "a purge must not take state_dir from it")
+			}
+		})
+	}
+}
+
 func TestConfigErrorNamesTheFile(t *testing.T) {
 	d := t.TempDir()
 	p := platform.Paths{ConfigFile: filepath.Join(d, "config.json"), StateDir: d}

@@ -44,6 +44,9 @@ func readManagedFile(path string) (Managed, error) {
 	if err != nil {
 		return m, fmt.Errorf("managed settings: %w", err)
 	}
+	if err := CheckSettingsFile(path); err != nil {
+		return m, fmt.Errorf("managed settings: %w", err)
+	}
 	if strings.HasSuffix(path, ".plist") {
 		m.Settings, err = decodeManagedPlist(b)
 		if err != nil {

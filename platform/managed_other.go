@@ -22,6 +22,9 @@ func readManaged(p Paths) (Managed, error) {
 	if err != nil {
 		return m, fmt.Errorf("managed settings: %w", err)
 	}
+	if err := CheckSettingsFile(p.ManagedFile); err != nil {
+		return m, fmt.Errorf("managed settings: %w", err)
+	}
 	if err := json.Unmarshal(b, &m.Settings); err != nil {
 		return m, fmt.Errorf("managed settings %s: not a JSON object: %w", p.ManagedFile, err)
 	}

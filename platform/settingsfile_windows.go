@@ -1,0 +1,5 @@
+package platform
+
+import "io/fs"
+
+func checkSettingsFile(fs.FileInfo) error { return nil }
