@@ -31,6 +31,9 @@ func TestLoadConfig(t *testing.T) {
 	writeFile(t, looseToken, "secret-token-value\n", 0o644)
 	caFile := filepath.Join(dir, "ca.pem")
 	writeFile(t, caFile, string(trusttest.NewCA(t).PEM()), 0o644)
+	// Whoever can write ca_file can impersonate the control plane.
+	looseCA := filepath.Join(dir, "loose-ca.pem")
+	writeFile(t, looseCA, string(trusttest.NewCA(t).PEM()), 0o666)
 	state := filepath.Join(dir, "state")
 
 	base := `"control_plane_url":"https://api.example.com/client/v4","account_id":"0123456789abcdef0123456789abcdef","state_dir":"` + state + `"`
@@ -132,12 +135,13 @@ func TestLoadConfig(t *testing.T) {
 		{name: "bad retired fingerprint", file: `{` + withToken + `,"retired_fingerprints":["F5:E1"]}`, wantErr: "retired_fingerprints"},
 		{name: "bad pin", file: `{` + withToken + `,"pin_sha256":"abc"}`, wantErr: "pin_sha256"},
 		{name: "bad log level", file: `{` + withToken + `,"log_level":"loud"}`, wantErr: "log_level"},
+		{name: "ca_file others can write", file: `{` + withToken + `,"ca_file":"` + looseCA + `"}`, wantErr: "writable by group or others"},
 		{name: "ca_file without certificates", file: `{` + withToken + `,"ca_file":"` + tokenFile + `"}`, wantErr: "no PEM certificate"},
 		{name: "remove_retired not a bool", file: `{` + withToken + `,"remove_retired":"yes"}`, wantErr: "remove_retired"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if runtime.GOOS == "windows" && (strings.Contains(tc.wantErr, "chmod") || strings.Contains(tc.wantErr, "readable")) {
+			if runtime.GOOS == "windows" && (strings.Contains(tc.wantErr, "chmod") || strings.Contains(tc.wantErr, "readable") || strings.Contains(tc.wantErr, "writable")) {
 				t.Skip("no mode bits on windows")
 			}
 			d := t.TempDir()

@@ -13,6 +13,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/certagent/certagent/platform"
 )
 
 // ErrPinMismatch is returned by the TLS handshake when no certificate of the
@@ -51,6 +53,11 @@ func SPKIPin(c *x509.Certificate) string {
 }
 
 func loadCAPool(path string) (*x509.CertPool, error) {
+	// Whoever writes ca_file can impersonate the control plane and so
+	// choose the roots we install: the same rule as the config file.
+	if err := platform.CheckSettingsFile(path); err != nil {
+		return nil, err
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return nil, err
