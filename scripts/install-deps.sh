@@ -13,6 +13,8 @@ pkgs=(
 	default-jdk-headless
 	# unshare, findmnt
 	util-linux
+	# systemd-analyze verify checks the rendered certagent.service
+	systemd
 	# the PostgreSQL storage backend's tests and fleet simulation (scripts/pg-start.sh)
 	postgresql
 	# HTTP load generator for the poll-throughput numbers in docs/performance.md
