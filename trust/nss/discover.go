@@ -178,16 +178,18 @@ func userDBs(u *platform.User) ([]db, []trust.Skip) {
 // out of root. An absolute Path is allowed, as Firefox allows it: certutil
 // runs as the user, so it reaches only what the user could.
 func firefoxProfiles(root string) []string {
-	ini := filepath.Join(root, "profiles.ini")
-	st, err := os.Lstat(ini)
-	if err != nil || !st.Mode().IsRegular() || st.Size() > maxProfilesINI {
-		return nil
-	}
-	f, err := os.Open(ini)
+	// Open without following a final symlink, then check what was opened:
+	// checking the path first and opening it after would let the user swap
+	// in a link between the two.
+	f, err := openNoFollow(filepath.Join(root, "profiles.ini"))
 	if err != nil {
 		return nil
 	}
 	defer f.Close()
+	st, err := f.Stat()
+	if err != nil || !st.Mode().IsRegular() || st.Size() > maxProfilesINI {
+		return nil
+	}
 	return parseProfilesINI(io.LimitReader(f, maxProfilesINI), root)
 }
 
