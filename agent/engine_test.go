@@ -15,6 +15,7 @@ import (
 
 	"github.com/certagent/certagent/api"
 	"github.com/certagent/certagent/trust"
+	"github.com/certagent/certagent/trust/dir"
 	"github.com/certagent/certagent/trust/trusttest"
 )
 
@@ -416,4 +417,70 @@ func TestStoreDroppedFromConfigIsCleanedUp(t *testing.T) {
 	for _, e := range r.ledger().Entries {
 		assert.Equal(t, "one", e.Store)
 	}
+}
+
+// TestWithdrawnRootOurFileGoneLeavesTheirs: our file for a root vanishes
+// between planning and applying (someone deletes it) while an
+// administrator's own file holds the same root. Withdrawing the root must
+// not delete their file; a retired root planted under a foreign name in the
+// same pass still goes.
+func TestWithdrawnRootOurFileGoneLeavesTheirs(t *testing.T) {
+	r := newRig(t)
+	dirPath := filepath.Join(t.TempDir(), "anchors")
+	require.NoError(t, os.MkdirAll(dirPath, 0o755))
+	spec := "dir:" + dirPath
+	r.cfg.Stores = []string{spec}
+	ca := trusttest.NewCA(t, trusttest.WithCommonName("withdrawn root"))
+	id := r.plane.add(ca, api.StatusAvailable)
+	r.sync(r.agent())
+	ours := filepath.Join(dirPath, dir.FileName(ca.FP))
+	require.FileExists(t, ours, "the first pass writes our copy")
+
+	theirs := filepath.Join(dirPath, "admin-copy.pem")
+	require.NoError(t, os.WriteFile(theirs, ca.PEM(), 0o644))
+	retired := trusttest.NewCA(t, trusttest.WithCommonName("managed warp"))
+	warp := filepath.Join(dirPath, "managed-warp.crt")
+	require.NoError(t, os.WriteFile(warp, retired.PEM(), 0o644))
+	r.cfg.RetiredFingerprints = []trust.Fingerprint{retired.FP}
+	r.cfg.RemoveRetired = true
+
+	r.plane.setStatus(id, api.StatusInactive)
+	r.plane.remove(id)
+	raced := false
+	r.hook = func(step string) error {
+		if step == "apply:"+spec {
+			// The plan saw our tagged file; it is gone by the time the
+			// store applies the removal.
+			raced = true
+			return os.Remove(ours)
+		}
+		return nil
+	}
+	rep := r.sync(r.agent())
+	require.True(t, raced, "the hook never ran before the store's apply")
+
+	assert.FileExists(t, theirs, "withdrawing our root deleted the administrator's copy")
+	assert.NoFileExists(t, warp, "the retired root planted under a foreign name stays")
+	var withdrawn, retiredRemoved *TargetResult
+	for i, res := range rep.Results {
+		switch {
+		case res.Op == trust.OpRemove && res.FP == ca.FP:
+			withdrawn = &rep.Results[i]
+		case res.Op == trust.OpRemove && res.FP == retired.FP:
+			retiredRemoved = &rep.Results[i]
+		}
+	}
+	require.NotNil(t, withdrawn, "no result for the withdrawn root")
+	assert.Equal(t, trust.StatusOK, withdrawn.Status)
+	assert.Equal(t, trust.ReasonOthersCopies, withdrawn.Reason)
+	assert.False(t, withdrawn.Retired)
+	require.NotNil(t, retiredRemoved, "no result for the retired root")
+	assert.Equal(t, trust.StatusOK, retiredRemoved.Status)
+	assert.True(t, retiredRemoved.Retired)
+	assert.Empty(t, r.ledger().Entries, "nothing of ours is left to remember")
+
+	// The next pass leaves their copy alone too.
+	r.hook = nil
+	r.sync(r.agent())
+	assert.FileExists(t, theirs)
 }

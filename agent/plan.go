@@ -250,7 +250,8 @@ func MakePlan(in PlanInput) *Plan {
 			}
 			// Retired roots, wherever they are and whoever put them there.
 			for _, fp := range retiredAt[t] {
-				sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpRemove, FP: fp, Target: t, Cert: ledgerCertOf(orig, fp)})
+				// Foreign: a retired root goes from every copy, ours or not.
+				sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpRemove, FP: fp, Target: t, Cert: ledgerCertOf(orig, fp), Foreign: true})
 				sp.Retired = append(sp.Retired, true)
 				key := LedgerKey{Store: st.Name, Target: t, FP: fp}
 				if le, ok := orig.Get(key); ok {
@@ -287,6 +288,8 @@ func MakePlan(in PlanInput) *Plan {
 				// A remove here would make the store delete their copy.
 				intent.remove(e.LedgerKey)
 			default:
+				// Not Foreign: if our copy vanishes before Apply, the
+				// store must leave an administrator's copy alone.
 				sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpRemove, FP: e.FP, Target: e.Target, Cert: ledgerCertOf(orig, e.FP)})
 				sp.Retired = append(sp.Retired, false)
 				le := e

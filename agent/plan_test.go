@@ -423,9 +423,14 @@ func TestMakePlan(t *testing.T) {
 			}
 			// Every install carries its certificate and a pending entry;
 			// no install or removal appears twice.
+			// Only a retired root's removal may take copies we did not
+			// write (Foreign); a withdrawal takes our own copy only.
 			seen := map[string]bool{}
 			for _, sp := range p.Stores {
-				for _, c := range sp.Changes {
+				for i, c := range sp.Changes {
+					if got, want := c.Foreign, c.Op == trust.OpRemove && sp.Retired[i]; got != want {
+						t.Errorf("%s: Foreign got %v, want %v", c, got, want)
+					}
 					k := sp.Store + c.String()
 					if seen[k] {
 						t.Errorf("duplicate change %s", k)

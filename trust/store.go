@@ -119,6 +119,14 @@ type Change struct {
 	Target Target      `json:"target"`
 	// Cert is required for OpInstall; for OpRemove it may be nil.
 	Cert *Cert `json:"-"`
+	// Foreign allows removing copies of this root that we did not write;
+	// the agent sets it only for exact retired fingerprints. Without it a
+	// removal takes out our own copy only (and is OK when we have none).
+	// It matters to stores with Inventory.OwnCopies, where our tagged copy
+	// and others' copies of one root sit side by side; stores with one
+	// entry per root (nss, keychain, winroot) ignore it, since the only
+	// copy there is the one the ledger says we installed.
+	Foreign bool `json:"foreign,omitempty"`
 }
 
 func (c Change) String() string {
@@ -181,6 +189,17 @@ func Skipped(c Change, reason string) Result {
 	return Result{Change: c, Status: StatusSkipped, Reason: reason}
 }
 
+// ReasonOthersCopies is the Reason of an OK removal without Foreign that
+// found no copy of ours and left the copies others wrote in place.
+const ReasonOthersCopies = "no copy of ours left; others' copies left alone"
+
+// LeftAlone returns the OK result of a removal without Foreign that found
+// no copy of ours: the root is still held, but only by copies we did not
+// write, and those are not ours to remove.
+func LeftAlone(c Change) Result {
+	return Result{Change: c, Status: StatusOK, Reason: ReasonOthersCopies}
+}
+
 // Failed returns a failed result for c.
 func Failed(c Change, err error) Result { return Result{Change: c, Status: StatusFailed, Err: err} }
 
@@ -235,7 +254,10 @@ func Install(ctx context.Context, s Store, certs ...*Cert) ([]Result, error) {
 	return s.Apply(ctx, changes), nil
 }
 
-// Uninstall removes fps from every target of s that holds them.
+// Uninstall removes fps from every target of s that holds them, copies
+// others wrote included (Foreign): it is for tools and tests that name
+// exact roots to get rid of. The agent plans its removals itself and sets
+// Foreign only for retired fingerprints.
 func Uninstall(ctx context.Context, s Store, fps ...Fingerprint) ([]Result, error) {
 	inv, err := s.List(ctx)
 	if err != nil {
@@ -248,7 +270,7 @@ func Uninstall(ctx context.Context, s Store, fps ...Fingerprint) ([]Result, erro
 	var changes []Change
 	for _, e := range inv.Entries {
 		if want[e.FP] {
-			changes = append(changes, Change{Op: OpRemove, FP: e.FP, Target: e.Target})
+			changes = append(changes, Change{Op: OpRemove, FP: e.FP, Target: e.Target, Foreign: true})
 		}
 	}
 	if len(changes) == 0 {

@@ -65,6 +65,11 @@ func TestHelpers(t *testing.T) {
 	res, err = trust.Uninstall(ctx, s, a.FP)
 	require.NoError(t, err)
 	assert.Len(t, res, 2)
+	for _, r := range res {
+		// Uninstall names exact roots for tools and tests: copies others
+		// wrote go too.
+		assert.True(t, r.Change.Foreign, "%s: Uninstall's removal lacks Foreign", r.Change)
+	}
 	assert.True(t, s.Holds(alice, b.FP))
 
 	boom := errors.New("boom")

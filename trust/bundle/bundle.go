@@ -478,12 +478,17 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			out[i] = trust.OK(ch)
 		default:
 			// Ours alone when present: a copy an administrator appended
-			// by hand is theirs. Without ours, the change names a foreign
-			// root (a retired one) and its blocks go.
+			// by hand is theirs. Without ours, a Foreign change names a
+			// retired root and its blocks go; any other leaves them.
 			hit := false
 			if _, ok := tagged[ch.FP]; ok {
 				delete(tagged, ch.FP)
 				hit = true
+			} else if !ch.Foreign {
+				if !system[ch.FP] && holds(foreign, ch.FP) {
+					out[i] = trust.LeftAlone(ch)
+					continue
+				}
 			} else {
 				kept := foreign[:0:0]
 				for _, bl := range foreign {
@@ -523,6 +528,16 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		}
 	}
 	return out
+}
+
+// holds reports whether blocks include the certificate fp.
+func holds(blocks []block, fp trust.Fingerprint) bool {
+	for _, bl := range blocks {
+		if bl.typ == "CERTIFICATE" && bl.fp == fp {
+			return true
+		}
+	}
+	return false
 }
 
 // Refresh rewrites the bundle when the system roots changed since the last

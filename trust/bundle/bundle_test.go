@@ -470,8 +470,20 @@ func TestRemoveKeepsTheirCopy(t *testing.T) {
 	require.NoError(t, err)
 	assert.NotContains(t, string(data), "# certagent: "+ca.FP.Hex())
 
-	// Now only theirs: a removal by exact fingerprint (a retired root)
-	// takes it.
-	requireOK(t, f.store.Apply(ctx, remove(ca.FP)))
+	// Now only theirs: an ordinary removal (ours vanished after the plan)
+	// leaves it and says so; the bundle is not rewritten.
+	before, err := os.ReadFile(f.store.Path())
+	require.NoError(t, err)
+	res := f.store.Apply(ctx, remove(ca.FP))
+	requireOK(t, res)
+	assert.Equal(t, trust.ReasonOthersCopies, res[0].Reason)
+	after, err := os.ReadFile(f.store.Path())
+	require.NoError(t, err)
+	assert.Equal(t, before, after, "a removal without Foreign rewrote their copy")
+
+	// A removal by exact fingerprint of a retired root (Foreign) takes it.
+	retire := remove(ca.FP)
+	retire[0].Foreign = true
+	requireOK(t, f.store.Apply(ctx, retire))
 	assert.NotContains(t, entries(t, f.store), ca.FP)
 }

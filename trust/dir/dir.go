@@ -274,6 +274,14 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			} else {
 				out[i] = trust.OK(c)
 			}
+		case !c.Foreign && !hasOurs(files, c.FP):
+			// Our file is gone (deleted after the plan was made): another
+			// file holding the root is its owner's, not ours to delete.
+			if len(holders(files, c.FP)) > 0 {
+				out[i] = trust.LeftAlone(c)
+			} else {
+				out[i] = trust.OK(c)
+			}
 		default:
 			var err error
 			if files, err = s.remove(files, c.FP); err != nil {
@@ -329,6 +337,16 @@ func (s *Store) mkdir() error {
 	return nil
 }
 
+// hasOurs reports whether files include our tagged file for fp.
+func hasOurs(files []*file, fp trust.Fingerprint) bool {
+	for _, f := range files {
+		if f.tagged() && f.certs[0].FP == fp {
+			return true
+		}
+	}
+	return false
+}
+
 // holders returns the names of the files that hold fp.
 func holders(files []*file, fp trust.Fingerprint) []string {
 	var out []string
@@ -344,8 +362,9 @@ func holders(files []*file, fp trust.Fingerprint) []string {
 }
 
 // remove deletes our file for fp when there is one: another file holding
-// the same root is its owner's. Without ours (a retired root, named by its
-// exact fingerprint) it deletes every file that holds fp and nothing else.
+// the same root is its owner's. Without ours (only reached for a Foreign
+// change: a retired root, named by its exact fingerprint) it deletes every
+// file that holds fp and nothing else.
 // When any such file also holds other certificates, nothing is removed:
 // rewriting a file we did not write could lose what its owner put there.
 func (s *Store) remove(files []*file, fp trust.Fingerprint) ([]*file, error) {

@@ -51,6 +51,12 @@ func install(ca *trusttest.CA) trust.Change {
 
 func remove(fp trust.Fingerprint) trust.Change { return trust.Change{Op: trust.OpRemove, FP: fp} }
 
+// retire is the agent's removal of a retired root: copies we did not write
+// go too.
+func retire(fp trust.Fingerprint) trust.Change {
+	return trust.Change{Op: trust.OpRemove, FP: fp, Foreign: true}
+}
+
 func entries(t *testing.T, s *Store) map[trust.Fingerprint]trust.Entry {
 	t.Helper()
 	inv, err := s.List(context.Background())
@@ -161,11 +167,20 @@ func TestMultiCertFileIsNeverRewritten(t *testing.T) {
 	require.Contains(t, got, a.FP)
 	require.Contains(t, got, b.FP)
 
+	// Without Foreign the file is not ours and is left alone.
 	res := apply(t, s, remove(a.FP))
+	assert.Equal(t, trust.StatusOK, res[0].Status)
+	assert.Equal(t, trust.ReasonOthersCopies, res[0].Reason)
+	data, err := os.ReadFile(p)
+	require.NoError(t, err)
+	assert.Equal(t, both, data, "the shared file was rewritten")
+
+	// Even a retired root is not cut out of a shared file.
+	res = apply(t, s, retire(a.FP))
 	assert.Equal(t, trust.StatusFailed, res[0].Status)
 	assert.ErrorIs(t, res[0].Err, ErrForeignFile)
 	assert.Contains(t, res[0].Err.Error(), "corp-bundle.pem")
-	data, err := os.ReadFile(p)
+	data, err = os.ReadFile(p)
 	require.NoError(t, err)
 	assert.Equal(t, both, data, "the shared file was rewritten")
 
@@ -208,9 +223,16 @@ func TestSameRootInTwoFiles(t *testing.T) {
 	require.Contains(t, got, ca.FP)
 	assert.False(t, got[ca.FP].Tagged)
 
-	// Only theirs left: a removal by exact fingerprint (a retired root)
-	// removes every single-certificate file holding it.
-	require.Equal(t, trust.StatusOK, apply(t, s, remove(ca.FP))[0].Status)
+	// Only theirs left: an ordinary removal (our file vanished after the
+	// plan was made) leaves their copy alone and says so.
+	res = apply(t, s, remove(ca.FP))
+	require.Equal(t, trust.StatusOK, res[0].Status)
+	assert.Equal(t, trust.ReasonOthersCopies, res[0].Reason)
+	assert.FileExists(t, foreign, "a removal without Foreign deleted someone else's copy")
+
+	// A removal by exact fingerprint of a retired root (Foreign) removes
+	// every single-certificate file holding it.
+	require.Equal(t, trust.StatusOK, apply(t, s, retire(ca.FP))[0].Status)
 	assert.NoFileExists(t, foreign)
 	assert.Empty(t, entries(t, s))
 }

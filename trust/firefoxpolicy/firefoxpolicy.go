@@ -390,8 +390,9 @@ func jsonEqual(a, b []byte) bool {
 }
 
 // remove drops fp from the policy: our entry alone when we have one (a
-// copy someone else listed is theirs); otherwise (a foreign root, named by
-// its exact fingerprint) every entry whose file holds only fp. An entry
+// copy someone else listed is theirs); otherwise, for a Foreign change (a
+// retired root, named by its exact fingerprint), every entry whose file
+// holds only fp, and for any other change nothing of theirs. An entry
 // whose file holds other certificates too stays.
 func (s *Store) remove(d *doc, c trust.Change, toDelete *[]string) trust.Result {
 	ours := s.ourPath(c.FP)
@@ -418,6 +419,23 @@ func (s *Store) remove(d *doc, c trust.Change, toDelete *[]string) trust.Result 
 		drop = []string{ours}
 		skipped = ""
 	}
+	othersHold := false
+	if !c.Foreign && !contains(d.install, ours) {
+		// Not a retired root: only our entry goes (named by the policy
+		// even when its file vanished after the plan was made); entries
+		// others listed stay.
+		for _, e := range es {
+			if e.raw == ours {
+				continue
+			}
+			for _, x := range e.certs {
+				othersHold = othersHold || x.FP == c.FP
+			}
+		}
+	}
+	if !c.Foreign {
+		drop, skipped = []string{ours}, ""
+	}
 	if _, err := os.Stat(ours); err == nil {
 		// Our file goes, named by the policy or left over.
 		*toDelete = append(*toDelete, ours)
@@ -431,6 +449,9 @@ func (s *Store) remove(d *doc, c trust.Change, toDelete *[]string) trust.Result 
 	d.install = kept
 	if skipped != "" {
 		return trust.Skipped(c, skipped)
+	}
+	if othersHold {
+		return trust.LeftAlone(c)
 	}
 	return trust.OK(c)
 }

@@ -41,6 +41,16 @@ func remove(fps ...trust.Fingerprint) []trust.Change {
 	return out
 }
 
+// retire is the agent's removal of retired roots: copies we did not write
+// go too (Change.Foreign).
+func retire(fps ...trust.Fingerprint) []trust.Change {
+	out := remove(fps...)
+	for i := range out {
+		out[i].Foreign = true
+	}
+	return out
+}
+
 func requireOK(t *testing.T, res []trust.Result) {
 	t.Helper()
 	for _, r := range res {
@@ -145,10 +155,18 @@ func TestRemoveForeignEntry(t *testing.T) {
 	require.NoError(t, os.WriteFile(both, append(other.PEM(), retired.PEM()...), 0o644))
 	require.NoError(t, os.MkdirAll(filepath.Dir(policy), 0o755))
 	require.NoError(t, os.WriteFile(policy, []byte(`{"policies":{"Certificates":{"Install":["`+single+`","`+both+`"]}}}`), 0o644))
+	// Not named as retired (Foreign unset): no entry of ours, so the
+	// policy keeps every entry of theirs.
 	res := s.Apply(ctx, remove(retired.FP))
+	assert.Equal(t, trust.StatusOK, res[0].Status)
+	assert.Equal(t, trust.ReasonOthersCopies, res[0].Reason)
+	got := readJSON(t, policy)["policies"].(map[string]any)["Certificates"].(map[string]any)["Install"]
+	assert.Equal(t, []any{single, both}, got, "a removal without Foreign dropped someone else's entry")
+
+	res = s.Apply(ctx, retire(retired.FP))
 	assert.Equal(t, trust.StatusSkipped, res[0].Status)
 	assert.Contains(t, res[0].Reason, "both.pem")
-	got := readJSON(t, policy)["policies"].(map[string]any)["Certificates"].(map[string]any)["Install"]
+	got = readJSON(t, policy)["policies"].(map[string]any)["Certificates"].(map[string]any)["Install"]
 	assert.Equal(t, []any{both}, got, "the single-root entry goes, the bundle stays")
 	assert.FileExists(t, single, "their file is theirs")
 }

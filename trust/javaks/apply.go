@@ -57,11 +57,20 @@ func (s *Store) applyKS(ctx context.Context, k keystore, changes []trust.Change,
 			}
 			changed = true
 		case trust.OpRemove:
-			// Ours alone when present; otherwise every alias holding
-			// exactly this root (a retired one, named by fingerprint).
+			// Ours alone when present; otherwise, for a Foreign change
+			// (a retired root, named by fingerprint), every alias holding
+			// exactly this root. Any other change leaves others' aliases
+			// alone: ours vanished after the plan was made.
 			names := []string{}
 			if isOurs(as, c.FP) {
 				names = append(names, aliasFor(c.FP))
+			} else if !c.Foreign {
+				for _, a := range as {
+					if a.fp == c.FP {
+						res[i] = trust.LeftAlone(c)
+						break
+					}
+				}
 			} else {
 				for _, a := range as {
 					if a.fp == c.FP {

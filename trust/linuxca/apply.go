@@ -72,18 +72,26 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			continue
 		}
 		// When we have our own file for the root, only that goes: someone
-		// else's copy of the same root is theirs. Without ours, the change
-		// names a foreign root (a retired one): each file holding exactly
-		// that certificate goes; a file with others in it stays.
+		// else's copy of the same root is theirs. Without ours, a Foreign
+		// change names a retired root: each file holding exactly that
+		// certificate goes; a file with others in it stays. Any other
+		// change leaves their files alone (ours vanished after the plan).
 		var targets []anchorFile
+		ours := false
 		for _, a := range anchors {
 			if a.ours && a.certs[0].FP == c.FP {
-				targets = []anchorFile{a}
+				targets, ours = []anchorFile{a}, true
 				break
 			}
 			if len(a.certs) == 1 && a.certs[0].FP == c.FP {
 				targets = append(targets, a)
 			}
+		}
+		if !ours && !c.Foreign {
+			if len(holders(anchors, c.FP)) > 0 {
+				res[i], done[i] = trust.LeftAlone(c), true
+			}
+			continue
 		}
 		for _, a := range targets {
 			if err := atomicfile.Remove(a.path); err != nil {

@@ -176,6 +176,16 @@ func remove(fps ...trust.Fingerprint) []trust.Change {
 	return out
 }
 
+// retire is the agent's removal of retired roots: copies we did not write
+// go too (Change.Foreign).
+func retire(fps ...trust.Fingerprint) []trust.Change {
+	out := remove(fps...)
+	for i := range out {
+		out[i].Foreign = true
+	}
+	return out
+}
+
 func requireOK(t *testing.T, res []trust.Result) {
 	t.Helper()
 	for _, r := range res {
@@ -285,7 +295,16 @@ func TestRemoveForeign(t *testing.T) {
 	require.NoError(t, err)
 	sm.commands()
 
+	// Not named as retired (Foreign unset): we have no file of our own
+	// for it, so nothing of theirs goes and no tool runs.
 	res := s.Apply(ctx, remove(retired.FP))
+	assert.Equal(t, trust.StatusOK, res[0].Status)
+	assert.Equal(t, trust.ReasonOthersCopies, res[0].Reason)
+	assert.FileExists(t, single, "a removal without Foreign deleted someone else's file")
+	assert.FileExists(t, multi)
+	assert.Empty(t, sm.commands())
+
+	res = s.Apply(ctx, retire(retired.FP))
 	assert.Equal(t, trust.StatusSkipped, res[0].Status, "the root stays trusted through the bundle file")
 	assert.Contains(t, res[0].Reason, "corp-bundle.crt")
 	assert.NoFileExists(t, single, "a file holding exactly the retired root goes")

@@ -172,7 +172,7 @@ func TestRetiredWARPRoot(t *testing.T) {
 	inv, err := s.List(ctx)
 	require.NoError(t, err)
 	require.True(t, inv.Has(trust.Target{}, retired.FP))
-	requireOK(t, s.Apply(ctx, remove(retired.FP)))
+	requireOK(t, s.Apply(ctx, retire(retired.FP)))
 	assert.NoFileExists(t, warpFile)
 	assert.FileExists(t, otherFile)
 	assert.False(t, nstest.CurlTrusts(t, srv))

@@ -142,6 +142,8 @@ func (f *Fake) Apply(ctx context.Context, changes []trust.Change) []trust.Result
 			}
 			out[i] = trust.OK(c)
 		case trust.OpRemove:
+			// One entry per root, like NSS: it is the one the ledger
+			// says we installed, so Foreign changes nothing here.
 			if _, ok := held[c.FP]; ok {
 				delete(held, c.FP)
 				changed = true

@@ -23,7 +23,9 @@ type Options struct {
 	// foreign-root cases.
 	Plant func(t *testing.T, s trust.Store, c *trust.Cert)
 	// PlantedRemovable says a planted root can be removed by fingerprint
-	// (how retired roots are cleaned up). When false, removing it must be
+	// with Change.Foreign (how retired roots are cleaned up); without
+	// Foreign a store with Inventory.OwnCopies must leave it alone, OK or
+	// Skipped. When PlantedRemovable is false, removing it must be
 	// reported Skipped or Failed with a reason, never OK, and leave it in
 	// place (a bundle re-derives system roots from the OS).
 	PlantedRemovable bool
@@ -188,6 +190,16 @@ func removes(targets []trust.Target, fps ...trust.Fingerprint) []trust.Change {
 		for _, tg := range targets {
 			out = append(out, trust.Change{Op: trust.OpRemove, FP: fp, Target: tg})
 		}
+	}
+	return out
+}
+
+// foreignRemoves are removals that may take copies we did not write: how
+// the agent removes retired roots.
+func foreignRemoves(targets []trust.Target, fps ...trust.Fingerprint) []trust.Change {
+	out := removes(targets, fps...)
+	for i := range out {
+		out[i].Foreign = true
 	}
 	return out
 }
@@ -375,10 +387,22 @@ func (s *suite) foreignRoot(t *testing.T) {
 		_, ok := snap[key{tg, foreign.FP}]
 		assert.True(t, ok, "planted root %s in %s did not survive removal of ours", foreign.FP.Short(), tg)
 	}
-	// Removing the planted root by its exact fingerprint: how retired roots
-	// are cleaned up.
+	if list(t, st).OwnCopies {
+		// Every writer keeps its own copy here, so an ordinary removal
+		// (our copy vanished after the plan was made) must leave the
+		// copies others wrote alone: OK or Skipped, never Failed, and
+		// nothing removed.
+		before := snapshot(t, list(t, st))
+		for _, r := range apply(t, st, removes(targets, foreign.FP)) {
+			assert.Contains(t, []trust.Status{trust.StatusOK, trust.StatusSkipped}, r.Status,
+				"%s: removing a root we hold no copy of without Foreign: got %s (%v), want ok or skipped", r.Change, r.Status, r.Err)
+		}
+		assert.Equal(t, before, snapshot(t, list(t, st)), "a removal without Foreign changed someone else's copy")
+	}
+	// Removing the planted root by its exact fingerprint with Foreign: how
+	// retired roots are cleaned up.
 	before := snapshot(t, list(t, st))
-	res := apply(t, st, removes(targets, foreign.FP))
+	res := apply(t, st, foreignRemoves(targets, foreign.FP))
 	after := snapshot(t, list(t, st))
 	if s.opts.PlantedRemovable {
 		requireOK(t, res)
