@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -108,33 +107,12 @@ func bench304(ctx context.Context, o benchOptions, logf func(string, ...any)) (*
 		return nil, errors.New("fleetsim: wrk not found; run scripts/install-deps.sh")
 	}
 	res := &benchResult{Started: time.Now().UTC(), DB: o.DB, LoadAvg: loadavg()}
-	work, err := os.MkdirTemp(o.WorkDir, "fleetsim-bench-")
+	pl, err := startPlane(ctx, o.WorkDir, "bench", o.DB, o.PGDSN, o.Certplane, time.Second)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
-	dataDir := filepath.Join(work, "plane")
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, err
-	}
-	db, dropDB, err := freshDB(ctx, o.DB, dataDir, o.PGDSN)
-	if err != nil {
-		return nil, err
-	}
-	defer dropDB()
-	srv, err := startServer(ctx, o.Certplane, db, dataDir, time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer srv.Stop()
-	acct, err := srv.cli(ctx, "account", "create", "--name", "bench")
-	if err != nil {
-		return nil, err
-	}
-	tok, err := srv.cli(ctx, "token", "create", "--account", acct, "--scope", "read")
-	if err != nil {
-		return nil, err
-	}
+	defer pl.Close()
+	srv, acct, tok := pl.server, pl.Account, pl.ReadToken
 	cl, err := api.NewClient(srv.URL, acct, tok)
 	if err != nil {
 		return nil, err

@@ -7,7 +7,6 @@ import (
 	"net/http/httptrace"
 	"os"
 	"os/exec"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -42,33 +41,12 @@ type holdSample struct {
 // request.
 func holdBench(ctx context.Context, o benchOptions, n int, logf func(string, ...any)) (*holdResult, error) {
 	res := &holdResult{Started: time.Now().UTC(), DB: o.DB, Held: n, LoadAvg: loadavg()}
-	work, err := os.MkdirTemp(o.WorkDir, "fleetsim-hold-")
+	pl, err := startPlane(ctx, o.WorkDir, "hold", o.DB, o.PGDSN, o.Certplane, time.Second)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
-	dataDir := filepath.Join(work, "plane")
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, err
-	}
-	db, dropDB, err := freshDB(ctx, o.DB, dataDir, o.PGDSN)
-	if err != nil {
-		return nil, err
-	}
-	defer dropDB()
-	srv, err := startServer(ctx, o.Certplane, db, dataDir, time.Second)
-	if err != nil {
-		return nil, err
-	}
-	defer srv.Stop()
-	acct, err := srv.cli(ctx, "account", "create", "--name", "hold")
-	if err != nil {
-		return nil, err
-	}
-	tok, err := srv.cli(ctx, "token", "create", "--account", acct, "--scope", "read")
-	if err != nil {
-		return nil, err
-	}
+	defer pl.Close()
+	srv, acct, tok := pl.server, pl.Account, pl.ReadToken
 	cl, err := api.NewClient(srv.URL, acct, tok)
 	if err != nil {
 		return nil, err

@@ -101,34 +101,12 @@ func simulate(parent context.Context, o runOptions, logf func(string, ...any)) (
 	res := &runResult{Name: o.name(), Started: time.Now().UTC(), DB: o.DB, Agents: o.Agents, LongPoll: o.LongPoll,
 		PollSeconds: o.Poll.Seconds(), DeploySecs: o.DeployDelay.Seconds(), LoadAvgStart: loadavg()}
 
-	work, err := os.MkdirTemp(o.WorkDir, "fleetsim-"+o.name()+"-")
+	pl, err := startPlane(ctx, o.WorkDir, o.name(), o.DB, o.PGDSN, o.Certplane, o.DeployDelay)
 	if err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(work)
-	dataDir := filepath.Join(work, "plane")
-	if err := os.MkdirAll(dataDir, 0o700); err != nil {
-		return nil, err
-	}
-	db, dropDB, err := freshDB(ctx, o.DB, dataDir, o.PGDSN)
-	if err != nil {
-		return nil, err
-	}
-	defer dropDB()
-
-	srv, err := startServer(ctx, o.Certplane, db, dataDir, o.DeployDelay)
-	if err != nil {
-		return nil, err
-	}
-	defer srv.Stop()
-	acct, err := srv.cli(ctx, "account", "create", "--name", "fleet")
-	if err != nil {
-		return nil, err
-	}
-	readTok, err := srv.cli(ctx, "token", "create", "--account", acct, "--scope", "read")
-	if err != nil {
-		return nil, err
-	}
+	defer pl.Close()
+	srv, acct, readTok := pl.server, pl.Account, pl.ReadToken
 	writeTok, err := srv.cli(ctx, "token", "create", "--account", acct, "--scope", "write")
 	if err != nil {
 		return nil, err
@@ -163,7 +141,7 @@ func simulate(parent context.Context, o runOptions, logf func(string, ...any)) (
 	agentsCtx, stopAgents := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer func() { stopAgents(); wg.Wait() }()
-	stateRoot := filepath.Join(work, "agents")
+	stateRoot := filepath.Join(pl.Work, "agents")
 	logf("%s: starting %d agents over %s", o.name(), o.Agents, o.Poll)
 	if err := f.start(agentsCtx, fleetConfig{URL: srv.URL, Account: acct, Token: readTok, Poll: o.Poll,
 		LongPoll: o.LongPoll, StateRoot: stateRoot}, &wg); err != nil {

@@ -186,3 +186,62 @@ func (w *lockedWriter) Write(p []byte) (int, error) {
 	}
 	return len(p), nil
 }
+
+// plane is what every fleetsim command starts from: a certplane process on
+// a fresh database in its own work directory, with one account and a read
+// token. Close stops and removes everything.
+type plane struct {
+	*server
+	// Work is the plane's work directory; callers may keep their own
+	// files there (agents' state) until Close.
+	Work      string
+	Account   string
+	ReadToken string
+	closers   []func()
+}
+
+// startPlane starts a plane named name (work directory prefix and account
+// name) on database kind ("sqlite" or "postgres").
+func startPlane(ctx context.Context, workDir, name, kind, pgDSN, bin string, deployDelay time.Duration) (*plane, error) {
+	p := &plane{}
+	fail := func(err error) (*plane, error) {
+		p.Close()
+		return nil, err
+	}
+	work, err := os.MkdirTemp(workDir, "fleetsim-"+name+"-")
+	if err != nil {
+		return nil, err
+	}
+	p.Work = work
+	p.closers = append(p.closers, func() { os.RemoveAll(work) })
+	dataDir := filepath.Join(work, "plane")
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return fail(err)
+	}
+	db, dropDB, err := freshDB(ctx, kind, dataDir, pgDSN)
+	if err != nil {
+		return fail(err)
+	}
+	p.closers = append(p.closers, dropDB)
+	p.server, err = startServer(ctx, bin, db, dataDir, deployDelay)
+	if err != nil {
+		return fail(err)
+	}
+	p.closers = append(p.closers, p.server.Stop)
+	if p.Account, err = p.cli(ctx, "account", "create", "--name", name); err != nil {
+		return fail(err)
+	}
+	if p.ReadToken, err = p.cli(ctx, "token", "create", "--account", p.Account, "--scope", "read"); err != nil {
+		return fail(err)
+	}
+	return p, nil
+}
+
+// Close stops the server, drops the database and removes the work
+// directory, in that order.
+func (p *plane) Close() {
+	for i := len(p.closers) - 1; i >= 0; i-- {
+		p.closers[i]()
+	}
+	p.closers = nil
+}
