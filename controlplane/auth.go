@@ -83,5 +83,47 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	if subtle.ConstantTimeCompare(sum[:], t.Hash) != 1 {
 		return Principal{}, ErrUnauthenticated
 	}
+	// Every request reads the row (nothing caches a principal), so a
+	// revocation takes effect from the next request on, on every replica.
+	if t.Revoked() {
+		return Principal{}, ErrUnauthenticated
+	}
 	return Principal{TokenID: t.ID, AccountID: t.AccountID, Scope: t.Scope}, nil
+}
+
+// TokenID returns the id of a token given either as the id itself or as
+// the whole "cpt_<id>.<secret>" token, so an admin can paste a leaked token
+// to revoke it. The secret is neither checked nor kept.
+func TokenID(s string) (string, error) {
+	id := strings.TrimSpace(s)
+	if rest, ok := strings.CutPrefix(id, tokenPrefix); ok {
+		id, _, _ = strings.Cut(rest, ".")
+	}
+	if len(id) != 16 {
+		return "", fmt.Errorf("controlplane: token id: want 16 hex digits or a %s<id>.<secret> token", tokenPrefix)
+	}
+	if _, err := hex.DecodeString(id); err != nil || strings.ToLower(id) != id {
+		return "", fmt.Errorf("controlplane: token id: want 16 lower-case hex digits or a %s<id>.<secret> token", tokenPrefix)
+	}
+	return id, nil
+}
+
+// Tokens lists an account's tokens (never their hashes).
+func (s *Service) Tokens(ctx context.Context, accountID string) ([]storage.Token, error) {
+	ts, err := s.store.Backend().Tokens(ctx, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("controlplane: list tokens of account %s: %w", accountID, err)
+	}
+	return ts, nil
+}
+
+// RevokeToken revokes one of the account's tokens; it fails authentication
+// from the next request on. Revoking twice is not an error. ErrNotFound
+// if the account has no such token.
+func (s *Service) RevokeToken(ctx context.Context, accountID, tokenID string) (storage.Token, error) {
+	t, err := s.store.Backend().RevokeToken(ctx, accountID, tokenID, s.store.Now())
+	if err != nil {
+		return storage.Token{}, fmt.Errorf("controlplane: revoke token %s of account %s: %w", tokenID, accountID, err)
+	}
+	return t, nil
 }

@@ -409,3 +409,30 @@ func TestMTLSStore(t *testing.T) {
 	r = f.do(t, "GET", f.gw("/certificates/"+m.ID), f.read, "")
 	assert.Equal(t, 404, r.status, "gone from the gateway list too")
 }
+
+func TestTokenID(t *testing.T) {
+	for _, tc := range []struct {
+		in, want string
+		ok       bool
+	}{
+		{"0123456789abcdef", "0123456789abcdef", true},
+		{"cpt_0123456789abcdef.secretsecret", "0123456789abcdef", true},
+		{" cpt_0123456789abcdef.x\n", "0123456789abcdef", true},
+		{"0123456789ABCDEF", "", false},
+		{"0123456789abcde", "", false},
+		{"cpt_0123456789abcdeg.S3CRETX", "", false},
+		{"cpt_0123456789abcdef", "0123456789abcdef", true},
+		{"", "", false},
+	} {
+		t.Run(tc.in, func(t *testing.T) {
+			got, err := controlplane.TokenID(tc.in)
+			if !tc.ok {
+				require.Error(t, err)
+				assert.NotContains(t, err.Error(), "S3CRETX", "the error must not echo the token")
+				return
+			}
+			require.NoError(t, err)
+			assert.Equal(t, tc.want, got)
+		})
+	}
+}

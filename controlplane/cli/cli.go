@@ -62,6 +62,9 @@ Usage:
   certplane account create --name NAME [--db …] [--json]        prints the new 32-hex account id
   certplane token create --account ID --scope read|write [--db …] [--json]
                                                                 prints the token (shown only once)
+  certplane token list   --account ID [--json]                  id, scope, created, revoked (never the secret)
+  certplane token revoke --account ID --id TOKEN_ID|TOKEN [--json]
+                                                                the token fails with 401 from the next request on
   certplane cert list       --account ID [--json]
   certplane cert generate   --account ID [--days 1826] [--key-type T] [--json]   prints the certificate id
   certplane cert activate   --account ID --id CERT [--json]
@@ -125,10 +128,16 @@ func run(ctx context.Context, args []string, env Env) error {
 		}
 		return accountCreate(ctx, args[2:], env)
 	case "token":
-		if len(args) < 2 || args[1] != "create" {
-			return fmt.Errorf("%w: want `token create`", errUsage)
+		if len(args) < 2 {
+			return fmt.Errorf("%w: want `token create|list|revoke`", errUsage)
 		}
-		return tokenCreate(ctx, args[2:], env)
+		switch args[1] {
+		case "create":
+			return tokenCreate(ctx, args[2:], env)
+		case "list", "revoke":
+			return tokenAdmin(ctx, args[1], args[2:], env)
+		}
+		return fmt.Errorf("%w: unknown token command %q", errUsage, args[1])
 	case "cert":
 		if len(args) < 2 {
 			return fmt.Errorf("%w: want `cert list|generate|activate|deactivate|use|delete|download`", errUsage)
@@ -461,6 +470,101 @@ func tokenCreate(ctx context.Context, args []string, env Env) error {
 	}
 	fmt.Fprintln(env.Stdout, tok)
 	return nil
+}
+
+// tokenJSON is how token list and revoke print a token with --json. There
+// is no field for the secret or its hash: neither is ever printed again.
+type tokenJSON struct {
+	ID        string    `json:"id"`
+	AccountID string    `json:"account_id"`
+	Scope     string    `json:"scope"`
+	CreatedAt api.Time  `json:"created_at"`
+	RevokedAt *api.Time `json:"revoked_at"`
+}
+
+func toTokenJSON(t storage.Token) tokenJSON {
+	j := tokenJSON{ID: t.ID, AccountID: t.AccountID, Scope: t.Scope, CreatedAt: api.Time{Time: t.CreatedAt}}
+	if t.Revoked() {
+		j.RevokedAt = &api.Time{Time: t.RevokedAt}
+	}
+	return j
+}
+
+// tokenAdmin runs `token list` and `token revoke`.
+func tokenAdmin(ctx context.Context, sub string, args []string, env Env) error {
+	var c common
+	example := `certplane token list --account "$ACCOUNT"`
+	if sub == "revoke" {
+		example = `certplane token revoke --account "$ACCOUNT" --id "$TOKEN_ID"`
+	}
+	fs := newFlags("token "+sub, env, &c, example)
+	account := fs.String("account", "", "account id (required)")
+	var id *string
+	if sub == "revoke" {
+		id = fs.String("id", "", "token id, or the whole cpt_<id>.<secret> token (required)")
+	}
+	if pos, err := parse(fs, args); err != nil {
+		return err
+	} else if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
+	}
+	if !api.ValidAccountID(*account) {
+		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
+	}
+	var tokenID string
+	if sub == "revoke" {
+		if *id == "" {
+			return fmt.Errorf("%w: --id is required", errUsage)
+		}
+		var err error
+		if tokenID, err = controlplane.TokenID(*id); err != nil {
+			// Never echo the argument: it may be a whole secret token.
+			return fmt.Errorf("%w: --id: %v", errUsage, err)
+		}
+	}
+	svc, b, err := c.service(ctx, env, false, controlplane.Options{})
+	if err != nil {
+		return err
+	}
+	defer b.Close()
+	if sub == "revoke" {
+		t, err := svc.RevokeToken(ctx, *account, tokenID)
+		if errors.Is(err, storage.ErrNotFound) {
+			return fmt.Errorf("no token %s in account %s: %w", tokenID, *account, storage.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		if c.json {
+			return printJSON(env.Stdout, toTokenJSON(t))
+		}
+		fmt.Fprintln(env.Stdout, "revoked", t.RevokedAt.Format(time.RFC3339))
+		return nil
+	}
+	ts, err := svc.Tokens(ctx, *account)
+	if errors.Is(err, storage.ErrNotFound) {
+		return fmt.Errorf("no account %s: %w", *account, storage.ErrNotFound)
+	}
+	if err != nil {
+		return err
+	}
+	if c.json {
+		out := make([]tokenJSON, len(ts))
+		for i, t := range ts {
+			out[i] = toTokenJSON(t)
+		}
+		return printJSON(env.Stdout, out)
+	}
+	tw := tabwriter.NewWriter(env.Stdout, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tSCOPE\tCREATED\tREVOKED")
+	for _, t := range ts {
+		revoked := "-"
+		if t.Revoked() {
+			revoked = t.RevokedAt.Format(time.RFC3339)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", t.ID, t.Scope, t.CreatedAt.Format(time.RFC3339), revoked)
+	}
+	return tw.Flush()
 }
 
 func certCommand(ctx context.Context, sub string, args []string, env Env) error {

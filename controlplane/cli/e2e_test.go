@@ -9,6 +9,7 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/json"
 	"encoding/pem"
 	"errors"
 	"fmt"
@@ -552,4 +553,93 @@ func TestServeTLS(t *testing.T) {
 	assert.Error(t, err)
 	cancel()
 	assert.Equal(t, 0, <-done, "graceful shutdown; logs:\n%s", logs.String())
+}
+
+// TestTokenRevoke revokes a live agent token through the CLI against the
+// database a running server uses: the very next request is refused.
+func TestTokenRevoke(t *testing.T) {
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "certplane.db")
+	srv := startServer(t, dir, &offsetClock{}, "150ms")
+	ctx := context.Background()
+
+	account := runCLI(t, "account", "create", "--db", db, "--data-dir", dir, "--name", "acme")
+	readTok := runCLI(t, "token", "create", "--db", db, "--account", account, "--scope", "read")
+	writeTok := runCLI(t, "token", "create", "--db", db, "--account", account, "--scope", "write")
+	readID, _, ok := strings.Cut(strings.TrimPrefix(readTok, "cpt_"), ".")
+	require.True(t, ok, "token %q has no id", readTok)
+	other := runCLI(t, "account", "create", "--db", db, "--data-dir", dir, "--name", "other")
+	otherTok := runCLI(t, "token", "create", "--db", db, "--account", other, "--scope", "read")
+	otherID, _, _ := strings.Cut(strings.TrimPrefix(otherTok, "cpt_"), ".")
+
+	r := newClient(t, srv.url, account, readTok)
+	_, err := r.List(ctx)
+	require.NoError(t, err, "the read token works before revocation")
+
+	list := runCLI(t, "token", "list", "--db", db, "--account", account)
+	assert.Contains(t, list, readID)
+	assert.Contains(t, list, "read")
+	assert.NotContains(t, list, readTok[len("cpt_")+17:], "token list must never print the secret")
+	var js []struct {
+		ID        string  `json:"id"`
+		Scope     string  `json:"scope"`
+		RevokedAt *string `json:"revoked_at"`
+	}
+	out := runCLI(t, "token", "list", "--db", db, "--account", account, "--json")
+	require.NoError(t, json.Unmarshal([]byte(out), &js), out)
+	require.Len(t, js, 2)
+	assert.NotContains(t, out, readTok[len("cpt_")+17:])
+
+	// Revoke by pasting the whole (leaked) token.
+	runCLI(t, "token", "revoke", "--db", db, "--account", account, "--id", readTok)
+	_, err = r.List(ctx)
+	requireAPIError(t, err, 401, 10000)
+	_, err = newClient(t, srv.url, account, writeTok).List(ctx)
+	require.NoError(t, err, "revoking one token leaves the others working")
+
+	// Twice is fine; the id alone works too.
+	out = runCLI(t, "token", "revoke", "--db", db, "--account", account, "--id", readID, "--json")
+	var rev struct {
+		ID        string  `json:"id"`
+		RevokedAt *string `json:"revoked_at"`
+	}
+	require.NoError(t, json.Unmarshal([]byte(out), &rev), out)
+	assert.Equal(t, readID, rev.ID)
+	assert.NotNil(t, rev.RevokedAt)
+	_, err = r.List(ctx)
+	requireAPIError(t, err, 401, 10000)
+
+	out = runCLI(t, "token", "list", "--db", db, "--account", account, "--json")
+	js = nil
+	require.NoError(t, json.Unmarshal([]byte(out), &js), out)
+	for _, tk := range js {
+		assert.Equal(t, tk.ID == readID, tk.RevokedAt != nil, "token %s revoked_at %v", tk.ID, tk.RevokedAt)
+	}
+
+	// Another account's token cannot be revoked through this account.
+	var stderr bytes.Buffer
+	code := cli.Main(ctx, []string{"token", "revoke", "--db", db, "--account", account, "--id", otherID},
+		cli.Env{Stdout: &bytes.Buffer{}, Stderr: &stderr})
+	assert.Equal(t, 1, code)
+	assert.Contains(t, stderr.String(), "no token "+otherID)
+	_, err = newClient(t, srv.url, other, otherTok).List(ctx)
+	require.NoError(t, err, "the other account's token still works")
+
+	for _, args := range [][]string{
+		{"token", "revoke", "--db", db, "--account", account},
+		{"token", "revoke", "--db", db, "--account", account, "--id", "not-hex-at-all!"},
+		{"token", "list", "--db", db},
+		{"token", "frobnicate", "--db", db, "--account", account},
+	} {
+		var stderr bytes.Buffer
+		code := cli.Main(ctx, args, cli.Env{Stdout: &bytes.Buffer{}, Stderr: &stderr})
+		assert.Equal(t, 2, code, "certplane %v: %s", args, stderr.String())
+	}
+	// A malformed whole token is refused without echoing its secret.
+	stderr.Reset()
+	bad := "cpt_zz" + readTok[len("cpt_")+2:]
+	code = cli.Main(ctx, []string{"token", "revoke", "--db", db, "--account", account, "--id", bad},
+		cli.Env{Stdout: &bytes.Buffer{}, Stderr: &stderr})
+	assert.Equal(t, 2, code)
+	assert.NotContains(t, stderr.String(), readTok[len("cpt_")+17:])
 }

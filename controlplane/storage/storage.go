@@ -102,7 +102,14 @@ type Token struct {
 	Hash      []byte
 	Scope     string
 	CreatedAt time.Time
+	// RevokedAt is when the token was revoked; zero means it is live. A
+	// revoked row is kept (not deleted) so an admin can see what was
+	// killed and when, and so its id is never handed out again.
+	RevokedAt time.Time
 }
+
+// Revoked reports whether the token has been revoked.
+func (t Token) Revoked() bool { return !t.RevokedAt.IsZero() }
 
 // Token scopes.
 const (
@@ -141,8 +148,17 @@ type Backend interface {
 	// CreateToken stores a token. ErrExists if its id is taken; ErrNotFound
 	// if the account is unknown.
 	CreateToken(ctx context.Context, t Token) error
-	// Token returns a token by id. ErrNotFound if unknown.
+	// Token returns a token by id, RevokedAt set if it was revoked.
+	// ErrNotFound if unknown.
 	Token(ctx context.Context, id string) (Token, error)
+	// Tokens returns the account's tokens without their hashes, oldest
+	// first (creation time, then id). ErrNotFound if the account is unknown.
+	Tokens(ctx context.Context, accountID string) ([]Token, error)
+	// RevokeToken marks the account's token id revoked at at and returns it
+	// without its hash. Revoking a revoked token changes nothing (the first
+	// revocation time stays). ErrNotFound if the account has no such token,
+	// including when the id belongs to another account.
+	RevokeToken(ctx context.Context, accountID, id string, at time.Time) (Token, error)
 
 	// Update runs fn in a transaction that holds the account's write lock
 	// until commit: no other Update or CompleteTransition on the same

@@ -64,6 +64,11 @@ create table generations (
 );
 create index generations_account on generations (account_id, at);
 `,
+	// 2: token revocation (0 = live) and the per-account token listing.
+	`
+alter table tokens add column revoked_at bigint not null default 0;
+create index tokens_account on tokens (account_id, created_at, id);
+`,
 }
 
 // lockMigrate is the advisory lock key that serialises migrations when

@@ -326,14 +326,67 @@ func (b *Backend) CreateToken(ctx context.Context, t storage.Token) error {
 // Token returns a token by id.
 func (b *Backend) Token(ctx context.Context, id string) (storage.Token, error) {
 	var t storage.Token
-	var created int64
-	err := b.pool.QueryRow(ctx, `select id, account_id, hash, scope, created_at from tokens where id = $1`, id).
-		Scan(&t.ID, &t.AccountID, &t.Hash, &t.Scope, &created)
+	var created, revoked int64
+	err := b.pool.QueryRow(ctx, `select id, account_id, hash, scope, created_at, revoked_at from tokens where id = $1`, id).
+		Scan(&t.ID, &t.AccountID, &t.Hash, &t.Scope, &created, &revoked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.Token{}, storage.ErrNotFound
 	}
-	t.CreatedAt = dec(created)
+	t.CreatedAt, t.RevokedAt = dec(created), dec(revoked)
 	return t, wrap("token", err)
+}
+
+// Tokens lists an account's tokens without their hashes.
+func (b *Backend) Tokens(ctx context.Context, accountID string) ([]storage.Token, error) {
+	// The account check rides in the same statement (a left join), so
+	// "no tokens" and "no account" are judged on one snapshot.
+	rows, err := b.pool.Query(ctx, `select t.id, t.account_id, t.scope, t.created_at, t.revoked_at
+		from accounts a left join tokens t on t.account_id = a.id
+		where a.id = $1 order by t.created_at, t.id`, accountID)
+	if err != nil {
+		return nil, wrap("tokens", err)
+	}
+	defer rows.Close()
+	found := false
+	var out []storage.Token
+	for rows.Next() {
+		found = true
+		var id, acct, scope *string
+		var created, revoked *int64
+		if err := rows.Scan(&id, &acct, &scope, &created, &revoked); err != nil {
+			return nil, wrap("tokens", err)
+		}
+		if id == nil { // the account has no tokens
+			continue
+		}
+		out = append(out, storage.Token{ID: *id, AccountID: *acct, Scope: *scope, CreatedAt: dec(*created), RevokedAt: dec(*revoked)})
+	}
+	if err := rows.Err(); err != nil {
+		return nil, wrap("tokens", err)
+	}
+	if !found {
+		return nil, storage.ErrNotFound
+	}
+	return out, nil
+}
+
+// RevokeToken marks one of the account's tokens revoked.
+func (b *Backend) RevokeToken(ctx context.Context, accountID, id string, at time.Time) (storage.Token, error) {
+	var t storage.Token
+	var created, revoked int64
+	// The account_id condition makes another account's token id look
+	// exactly like an unknown one; revoked_at is set only the first time.
+	err := b.pool.QueryRow(ctx, `update tokens set revoked_at = case when revoked_at = 0 then $1 else revoked_at end
+		where id = $2 and account_id = $3 returning id, account_id, scope, created_at, revoked_at`,
+		enc(at), id, accountID).Scan(&t.ID, &t.AccountID, &t.Scope, &created, &revoked)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return storage.Token{}, storage.ErrNotFound
+	}
+	if err != nil {
+		return storage.Token{}, wrap("revoke token", err)
+	}
+	t.CreatedAt, t.RevokedAt = dec(created), dec(revoked)
+	return t, nil
 }
 
 // Update runs fn holding the account's row lock until commit.

@@ -12,3 +12,7 @@ func ExecForTest(path, stmt string) error {
 	_, err = db.Exec(stmt)
 	return err
 }
+
+// MigrationsForTest exposes the schema history so a test can build an
+// old-version database and upgrade it.
+var MigrationsForTest = migrations

@@ -78,7 +78,7 @@ func (d *DB) prepare(ctx context.Context) error {
 		q   string
 	}{
 		{&d.stmtRevision, `SELECT revision FROM accounts WHERE id = ?`},
-		{&d.stmtToken, `SELECT id, account_id, hash, scope, created_at FROM tokens WHERE id = ?`},
+		{&d.stmtToken, `SELECT id, account_id, hash, scope, created_at, revoked_at FROM tokens WHERE id = ?`},
 		{&d.stmtAccount, `SELECT ` + accountCols + ` FROM accounts WHERE id = ?`},
 		{&d.stmtCerts, `SELECT ` + certCols + certFrom + `WHERE c.account_id = ? ORDER BY c.created_at, c.id`},
 	} {
@@ -146,6 +146,9 @@ var migrations = []string{
 		at         INTEGER NOT NULL
 	);
 	CREATE INDEX generations_account ON generations(account_id, at);`,
+	// 2: token revocation (0 = live) and the per-account token listing.
+	`ALTER TABLE tokens ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;
+	CREATE INDEX tokens_account ON tokens(account_id, created_at, id);`,
 }
 
 // SchemaVersion is the schema version this build migrates to.
@@ -340,7 +343,7 @@ func (d *DB) Revision(ctx context.Context, accountID string) (int64, error) {
 
 // Snapshot implements storage.Backend.
 func (d *DB) Snapshot(ctx context.Context, accountID string) (storage.Account, []storage.Certificate, error) {
-	tx, err := d.r.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	tx, err := d.r.BeginTx(ctx, nil)
 	if err != nil {
 		return storage.Account{}, nil, fmt.Errorf("storage/sqlite: begin: %w", err)
 	}
@@ -399,15 +402,72 @@ func (d *DB) CreateToken(ctx context.Context, t storage.Token) error {
 // Token implements storage.Backend.
 func (d *DB) Token(ctx context.Context, id string) (storage.Token, error) {
 	var t storage.Token
-	var created int64
-	err := d.stmtToken.QueryRowContext(ctx, id).Scan(&t.ID, &t.AccountID, &t.Hash, &t.Scope, &created)
+	var created, revoked int64
+	err := d.stmtToken.QueryRowContext(ctx, id).Scan(&t.ID, &t.AccountID, &t.Hash, &t.Scope, &created, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return t, storage.ErrNotFound
 	}
 	if err != nil {
 		return t, fmt.Errorf("storage/sqlite: token: %w", err)
 	}
-	t.CreatedAt = tm(created)
+	t.CreatedAt, t.RevokedAt = tm(created), tm(revoked)
+	return t, nil
+}
+
+// Tokens implements storage.Backend.
+func (d *DB) Tokens(ctx context.Context, accountID string) ([]storage.Token, error) {
+	// One read transaction, so "no rows" and "no account" are judged on
+	// the same snapshot.
+	tx, err := d.r.BeginTx(ctx, nil)
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: tokens: begin: %w", err)
+	}
+	defer tx.Rollback()
+	var one int
+	if err := tx.QueryRowContext(ctx, `SELECT 1 FROM accounts WHERE id = ?`, accountID).Scan(&one); err != nil {
+		if errors.Is(err, sql.ErrNoRows) {
+			return nil, storage.ErrNotFound
+		}
+		return nil, fmt.Errorf("storage/sqlite: tokens: account: %w", err)
+	}
+	rows, err := tx.QueryContext(ctx, `SELECT id, account_id, scope, created_at, revoked_at FROM tokens
+		WHERE account_id = ? ORDER BY created_at, id`, accountID)
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: tokens: %w", err)
+	}
+	defer rows.Close()
+	var out []storage.Token
+	for rows.Next() {
+		var t storage.Token
+		var created, revoked int64
+		if err := rows.Scan(&t.ID, &t.AccountID, &t.Scope, &created, &revoked); err != nil {
+			return nil, fmt.Errorf("storage/sqlite: tokens: %w", err)
+		}
+		t.CreatedAt, t.RevokedAt = tm(created), tm(revoked)
+		out = append(out, t)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage/sqlite: tokens: %w", err)
+	}
+	return out, nil
+}
+
+// RevokeToken implements storage.Backend.
+func (d *DB) RevokeToken(ctx context.Context, accountID, id string, at time.Time) (storage.Token, error) {
+	var t storage.Token
+	var created, revoked int64
+	// The account_id condition makes another account's token id look
+	// exactly like an unknown one; revoked_at is set only the first time.
+	err := d.w.QueryRowContext(ctx, `UPDATE tokens SET revoked_at = CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END
+		WHERE id = ? AND account_id = ? RETURNING id, account_id, scope, created_at, revoked_at`,
+		ts(at), id, accountID).Scan(&t.ID, &t.AccountID, &t.Scope, &created, &revoked)
+	if errors.Is(err, sql.ErrNoRows) {
+		return storage.Token{}, storage.ErrNotFound
+	}
+	if err != nil {
+		return storage.Token{}, fmt.Errorf("storage/sqlite: revoke token: %w", err)
+	}
+	t.CreatedAt, t.RevokedAt = tm(created), tm(revoked)
 	return t, nil
 }
 

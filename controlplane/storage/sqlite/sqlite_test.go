@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -64,4 +65,32 @@ func TestOpenRejectsBadPath(t *testing.T) {
 		_, err := sqlite.Open(context.Background(), p)
 		assert.Error(t, err, "path %q", p)
 	}
+}
+
+// A database made by a certplane before token revocation (schema 1, with a
+// token in it) upgrades in place: the token stays live and can be revoked.
+func TestUpgradeKeepsTokensLive(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "certplane.db")
+	for _, stmt := range []string{
+		`CREATE TABLE schema_version (version INTEGER NOT NULL)`,
+		sqlite.MigrationsForTest[0],
+		`INSERT INTO schema_version (version) VALUES (1)`,
+		`INSERT INTO accounts (id, name, created_at, config_created_at, config_updated_at) VALUES ('acct', 'old', 1, 1, 1)`,
+		`INSERT INTO tokens (id, account_id, hash, scope, created_at) VALUES ('0123456789abcdef', 'acct', x'00', 'read', 5)`,
+	} {
+		require.NoError(t, sqlite.ExecForTest(path, stmt))
+	}
+	db := open(t, path)
+	v, err := db.Version(ctx)
+	require.NoError(t, err)
+	assert.Equal(t, sqlite.SchemaVersion, v)
+	tok, err := db.Token(ctx, "0123456789abcdef")
+	require.NoError(t, err)
+	assert.False(t, tok.Revoked(), "an existing token must stay live after the upgrade")
+	_, err = db.RevokeToken(ctx, "acct", tok.ID, time.Unix(100, 0))
+	require.NoError(t, err)
+	tok, err = db.Token(ctx, tok.ID)
+	require.NoError(t, err)
+	assert.True(t, tok.Revoked())
 }

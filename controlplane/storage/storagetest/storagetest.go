@@ -137,6 +137,7 @@ func Run(t *testing.T, newBackend NewBackend) {
 	}{
 		{"AccountLifecycle", testAccount},
 		{"Tokens", testTokens},
+		{"TokenListAndRevoke", testTokenRevoke},
 		{"InitialCertificate", testInitial},
 		{"TimesRoundTrip", testTimes},
 		{"DailyGenerationLimit", testDailyLimit},
@@ -212,6 +213,79 @@ func testTokens(t *testing.T, e *env) {
 	orphan := tok
 	orphan.ID, orphan.AccountID = "tok2", AccountID()
 	assert.ErrorIs(t, e.b.CreateToken(ctx, orphan), storage.ErrNotFound)
+}
+
+// testTokenRevoke covers listing an account's tokens and revoking one:
+// ordered, hash-free, idempotent, scoped to the account.
+func testTokenRevoke(t *testing.T, e *env) {
+	ctx := context.Background()
+	id, _ := e.account(t)
+	other, _ := e.account(t)
+
+	list, err := e.b.Tokens(ctx, id)
+	require.NoError(t, err)
+	assert.Empty(t, list, "a new account has no tokens")
+	_, err = e.b.Tokens(ctx, AccountID())
+	assert.ErrorIs(t, err, storage.ErrNotFound, "listing an unknown account")
+
+	hash := sha256.Sum256([]byte("secret"))
+	mk := func(acct, scope string, at time.Time) storage.Token {
+		t.Helper()
+		tok := storage.Token{ID: AccountID()[:16], AccountID: acct, Hash: hash[:], Scope: scope, CreatedAt: at}
+		require.NoError(t, e.b.CreateToken(ctx, tok))
+		return tok
+	}
+	// Created out of order: the list is ordered by creation time.
+	later := mk(id, storage.ScopeWrite, start.Add(time.Minute))
+	first := mk(id, storage.ScopeRead, start)
+	foreign := mk(other, storage.ScopeRead, start)
+
+	list, err = e.b.Tokens(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	for i, want := range []storage.Token{first, later} {
+		assert.Equal(t, want.ID, list[i].ID)
+		assert.Equal(t, id, list[i].AccountID)
+		assert.Equal(t, want.Scope, list[i].Scope)
+		assert.True(t, list[i].CreatedAt.Equal(want.CreatedAt), "got %v, want %v", list[i].CreatedAt, want.CreatedAt)
+		assert.Empty(t, list[i].Hash, "a listing never carries the hash")
+		assert.False(t, list[i].Revoked())
+	}
+
+	// Revoke: the row says so, Token (what authentication reads) says so.
+	at := start.Add(time.Hour + 7)
+	got, err := e.b.RevokeToken(ctx, id, first.ID, at)
+	require.NoError(t, err)
+	assert.Equal(t, first.ID, got.ID)
+	assert.Empty(t, got.Hash)
+	assert.True(t, got.RevokedAt.Equal(at), "got %v, want %v", got.RevokedAt, at)
+	read, err := e.b.Token(ctx, first.ID)
+	require.NoError(t, err)
+	assert.True(t, read.Revoked())
+	assert.True(t, read.RevokedAt.Equal(at), "got %v, want %v", read.RevokedAt, at)
+
+	// Twice: no error, the first revocation time stays.
+	got, err = e.b.RevokeToken(ctx, id, first.ID, at.Add(time.Hour))
+	require.NoError(t, err)
+	assert.True(t, got.RevokedAt.Equal(at), "second revoke: got %v, want %v", got.RevokedAt, at)
+
+	// Unknown ids and another account's token are not found, and the
+	// other account's token stays live.
+	_, err = e.b.RevokeToken(ctx, id, "0000000000000000", at)
+	assert.ErrorIs(t, err, storage.ErrNotFound)
+	_, err = e.b.RevokeToken(ctx, id, foreign.ID, at)
+	assert.ErrorIs(t, err, storage.ErrNotFound)
+	_, err = e.b.RevokeToken(ctx, AccountID(), foreign.ID, at)
+	assert.ErrorIs(t, err, storage.ErrNotFound)
+	read, err = e.b.Token(ctx, foreign.ID)
+	require.NoError(t, err)
+	assert.False(t, read.Revoked(), "another account's token must not be revoked")
+
+	list, err = e.b.Tokens(ctx, id)
+	require.NoError(t, err)
+	require.Len(t, list, 2)
+	assert.True(t, list[0].Revoked())
+	assert.False(t, list[1].Revoked(), "revoking one token leaves the others live")
 }
 
 func testInitial(t *testing.T, e *env) {
