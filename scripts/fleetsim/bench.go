@@ -7,14 +7,11 @@ import (
 	"fmt"
 	"net"
 	"net/http"
-	"os"
 	"os/exec"
 	"sort"
 	"strconv"
 	"strings"
 	"time"
-
-	"github.com/certagent/certagent/api"
 )
 
 // baselineETag is what the bare handler answers; any fixed strong tag.
@@ -113,36 +110,17 @@ func bench304(ctx context.Context, o benchOptions, logf func(string, ...any)) (*
 	}
 	defer pl.Close()
 	srv, acct, tok := pl.server, pl.Account, pl.ReadToken
-	cl, err := api.NewClient(srv.URL, acct, tok)
-	if err != nil {
-		return nil, err
-	}
-	first, err := cl.ListIfChanged(ctx, "", 0)
-	if err != nil {
-		return nil, err
-	}
 	listURL := srv.URL + "/accounts/" + acct + "/gateway/certificates"
-	headers := []string{"Authorization: Bearer " + tok, "If-None-Match: " + first.ETag}
+	headers := []string{"Authorization: Bearer " + tok, "If-None-Match: " + pl.ETag}
 
 	// The baseline runs as its own process, like certplane, so its CPU
 	// and memory are measured the same way.
-	addr, err := freePort()
+	base, err := startBaseline(ctx)
 	if err != nil {
 		return nil, err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	base := exec.Command(self, "baseline", "-listen", addr)
-	base.Stderr = os.Stderr
-	if err := base.Start(); err != nil {
-		return nil, fmt.Errorf("fleetsim: start baseline: %w", err)
-	}
-	defer func() { _ = base.Process.Kill(); _ = base.Wait() }()
-	if err := waitListening(ctx, addr); err != nil {
-		return nil, err
-	}
+	defer base.Stop()
+	addr := base.Addr
 	baseURL := "http://" + addr + "/client/v4/accounts/" + acct + "/gateway/certificates"
 	baseHeaders := []string{"Authorization: Bearer " + tok, "If-None-Match: " + baselineETag}
 
@@ -157,7 +135,7 @@ func bench304(ctx context.Context, o benchOptions, logf func(string, ...any)) (*
 			return nil, err
 		}
 		logf("bench: round %d/%d: bare net/http 304 for %s", r+1, o.Rounds, o.Duration)
-		bl, err := runWrk(ctx, wrk, baseURL, baseHeaders, o, base.Process.Pid)
+		bl, err := runWrk(ctx, wrk, baseURL, baseHeaders, o, base.Pid)
 		if err != nil {
 			return nil, err
 		}

@@ -5,13 +5,9 @@ import (
 	"fmt"
 	"net/http"
 	"net/http/httptrace"
-	"os"
-	"os/exec"
 	"sync"
 	"sync/atomic"
 	"time"
-
-	"github.com/certagent/certagent/api"
 )
 
 // holdResult is the server memory with N long-polls held at once.
@@ -47,42 +43,23 @@ func holdBench(ctx context.Context, o benchOptions, n int, logf func(string, ...
 	}
 	defer pl.Close()
 	srv, acct, tok := pl.server, pl.Account, pl.ReadToken
-	cl, err := api.NewClient(srv.URL, acct, tok)
-	if err != nil {
-		return nil, err
-	}
-	first, err := cl.ListIfChanged(ctx, "", 0)
-	if err != nil {
-		return nil, err
-	}
 	path := "/accounts/" + acct + "/gateway/certificates?wait=50s"
 	logf("hold: %d long-polls on certplane (%s)", n, o.DB)
-	res.Certplane, err = holdOn(ctx, srv.URL+path, tok, first.ETag, n, srv.Pid())
+	res.Certplane, err = holdOn(ctx, srv.URL+path, tok, pl.ETag, n, srv.Pid())
 	if err != nil {
 		return nil, err
 	}
 	res.Certplane.Target = "certplane " + o.DB
 	srv.Stop()
 
-	addr, err := freePort()
+	base, err := startBaseline(ctx)
 	if err != nil {
 		return nil, err
 	}
-	self, err := os.Executable()
-	if err != nil {
-		return nil, err
-	}
-	base := exec.Command(self, "baseline", "-listen", addr)
-	base.Stderr = os.Stderr
-	if err := base.Start(); err != nil {
-		return nil, fmt.Errorf("fleetsim: start baseline: %w", err)
-	}
-	defer func() { _ = base.Process.Kill(); _ = base.Wait() }()
-	if err := waitListening(ctx, addr); err != nil {
-		return nil, err
-	}
+	defer base.Stop()
+	addr := base.Addr
 	logf("hold: %d held requests on the bare net/http server", n)
-	res.Baseline, err = holdOn(ctx, "http://"+addr+"/client/v4"+path, tok, baselineETag, n, base.Process.Pid)
+	res.Baseline, err = holdOn(ctx, "http://"+addr+"/client/v4"+path, tok, baselineETag, n, base.Pid)
 	if err != nil {
 		return nil, err
 	}

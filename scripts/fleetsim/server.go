@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/certagent/certagent/api"
 )
 
 // server is a real `certplane serve` child process on loopback.
@@ -197,7 +199,9 @@ type plane struct {
 	Work      string
 	Account   string
 	ReadToken string
-	closers   []func()
+	// ETag is the account's list ETag right after start.
+	ETag    string
+	closers []func()
 }
 
 // startPlane starts a plane named name (work directory prefix and account
@@ -234,6 +238,15 @@ func startPlane(ctx context.Context, workDir, name, kind, pgDSN, bin string, dep
 	if p.ReadToken, err = p.cli(ctx, "token", "create", "--account", p.Account, "--scope", "read"); err != nil {
 		return fail(err)
 	}
+	cl, err := api.NewClient(p.URL, p.Account, p.ReadToken)
+	if err != nil {
+		return fail(err)
+	}
+	first, err := cl.ListIfChanged(ctx, "", 0)
+	if err != nil {
+		return fail(err)
+	}
+	p.ETag = first.ETag
 	return p, nil
 }
 
@@ -244,4 +257,41 @@ func (p *plane) Close() {
 		p.closers[i]()
 	}
 	p.closers = nil
+}
+
+// baseline is the bare net/http 304 server, run as its own process (this
+// binary's "baseline" command) so its CPU and memory are measured the same
+// way as certplane's.
+type baseline struct {
+	cmd  *exec.Cmd
+	Addr string
+	Pid  int
+}
+
+func startBaseline(ctx context.Context) (*baseline, error) {
+	addr, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	self, err := os.Executable()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "baseline", "-listen", addr)
+	cmd.Stderr = os.Stderr
+	if err := cmd.Start(); err != nil {
+		return nil, fmt.Errorf("fleetsim: start baseline: %w", err)
+	}
+	b := &baseline{cmd: cmd, Addr: addr, Pid: cmd.Process.Pid}
+	if err := waitListening(ctx, addr); err != nil {
+		b.Stop()
+		return nil, err
+	}
+	return b, nil
+}
+
+// Stop kills the baseline and reaps it.
+func (b *baseline) Stop() {
+	_ = b.cmd.Process.Kill()
+	_ = b.cmd.Wait()
 }
