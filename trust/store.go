@@ -355,3 +355,42 @@ func ValidateSingle(c Change, errUnknown error) error {
 	}
 	return c.Validate()
 }
+
+// FailOpen gives every change in idx (nil: every change) that has no
+// result yet a Failed result with err.
+func FailOpen(changes []Change, idx []int, res []Result, err error) {
+	if idx == nil {
+		for i := range changes {
+			if res[i].Status == "" {
+				res[i] = Failed(changes[i], err)
+			}
+		}
+		return
+	}
+	for _, i := range idx {
+		if res[i].Status == "" {
+			res[i] = Failed(changes[i], err)
+		}
+	}
+}
+
+// Confirm decides every change in idx that has no result yet from a
+// listing taken after the tool ran, for stores that check their own work:
+// an install is OK when installed(fp) holds, a removal when present(fp) no
+// longer does; anything else failed, and the error names where.
+func Confirm(changes []Change, idx []int, res []Result, installed, present func(Fingerprint) bool, where string) {
+	for _, i := range idx {
+		c := changes[i]
+		if res[i].Status != "" {
+			continue
+		}
+		switch {
+		case c.Op == OpInstall && installed(c.FP), c.Op == OpRemove && !present(c.FP):
+			res[i] = OK(c)
+		case c.Op == OpInstall:
+			res[i] = Failed(c, fmt.Errorf("%s: the tool succeeded but %s is not listed afterwards", where, c.FP.Short()))
+		default:
+			res[i] = Failed(c, fmt.Errorf("%s: %s is still listed after removal", where, c.FP.Short()))
+		}
+	}
+}

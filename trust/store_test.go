@@ -151,3 +151,37 @@ func TestGroupByTarget(t *testing.T) {
 	assert.NoError(t, trust.ValidateSingle(trust.Change{Op: trust.OpRemove, FP: ca.FP}, errUnknown))
 	assert.ErrorIs(t, trust.ValidateSingle(changes[1], errUnknown), errUnknown)
 }
+
+func TestConfirmAndFailOpen(t *testing.T) {
+	a, b := trusttest.NewCA(t).Cert, trusttest.NewCA(t).Cert
+	changes := []trust.Change{
+		{Op: trust.OpInstall, FP: a.FP, Cert: a}, // listed afterwards: ok
+		{Op: trust.OpInstall, FP: b.FP, Cert: b}, // not listed: failed
+		{Op: trust.OpRemove, FP: a.FP},           // still listed: failed
+		{Op: trust.OpRemove, FP: b.FP},           // gone: ok
+		{Op: trust.OpRemove, FP: b.FP},           // already decided: kept
+	}
+	res := make([]trust.Result, len(changes))
+	res[4] = trust.Skipped(changes[4], "decided earlier")
+	listed := func(fp trust.Fingerprint) bool { return fp == a.FP }
+	trust.Confirm(changes, []int{0, 1, 2, 3, 4}, res, listed, listed, "test: db")
+
+	want := []trust.Status{trust.StatusOK, trust.StatusFailed, trust.StatusFailed, trust.StatusOK, trust.StatusSkipped}
+	for i, w := range want {
+		assert.Equal(t, w, res[i].Status, "change %d", i)
+	}
+	assert.ErrorContains(t, res[1].Err, "test: db")
+	assert.ErrorContains(t, res[2].Err, "still listed")
+
+	open := make([]trust.Result, len(changes))
+	open[0] = trust.OK(changes[0])
+	boom := errors.New("boom")
+	trust.FailOpen(changes, []int{0, 1}, open, boom)
+	assert.Equal(t, trust.StatusOK, open[0].Status, "a decided change keeps its result")
+	assert.ErrorIs(t, open[1].Err, boom)
+	assert.Empty(t, open[2].Status, "changes outside idx are untouched")
+	trust.FailOpen(changes, nil, open, boom)
+	for i := range open {
+		assert.NotEmpty(t, open[i].Status, "nil idx means every change: %d", i)
+	}
+}

@@ -298,11 +298,7 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		return res
 	}
 	fail := func(err error) []trust.Result {
-		for i, c := range changes {
-			if res[i].Status == "" {
-				res[i] = trust.Failed(c, err)
-			}
-		}
+		trust.FailOpen(changes, nil, res, err)
 		return res
 	}
 	if err := s.Check(ctx); err != nil {

@@ -30,13 +30,7 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 func (s *Store) applyKS(ctx context.Context, k keystore, changes []trust.Change, idx []int, res []trust.Result) {
 	unlock := s.lock(k.path)
 	defer unlock()
-	fail := func(err error) {
-		for _, i := range idx {
-			if res[i].Status == "" {
-				res[i] = trust.Failed(changes[i], err)
-			}
-		}
-	}
+	fail := func(err error) { trust.FailOpen(changes, idx, res, err) }
 	as, err := s.listKS(ctx, k)
 	if err != nil {
 		fail(err)
@@ -97,22 +91,13 @@ func (s *Store) applyKS(ctx context.Context, k keystore, changes []trust.Change,
 			return
 		}
 	}
-	for _, i := range idx {
-		c := changes[i]
-		if res[i].Status != "" {
-			continue
-		}
-		held := false
+	held := func(fp trust.Fingerprint) bool {
 		for _, a := range as {
-			held = held || a.fp == c.FP
+			if a.fp == fp {
+				return true
+			}
 		}
-		switch {
-		case c.Op == trust.OpInstall && isOurs(as, c.FP), c.Op == trust.OpRemove && !held:
-			res[i] = trust.OK(c)
-		case c.Op == trust.OpInstall:
-			res[i] = trust.Failed(c, fmt.Errorf("javaks: %s: imported, but the keystore does not list %s", k.path, c.FP.Short()))
-		default:
-			res[i] = trust.Failed(c, fmt.Errorf("javaks: %s: %s is still listed after removal", k.path, c.FP.Short()))
-		}
+		return false
 	}
+	trust.Confirm(changes, idx, res, func(fp trust.Fingerprint) bool { return isOurs(as, fp) }, held, "javaks: "+k.path)
 }

@@ -54,13 +54,7 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx []int, res []trust.Result) {
 	unlock := s.lockDB(d.dir)
 	defer unlock()
-	fail := func(err error) {
-		for _, i := range idx {
-			if res[i].Status == "" {
-				res[i] = trust.Failed(changes[i], err)
-			}
-		}
-	}
+	fail := func(err error) { trust.FailOpen(changes, idx, res, err) }
 	if d.create && dbState(d.dir) == dbNone {
 		if !hasInstall(changes, idx) {
 			// Nothing to remove from a database that does not exist.
@@ -120,23 +114,8 @@ func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx [
 			return
 		}
 	}
-	for _, i := range idx {
-		c := changes[i]
-		if res[i].Status != "" {
-			continue
-		}
-		held := holds(entries, c.FP)
-		switch {
-		case c.Op == trust.OpInstall && held:
-			res[i] = trust.OK(c)
-		case c.Op == trust.OpInstall:
-			res[i] = trust.Failed(c, fmt.Errorf("nss: %s: certutil -A succeeded but the database does not list %s as a trusted CA", d.target, c.FP.Short()))
-		case !held:
-			res[i] = trust.OK(c)
-		default:
-			res[i] = trust.Failed(c, fmt.Errorf("nss: %s: %s is still listed after removal", d.target, c.FP.Short()))
-		}
-	}
+	held := func(fp trust.Fingerprint) bool { return holds(entries, fp) }
+	trust.Confirm(changes, idx, res, held, held, "nss: "+d.target.String())
 }
 
 func hasInstall(changes []trust.Change, idx []int) bool {
