@@ -216,3 +216,23 @@ type Tx interface {
 type KeySampler interface {
 	SampleSealedKey(ctx context.Context) (accountID, certID string, sealed []byte, ok bool, err error)
 }
+
+// Both backends store times as Unix nanoseconds in an integer column, with
+// 0 for the zero time: exact round trips, and comparisons in SQL are
+// integer comparisons.
+
+// EncodeTime returns t as stored.
+func EncodeTime(t time.Time) int64 {
+	if t.IsZero() {
+		return 0
+	}
+	return t.UnixNano()
+}
+
+// DecodeTime returns a stored time, in UTC.
+func DecodeTime(n int64) time.Time {
+	if n == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, n).UTC()
+}

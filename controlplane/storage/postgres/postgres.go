@@ -92,21 +92,6 @@ func (b *Backend) Close() error {
 	return nil
 }
 
-// Times are stored as Unix nanoseconds; 0 is the zero time.
-func enc(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func dec(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
 // querier is what both the pool and a transaction offer.
 type querier interface {
 	Exec(ctx context.Context, sql string, args ...any) (pgconn.CommandTag, error)
@@ -137,7 +122,7 @@ func scanAccount(row pgx.Row) (storage.Account, error) {
 	if err != nil {
 		return storage.Account{}, err
 	}
-	a.CreatedAt, a.ConfigCreatedAt, a.ConfigUpdatedAt = dec(created), dec(cfgCreated), dec(cfgUpdated)
+	a.CreatedAt, a.ConfigCreatedAt, a.ConfigUpdatedAt = storage.DecodeTime(created), storage.DecodeTime(cfgCreated), storage.DecodeTime(cfgUpdated)
 	if settings != nil {
 		a.Settings = json.RawMessage(*settings)
 	}
@@ -163,7 +148,7 @@ func scanCert(row pgx.Row, extra ...any) (storage.Certificate, error) {
 		return storage.Certificate{}, err
 	}
 	c.Status = api.BindingStatus(status)
-	c.CreatedAt, c.UpdatedAt, c.UploadedOn, c.ExpiresOn, c.DueAt = dec(created), dec(updated), dec(uploaded), dec(expires), dec(due)
+	c.CreatedAt, c.UpdatedAt, c.UploadedOn, c.ExpiresOn, c.DueAt = storage.DecodeTime(created), storage.DecodeTime(updated), storage.DecodeTime(uploaded), storage.DecodeTime(expires), storage.DecodeTime(due)
 	return c, nil
 }
 
@@ -195,7 +180,7 @@ func (b *Backend) CreateAccount(ctx context.Context, a storage.Account, fn func(
 		}
 		_, err := tx.Exec(ctx, `insert into accounts (id, name, created_at, revision, in_use_id, config_created_at, config_updated_at, settings)
 			values ($1, $2, $3, 1, $4, $5, $6, $7)`,
-			a.ID, a.Name, enc(a.CreatedAt), a.InUseID, enc(a.ConfigCreatedAt), enc(a.ConfigUpdatedAt), settings)
+			a.ID, a.Name, storage.EncodeTime(a.CreatedAt), a.InUseID, storage.EncodeTime(a.ConfigCreatedAt), storage.EncodeTime(a.ConfigUpdatedAt), settings)
 		if isUniqueViolation(err) {
 			return storage.ErrExists
 		}
@@ -313,7 +298,7 @@ func (b *Backend) SampleSealedKey(ctx context.Context) (accountID, certID string
 // CreateToken stores a token.
 func (b *Backend) CreateToken(ctx context.Context, t storage.Token) error {
 	_, err := b.pool.Exec(ctx, `insert into tokens (id, account_id, hash, scope, created_at) values ($1, $2, $3, $4, $5)`,
-		t.ID, t.AccountID, t.Hash, t.Scope, enc(t.CreatedAt))
+		t.ID, t.AccountID, t.Hash, t.Scope, storage.EncodeTime(t.CreatedAt))
 	switch {
 	case isUniqueViolation(err):
 		return storage.ErrExists
@@ -332,7 +317,7 @@ func (b *Backend) Token(ctx context.Context, id string) (storage.Token, error) {
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.Token{}, storage.ErrNotFound
 	}
-	t.CreatedAt, t.RevokedAt = dec(created), dec(revoked)
+	t.CreatedAt, t.RevokedAt = storage.DecodeTime(created), storage.DecodeTime(revoked)
 	return t, wrap("token", err)
 }
 
@@ -359,7 +344,7 @@ func (b *Backend) Tokens(ctx context.Context, accountID string) ([]storage.Token
 		if id == nil { // the account has no tokens
 			continue
 		}
-		out = append(out, storage.Token{ID: *id, AccountID: *acct, Scope: *scope, CreatedAt: dec(*created), RevokedAt: dec(*revoked)})
+		out = append(out, storage.Token{ID: *id, AccountID: *acct, Scope: *scope, CreatedAt: storage.DecodeTime(*created), RevokedAt: storage.DecodeTime(*revoked)})
 	}
 	if err := rows.Err(); err != nil {
 		return nil, wrap("tokens", err)
@@ -378,14 +363,14 @@ func (b *Backend) RevokeToken(ctx context.Context, accountID, id string, at time
 	// exactly like an unknown one; revoked_at is set only the first time.
 	err := b.pool.QueryRow(ctx, `update tokens set revoked_at = case when revoked_at = 0 then $1 else revoked_at end
 		where id = $2 and account_id = $3 returning id, account_id, scope, created_at, revoked_at`,
-		enc(at), id, accountID).Scan(&t.ID, &t.AccountID, &t.Scope, &created, &revoked)
+		storage.EncodeTime(at), id, accountID).Scan(&t.ID, &t.AccountID, &t.Scope, &created, &revoked)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.Token{}, storage.ErrNotFound
 	}
 	if err != nil {
 		return storage.Token{}, wrap("revoke token", err)
 	}
-	t.CreatedAt, t.RevokedAt = dec(created), dec(revoked)
+	t.CreatedAt, t.RevokedAt = storage.DecodeTime(created), storage.DecodeTime(revoked)
 	return t, nil
 }
 
@@ -427,7 +412,7 @@ func notify(ctx context.Context, tx pgx.Tx, accountID string, rev int64) error {
 func (b *Backend) DueTransitions(ctx context.Context, now time.Time, limit int) ([]storage.Transition, error) {
 	rows, err := b.pool.Query(ctx, `select account_id, id, status, due_at from certificates
 		where due_at <> 0 and due_at <= $1 and status in ($2, $3) order by due_at, id limit $4`,
-		enc(now), string(api.StatusPendingDeployment), string(api.StatusPendingDeletion), limit)
+		storage.EncodeTime(now), string(api.StatusPendingDeployment), string(api.StatusPendingDeletion), limit)
 	if err != nil {
 		return nil, wrap("due transitions", err)
 	}
@@ -440,7 +425,7 @@ func (b *Backend) DueTransitions(ctx context.Context, now time.Time, limit int) 
 		if err := rows.Scan(&t.AccountID, &t.CertID, &from, &due); err != nil {
 			return nil, wrap("due transitions", err)
 		}
-		t.From, t.DueAt = api.BindingStatus(from), dec(due)
+		t.From, t.DueAt = api.BindingStatus(from), storage.DecodeTime(due)
 		to, ok := storage.Target(t.From)
 		if !ok {
 			continue
@@ -467,7 +452,7 @@ func (b *Backend) CompleteTransition(ctx context.Context, t storage.Transition, 
 		}
 		tag, err := tx.Exec(ctx, `update certificates set status = $1, due_at = 0, updated_at = $2
 			where account_id = $3 and id = $4 and status = $5 and due_at = $6`,
-			string(t.To), enc(now), t.AccountID, t.CertID, string(t.From), enc(t.DueAt))
+			string(t.To), storage.EncodeTime(now), t.AccountID, t.CertID, string(t.From), storage.EncodeTime(t.DueAt))
 		if err != nil {
 			return err
 		}
@@ -496,7 +481,7 @@ func (b *Backend) NextDue(ctx context.Context) (time.Time, bool, error) {
 	if due == nil {
 		return time.Time{}, false, nil
 	}
-	return dec(*due), true, nil
+	return storage.DecodeTime(*due), true, nil
 }
 
 // txn is storage.Tx on a pgx transaction holding the account's row lock.
@@ -520,7 +505,7 @@ func (t *txn) InsertCertificate(c storage.Certificate, sealedKey []byte) error {
 		issuer_raw, name, created_at, updated_at, uploaded_on, expires_on, due_at)
 		values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)`,
 		c.ID, t.account.ID, c.Type, string(c.Status), c.DER, c.Fingerprint, c.IssuerOrg, c.IssuerRaw, c.Name,
-		enc(c.CreatedAt), enc(c.UpdatedAt), enc(c.UploadedOn), enc(c.ExpiresOn), enc(c.DueAt))
+		storage.EncodeTime(c.CreatedAt), storage.EncodeTime(c.UpdatedAt), storage.EncodeTime(c.UploadedOn), storage.EncodeTime(c.ExpiresOn), storage.EncodeTime(c.DueAt))
 	if isUniqueViolation(err) {
 		return storage.ErrExists
 	}
@@ -536,7 +521,7 @@ func (t *txn) InsertCertificate(c storage.Certificate, sealedKey []byte) error {
 
 func (t *txn) SetStatus(certID string, status api.BindingStatus, dueAt, updatedAt time.Time) error {
 	tag, err := t.tx.Exec(t.ctx, `update certificates set status = $1, due_at = $2, updated_at = $3
-		where account_id = $4 and id = $5`, string(status), enc(dueAt), enc(updatedAt), t.account.ID, certID)
+		where account_id = $4 and id = $5`, string(status), storage.EncodeTime(dueAt), storage.EncodeTime(updatedAt), t.account.ID, certID)
 	if err != nil {
 		return err
 	}
@@ -566,7 +551,7 @@ func (t *txn) SetConfiguration(inUseID string, settings json.RawMessage, updated
 		s = &v
 	}
 	if _, err := t.tx.Exec(t.ctx, `update accounts set in_use_id = $1, settings = $2, config_updated_at = $3 where id = $4`,
-		inUseID, s, enc(updatedAt), t.account.ID); err != nil {
+		inUseID, s, storage.EncodeTime(updatedAt), t.account.ID); err != nil {
 		return err
 	}
 	// Later reads in this transaction (Certificates' InUse) see the change.
@@ -577,16 +562,16 @@ func (t *txn) SetConfiguration(inUseID string, settings json.RawMessage, updated
 
 func (t *txn) Generations(since time.Time) (int, error) {
 	var n int
-	err := t.tx.QueryRow(t.ctx, `select count(*) from generations where account_id = $1 and at >= $2`, t.account.ID, enc(since)).Scan(&n)
+	err := t.tx.QueryRow(t.ctx, `select count(*) from generations where account_id = $1 and at >= $2`, t.account.ID, storage.EncodeTime(since)).Scan(&n)
 	return n, err
 }
 
 func (t *txn) RecordGeneration(at time.Time) error {
 	if _, err := t.tx.Exec(t.ctx, `delete from generations where account_id = $1 and at < $2`,
-		t.account.ID, enc(at.Add(-storage.GenerationWindow))); err != nil {
+		t.account.ID, storage.EncodeTime(at.Add(-storage.GenerationWindow))); err != nil {
 		return err
 	}
-	if _, err := t.tx.Exec(t.ctx, `insert into generations (account_id, at) values ($1, $2)`, t.account.ID, enc(at)); err != nil {
+	if _, err := t.tx.Exec(t.ctx, `insert into generations (account_id, at) values ($1, $2)`, t.account.ID, storage.EncodeTime(at)); err != nil {
 		return err
 	}
 	t.wrote = true

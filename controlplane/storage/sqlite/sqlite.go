@@ -188,21 +188,6 @@ func (d *DB) Version(ctx context.Context) (int, error) {
 	return v, err
 }
 
-// Times are stored as Unix nanoseconds; 0 is the zero time.
-func ts(t time.Time) int64 {
-	if t.IsZero() {
-		return 0
-	}
-	return t.UnixNano()
-}
-
-func tm(n int64) time.Time {
-	if n == 0 {
-		return time.Time{}
-	}
-	return time.Unix(0, n).UTC()
-}
-
 type querier interface {
 	QueryContext(ctx context.Context, q string, args ...any) (*sql.Rows, error)
 	QueryRowContext(ctx context.Context, q string, args ...any) *sql.Row
@@ -232,7 +217,7 @@ func scanAccount(row interface{ Scan(...any) error }) (storage.Account, error) {
 		}
 		return a, err
 	}
-	a.CreatedAt, a.ConfigCreatedAt, a.ConfigUpdatedAt = tm(created), tm(cc), tm(cu)
+	a.CreatedAt, a.ConfigCreatedAt, a.ConfigUpdatedAt = storage.DecodeTime(created), storage.DecodeTime(cc), storage.DecodeTime(cu)
 	if settings.Valid && settings.String != "" {
 		a.Settings = json.RawMessage(settings.String)
 	}
@@ -257,9 +242,9 @@ func scanCert(row interface{ Scan(...any) error }) (storage.Certificate, error) 
 		return c, err
 	}
 	c.Status = api.BindingStatus(status)
-	c.CreatedAt, c.UpdatedAt, c.UploadedOn, c.ExpiresOn = tm(created), tm(updated), tm(uploaded), tm(expires)
+	c.CreatedAt, c.UpdatedAt, c.UploadedOn, c.ExpiresOn = storage.DecodeTime(created), storage.DecodeTime(updated), storage.DecodeTime(uploaded), storage.DecodeTime(expires)
 	if due.Valid {
-		c.DueAt = tm(due.Int64)
+		c.DueAt = storage.DecodeTime(due.Int64)
 	}
 	return c, nil
 }
@@ -301,7 +286,7 @@ func (d *DB) CreateAccount(ctx context.Context, a storage.Account, fn func(stora
 		settings = string(a.Settings)
 	}
 	_, err = tx.ExecContext(ctx, `INSERT INTO accounts (`+accountCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		a.ID, a.Name, ts(a.CreatedAt), a.Revision, a.InUseID, ts(a.ConfigCreatedAt), ts(a.ConfigUpdatedAt), settings)
+		a.ID, a.Name, storage.EncodeTime(a.CreatedAt), a.Revision, a.InUseID, storage.EncodeTime(a.ConfigCreatedAt), storage.EncodeTime(a.ConfigUpdatedAt), settings)
 	if isUnique(err) {
 		return storage.ErrExists
 	}
@@ -387,7 +372,7 @@ func (d *DB) SealedKey(ctx context.Context, accountID, certID string) ([]byte, e
 // CreateToken implements storage.Backend.
 func (d *DB) CreateToken(ctx context.Context, t storage.Token) error {
 	_, err := d.w.ExecContext(ctx, `INSERT INTO tokens (id, account_id, hash, scope, created_at) VALUES (?, ?, ?, ?, ?)`,
-		t.ID, t.AccountID, t.Hash, t.Scope, ts(t.CreatedAt))
+		t.ID, t.AccountID, t.Hash, t.Scope, storage.EncodeTime(t.CreatedAt))
 	switch {
 	case isUnique(err):
 		return storage.ErrExists
@@ -410,7 +395,7 @@ func (d *DB) Token(ctx context.Context, id string) (storage.Token, error) {
 	if err != nil {
 		return t, fmt.Errorf("storage/sqlite: token: %w", err)
 	}
-	t.CreatedAt, t.RevokedAt = tm(created), tm(revoked)
+	t.CreatedAt, t.RevokedAt = storage.DecodeTime(created), storage.DecodeTime(revoked)
 	return t, nil
 }
 
@@ -443,7 +428,7 @@ func (d *DB) Tokens(ctx context.Context, accountID string) ([]storage.Token, err
 		if err := rows.Scan(&t.ID, &t.AccountID, &t.Scope, &created, &revoked); err != nil {
 			return nil, fmt.Errorf("storage/sqlite: tokens: %w", err)
 		}
-		t.CreatedAt, t.RevokedAt = tm(created), tm(revoked)
+		t.CreatedAt, t.RevokedAt = storage.DecodeTime(created), storage.DecodeTime(revoked)
 		out = append(out, t)
 	}
 	if err := rows.Err(); err != nil {
@@ -460,14 +445,14 @@ func (d *DB) RevokeToken(ctx context.Context, accountID, id string, at time.Time
 	// exactly like an unknown one; revoked_at is set only the first time.
 	err := d.w.QueryRowContext(ctx, `UPDATE tokens SET revoked_at = CASE WHEN revoked_at = 0 THEN ? ELSE revoked_at END
 		WHERE id = ? AND account_id = ? RETURNING id, account_id, scope, created_at, revoked_at`,
-		ts(at), id, accountID).Scan(&t.ID, &t.AccountID, &t.Scope, &created, &revoked)
+		storage.EncodeTime(at), id, accountID).Scan(&t.ID, &t.AccountID, &t.Scope, &created, &revoked)
 	if errors.Is(err, sql.ErrNoRows) {
 		return storage.Token{}, storage.ErrNotFound
 	}
 	if err != nil {
 		return storage.Token{}, fmt.Errorf("storage/sqlite: revoke token: %w", err)
 	}
-	t.CreatedAt, t.RevokedAt = tm(created), tm(revoked)
+	t.CreatedAt, t.RevokedAt = storage.DecodeTime(created), storage.DecodeTime(revoked)
 	return t, nil
 }
 
@@ -505,7 +490,7 @@ func (d *DB) Update(ctx context.Context, accountID string, fn func(storage.Tx) e
 // DueTransitions implements storage.Backend.
 func (d *DB) DueTransitions(ctx context.Context, now time.Time, limit int) ([]storage.Transition, error) {
 	rows, err := d.r.QueryContext(ctx, `SELECT account_id, id, status, due_at FROM certificates
-		WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?`, ts(now), limit)
+		WHERE due_at IS NOT NULL AND due_at <= ? ORDER BY due_at, id LIMIT ?`, storage.EncodeTime(now), limit)
 	if err != nil {
 		return nil, fmt.Errorf("storage/sqlite: due transitions: %w", err)
 	}
@@ -518,7 +503,7 @@ func (d *DB) DueTransitions(ctx context.Context, now time.Time, limit int) ([]st
 		if err := rows.Scan(&t.AccountID, &t.CertID, &status, &due); err != nil {
 			return nil, fmt.Errorf("storage/sqlite: due transitions: %w", err)
 		}
-		t.From, t.DueAt = api.BindingStatus(status), tm(due)
+		t.From, t.DueAt = api.BindingStatus(status), storage.DecodeTime(due)
 		to, ok := storage.Target(t.From)
 		if !ok {
 			continue // a due time on a settled status: nothing to complete
@@ -538,7 +523,7 @@ func (d *DB) CompleteTransition(ctx context.Context, t storage.Transition, now t
 	defer tx.Rollback()
 	res, err := tx.ExecContext(ctx, `UPDATE certificates SET status = ?, due_at = NULL, updated_at = ?
 		WHERE account_id = ? AND id = ? AND status = ? AND due_at = ?`,
-		string(t.To), ts(now), t.AccountID, t.CertID, string(t.From), ts(t.DueAt))
+		string(t.To), storage.EncodeTime(now), t.AccountID, t.CertID, string(t.From), storage.EncodeTime(t.DueAt))
 	if err != nil {
 		return false, 0, fmt.Errorf("storage/sqlite: complete %s: %w", t.CertID, err)
 	}
@@ -564,7 +549,7 @@ func (d *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
 	if !due.Valid {
 		return time.Time{}, false, nil
 	}
-	return tm(due.Int64), true, nil
+	return storage.DecodeTime(due.Int64), true, nil
 }
 
 // tx0 is the storage.Tx of one Update or CreateAccount.
@@ -588,13 +573,13 @@ func (t *tx0) Certificates() ([]storage.Certificate, error) {
 func (t *tx0) InsertCertificate(c storage.Certificate, sealedKey []byte) error {
 	var due any
 	if !c.DueAt.IsZero() {
-		due = ts(c.DueAt)
+		due = storage.EncodeTime(c.DueAt)
 	}
 	_, err := t.tx.ExecContext(t.ctx, `INSERT INTO certificates (id, account_id, type, status, der, fingerprint, issuer_org,
 		issuer_raw, name, created_at, updated_at, uploaded_on, expires_on, due_at, sealed_key)
 		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		c.ID, t.a.ID, c.Type, string(c.Status), c.DER, c.Fingerprint, c.IssuerOrg, c.IssuerRaw, c.Name,
-		ts(c.CreatedAt), ts(c.UpdatedAt), ts(c.UploadedOn), ts(c.ExpiresOn), due, sealedKey)
+		storage.EncodeTime(c.CreatedAt), storage.EncodeTime(c.UpdatedAt), storage.EncodeTime(c.UploadedOn), storage.EncodeTime(c.ExpiresOn), due, sealedKey)
 	if isUnique(err) {
 		return storage.ErrExists
 	}
@@ -623,10 +608,10 @@ func (t *tx0) affected(res sql.Result, err error, step string) error {
 func (t *tx0) SetStatus(certID string, status api.BindingStatus, dueAt, updatedAt time.Time) error {
 	var due any
 	if _, pending := storage.Target(status); pending {
-		due = ts(dueAt)
+		due = storage.EncodeTime(dueAt)
 	}
 	res, err := t.tx.ExecContext(t.ctx, `UPDATE certificates SET status = ?, due_at = ?, updated_at = ? WHERE account_id = ? AND id = ?`,
-		string(status), due, ts(updatedAt), t.a.ID, certID)
+		string(status), due, storage.EncodeTime(updatedAt), t.a.ID, certID)
 	return t.affected(res, err, "set status")
 }
 
@@ -641,23 +626,23 @@ func (t *tx0) SetConfiguration(inUseID string, settings json.RawMessage, updated
 		s = string(settings)
 	}
 	res, err := t.tx.ExecContext(t.ctx, `UPDATE accounts SET in_use_id = ?, settings = ?, config_updated_at = ? WHERE id = ?`,
-		inUseID, s, ts(updatedAt), t.a.ID)
+		inUseID, s, storage.EncodeTime(updatedAt), t.a.ID)
 	return t.affected(res, err, "set configuration")
 }
 
 func (t *tx0) Generations(since time.Time) (int, error) {
 	var n int
-	if err := t.tx.QueryRowContext(t.ctx, `SELECT COUNT(*) FROM generations WHERE account_id = ? AND at >= ?`, t.a.ID, ts(since)).Scan(&n); err != nil {
+	if err := t.tx.QueryRowContext(t.ctx, `SELECT COUNT(*) FROM generations WHERE account_id = ? AND at >= ?`, t.a.ID, storage.EncodeTime(since)).Scan(&n); err != nil {
 		return 0, fmt.Errorf("storage/sqlite: count generations: %w", err)
 	}
 	return n, nil
 }
 
 func (t *tx0) RecordGeneration(at time.Time) error {
-	if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM generations WHERE account_id = ? AND at < ?`, t.a.ID, ts(at.Add(-2*storage.GenerationWindow))); err != nil {
+	if _, err := t.tx.ExecContext(t.ctx, `DELETE FROM generations WHERE account_id = ? AND at < ?`, t.a.ID, storage.EncodeTime(at.Add(-2*storage.GenerationWindow))); err != nil {
 		return fmt.Errorf("storage/sqlite: prune generations: %w", err)
 	}
-	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO generations (account_id, at) VALUES (?, ?)`, t.a.ID, ts(at)); err != nil {
+	if _, err := t.tx.ExecContext(t.ctx, `INSERT INTO generations (account_id, at) VALUES (?, ?)`, t.a.ID, storage.EncodeTime(at)); err != nil {
 		return fmt.Errorf("storage/sqlite: record generation: %w", err)
 	}
 	t.changed = true
