@@ -487,3 +487,44 @@ func TestRemoveKeepsTheirCopy(t *testing.T) {
 	requireOK(t, f.store.Apply(ctx, retire))
 	assert.NotContains(t, entries(t, f.store), ca.FP)
 }
+
+// BenchmarkRefreshNoChange is the refresh the agent runs every pass when
+// neither the distro's roots nor the bundle changed.
+func BenchmarkRefreshNoChange(b *testing.B) {
+	f := newFixture(b, 140)
+	ctx := context.Background()
+	requireOK(b, f.store.Apply(ctx, install(trusttest.NewCAs(b, 15)...)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if wrote, err := f.store.Refresh(ctx); err != nil || wrote {
+			b.Fatalf("Refresh: wrote %v, %v", wrote, err)
+		}
+	}
+}
+
+// Refresh skips its work while neither file changed, and still follows a
+// change of the distro's roots or a bundle edited behind its back.
+func TestRefreshFollowsChangesAfterSkipping(t *testing.T) {
+	f := newFixture(t, 3)
+	ctx := context.Background()
+	ours := trusttest.NewCA(t)
+	requireOK(t, f.store.Apply(ctx, install(ours)))
+	wrote, err := f.store.Refresh(ctx)
+	require.NoError(t, err)
+	require.False(t, wrote, "up to date after Apply")
+	wrote, err = f.store.Refresh(ctx)
+	require.NoError(t, err)
+	require.False(t, wrote, "still up to date")
+
+	// Someone cuts the bundle short behind our back: the next Refresh
+	// reads it again and rewrites it (putting our root back is the
+	// planner's job, on the same pass).
+	raw, err := os.ReadFile(f.store.Path())
+	require.NoError(t, err)
+	cut := bytes.Index(raw, []byte("# certagent: "+ours.FP.Hex()))
+	require.Positive(t, cut, "our marker is in the bundle")
+	require.NoError(t, os.WriteFile(f.store.Path(), raw[:cut], FileMode))
+	wrote, err = f.store.Refresh(ctx)
+	require.NoError(t, err)
+	assert.True(t, wrote, "an edited bundle is noticed")
+}
