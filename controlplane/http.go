@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"path"
 	"sort"
 	"strings"
 	"time"
@@ -38,8 +39,10 @@ type rawResult struct {
 	body        []byte
 }
 
+// route is one API path (below APIPrefix, in http.ServeMux pattern syntax)
+// and the handler of each method it serves.
 type route struct {
-	segs    []string
+	path    string
 	methods map[string]handlerFunc
 }
 
@@ -69,121 +72,119 @@ func (s *Service) Handler(stopping context.Context) http.Handler {
 	if stopping == nil {
 		stopping = context.Background()
 	}
-	routes := s.routes()
-	mux := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		s.serve(w, r, routes, stopping)
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
+		io.WriteString(w, "ok\n")
 	})
-	return s.logRequests(mux)
+	for _, rt := range s.routes() {
+		pattern := APIPrefix + rt.path
+		allow := make([]string, 0, len(rt.methods))
+		for method, h := range rt.methods {
+			mux.Handle(method+" "+pattern, s.endpoint(h, stopping))
+			allow = append(allow, method)
+		}
+		sort.Strings(allow)
+		// The method-less pattern catches every other method with the
+		// envelope ServeMux's own 405 would not write. HEAD is named
+		// because "GET" patterns also match it, and the API serves none.
+		notAllowed := s.methodNotAllowed(allow)
+		mux.Handle(pattern, notAllowed)
+		if rt.methods[http.MethodGet] != nil && rt.methods[http.MethodHead] == nil {
+			mux.Handle(http.MethodHead+" "+pattern, notAllowed)
+		}
+	}
+	mux.HandleFunc("/", s.noRoute)
+	return s.logRequests(s.cleanPathsOnly(mux))
 }
 
 func (s *Service) routes() []route {
-	g := []string{"accounts", "{account}", "gateway"}
-	p := func(extra ...string) []string { return append(append([]string{}, g...), extra...) }
+	const gw = "/accounts/{account}/gateway"
 	return []route{
-		{p("certificates"), map[string]handlerFunc{http.MethodGet: handleList, http.MethodPost: handleGenerate}},
-		{p("certificates", "{cert}"), map[string]handlerFunc{http.MethodGet: handleGet, http.MethodDelete: handleDelete}},
-		{p("certificates", "{cert}", "activate"), map[string]handlerFunc{http.MethodPost: handleActivate}},
-		{p("certificates", "{cert}", "deactivate"), map[string]handlerFunc{http.MethodPost: handleDeactivate}},
-		{p("certificates", "{cert}", "download"), map[string]handlerFunc{http.MethodGet: handleDownload}},
-		{p("configuration"), map[string]handlerFunc{
+		{gw + "/certificates", map[string]handlerFunc{http.MethodGet: handleList, http.MethodPost: handleGenerate}},
+		{gw + "/certificates/{cert}", map[string]handlerFunc{http.MethodGet: handleGet, http.MethodDelete: handleDelete}},
+		{gw + "/certificates/{cert}/activate", map[string]handlerFunc{http.MethodPost: handleActivate}},
+		{gw + "/certificates/{cert}/deactivate", map[string]handlerFunc{http.MethodPost: handleDeactivate}},
+		{gw + "/certificates/{cert}/download", map[string]handlerFunc{http.MethodGet: handleDownload}},
+		{gw + "/configuration", map[string]handlerFunc{
 			http.MethodGet: handleGetConfig, http.MethodPut: handlePutConfig, http.MethodPatch: handlePatchConfig}},
-		{[]string{"accounts", "{account}", "mtls_certificates"}, map[string]handlerFunc{
+		{"/accounts/{account}/mtls_certificates", map[string]handlerFunc{
 			http.MethodGet: handleListCustom, http.MethodPost: handleUpload}},
-		{[]string{"accounts", "{account}", "mtls_certificates", "{cert}"}, map[string]handlerFunc{
+		{"/accounts/{account}/mtls_certificates/{cert}", map[string]handlerFunc{
 			http.MethodGet: handleGetCustom, http.MethodDelete: handleDeleteCustom}},
 	}
 }
 
-// match finds the route for path segments and captures its parameters.
-func match(routes []route, segs []string) (*route, map[string]string) {
-	for i := range routes {
-		rt := &routes[i]
-		if len(rt.segs) != len(segs) {
-			continue
+// cleanPathsOnly answers a path that is not in canonical form ("//",
+// "/./", "/../") with the no-route envelope, where ServeMux would redirect
+// to the cleaned path: an API client that sent it has a bug to see.
+func (s *Service) cleanPathsOnly(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		p := r.URL.EscapedPath()
+		clean := path.Clean(p)
+		if strings.HasSuffix(p, "/") && clean != "/" {
+			clean += "/"
 		}
-		params := map[string]string{}
-		ok := true
-		for j, want := range rt.segs {
-			if strings.HasPrefix(want, "{") {
-				if segs[j] == "" {
-					ok = false
-					break
-				}
-				params[strings.Trim(want, "{}")] = segs[j]
-			} else if want != segs[j] {
-				ok = false
-				break
-			}
-		}
-		if ok {
-			return rt, params
-		}
-	}
-	return nil, nil
-}
-
-func (s *Service) serve(w http.ResponseWriter, r *http.Request, routes []route, stopping context.Context) {
-	if r.URL.Path == "/healthz" && (r.Method == http.MethodGet || r.Method == http.MethodHead) {
-		w.Header().Set("Content-Type", "text/plain; charset=utf-8")
-		io.WriteString(w, "ok\n")
-		return
-	}
-	rest, ok := strings.CutPrefix(r.URL.Path, APIPrefix+"/")
-	var rt *route
-	var params map[string]string
-	if ok {
-		rt, params = match(routes, strings.Split(rest, "/"))
-	}
-	if rt == nil {
-		e := notFound(r.URL.Path)
-		e.errs = append(e.errs, api.Message{Code: CodeNoRoute, Message: "No route for that URI"})
-		s.writeError(w, r, e)
-		return
-	}
-	h := rt.methods[r.Method]
-	if h == nil {
-		allow := make([]string, 0, len(rt.methods))
-		for m := range rt.methods {
-			allow = append(allow, m)
-		}
-		sort.Strings(allow)
-		w.Header().Set("Allow", strings.Join(allow, ", "))
-		s.writeError(w, r, newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
-			"method %s not allowed here; use %s", r.Method, strings.Join(allow, ", ")))
-		return
-	}
-	c := &call{w: w, r: r, s: s, account: params["account"], cert: params["cert"], stopping: stopping}
-	if info, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
-		info.account = c.account
-	}
-	if e := s.authorize(c); e != nil {
-		s.writeError(w, r, e)
-		return
-	}
-	if params["cert"] != "" {
-		if u, err := uuid.Parse(c.cert); err != nil || u.String() != strings.ToLower(c.cert) || len(c.cert) != 36 {
-			s.writeError(w, r, notFound(r.URL.Path))
+		if clean != p {
+			s.noRoute(w, r)
 			return
 		}
-		c.cert = strings.ToLower(c.cert)
-	}
-	res, err := h(c)
-	if err != nil {
-		s.writeError(w, r, toAPIError(err, r.URL.Path))
-		return
-	}
-	switch v := res.(type) {
-	case notModified:
-		w.Header().Set("ETag", v.etag)
-		w.WriteHeader(http.StatusNotModified)
-	case rawResult:
-		w.Header().Set("Content-Type", v.contentType)
-		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", v.filename))
-		w.Header().Set("X-Content-Type-Options", "nosniff")
-		w.Write(v.body)
-	default:
-		s.writeEnvelope(w, r, http.StatusOK, res)
-	}
+		next.ServeHTTP(w, r)
+	})
+}
+
+func (s *Service) noRoute(w http.ResponseWriter, r *http.Request) {
+	e := notFound(r.URL.Path)
+	e.errs = append(e.errs, api.Message{Code: CodeNoRoute, Message: "No route for that URI"})
+	s.writeError(w, r, e)
+}
+
+func (s *Service) methodNotAllowed(allow []string) http.Handler {
+	list := strings.Join(allow, ", ")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Allow", list)
+		s.writeError(w, r, newError(http.StatusMethodNotAllowed, CodeMethodNotAllowed,
+			"method %s not allowed here; use %s", r.Method, list))
+	})
+}
+
+// endpoint serves one method of one route: it authorizes the call, checks
+// the certificate id, runs h and writes what h returns.
+func (s *Service) endpoint(h handlerFunc, stopping context.Context) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		c := &call{w: w, r: r, s: s, account: r.PathValue("account"), cert: r.PathValue("cert"), stopping: stopping}
+		if info, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
+			info.account = c.account
+		}
+		if e := s.authorize(c); e != nil {
+			s.writeError(w, r, e)
+			return
+		}
+		if c.cert != "" {
+			if u, err := uuid.Parse(c.cert); err != nil || u.String() != strings.ToLower(c.cert) || len(c.cert) != 36 {
+				s.writeError(w, r, notFound(r.URL.Path))
+				return
+			}
+			c.cert = strings.ToLower(c.cert)
+		}
+		res, err := h(c)
+		if err != nil {
+			s.writeError(w, r, toAPIError(err, r.URL.Path))
+			return
+		}
+		switch v := res.(type) {
+		case notModified:
+			w.Header().Set("ETag", v.etag)
+			w.WriteHeader(http.StatusNotModified)
+		case rawResult:
+			w.Header().Set("Content-Type", v.contentType)
+			w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", v.filename))
+			w.Header().Set("X-Content-Type-Options", "nosniff")
+			w.Write(v.body)
+		default:
+			s.writeEnvelope(w, r, http.StatusOK, res)
+		}
+	})
 }
 
 // authorize checks the bearer token against the route's account and the

@@ -51,6 +51,9 @@ func TestErrors(t *testing.T) {
 		{"unknown route", "GET", controlplane.APIPrefix + "/nope", f.read, "", 404, []int{7003, 7000}, "", "Could not route"},
 		{"outside the API", "GET", "/admin", "", "", 404, []int{7003, 7000}, "", ""},
 		{"trailing slash", "GET", f.gw("/certificates/"), f.read, "", 404, []int{7003, 7000}, "", ""},
+		{"empty segment", "GET", controlplane.APIPrefix + "/accounts//gateway/certificates", f.read, "", 404, []int{7003, 7000}, "", ""},
+		{"dot segment", "GET", f.gw("/./certificates"), f.read, "", 404, []int{7003, 7000}, "", ""},
+		{"HEAD is not served", "HEAD", f.gw("/certificates"), f.read, "", 405, []int{1004}, "", "GET, POST"},
 		{"no token", "GET", f.gw("/certificates"), "", "", 401, []int{10000}, "", "Authentication error"},
 		{"malformed token", "GET", f.gw("/certificates"), "hunter2", "", 401, []int{10000}, "", ""},
 		{"unknown token", "GET", f.gw("/certificates"), "cpt_0000000000000000.AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", "", 401, []int{10000}, "", ""},
@@ -314,6 +317,11 @@ func TestHealthz(t *testing.T) {
 	r := f.do(t, "GET", "/healthz", "", "")
 	assert.Equal(t, 200, r.status)
 	assert.Equal(t, "ok\n", string(r.body))
+	r = f.do(t, "HEAD", "/healthz", "", "")
+	assert.Equal(t, 200, r.status)
+	r = f.do(t, "POST", "/healthz", "", "")
+	assert.Equal(t, 404, r.status)
+	assert.False(t, r.env.Success)
 }
 
 func TestConcurrentUseOverHTTP(t *testing.T) {
