@@ -29,6 +29,11 @@ var (
 	// ErrMalformed wraps every answer that is not a well-formed envelope:
 	// HTML error pages, truncated JSON, empty bodies, oversize bodies.
 	ErrMalformed = errors.New("api: malformed response")
+	// ErrRedirect wraps every 3xx answer (other than 304 to our
+	// If-None-Match). The client never follows one: the token goes to the
+	// configured origin only, and an answer from anywhere else is not the
+	// control plane's (DESIGN.md §6.2).
+	ErrRedirect = errors.New("api: redirect refused")
 )
 
 // Error is a failed API call: the server answered with an HTTP status and,
@@ -44,11 +49,21 @@ type Error struct {
 	Detail string
 	// RetryAfter is the server's Retry-After (429, 503), or 0.
 	RetryAfter time.Duration
+	// Location is a 3xx answer's Location header (cleaned for printing),
+	// or "".
+	Location string
 }
 
 func (e *Error) Error() string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "api: %s %s: HTTP %d", e.Method, e.Path, e.StatusCode)
+	if isRedirect(e.StatusCode) {
+		loc := e.Location
+		if loc == "" {
+			loc = "(no Location)"
+		}
+		fmt.Fprintf(&b, ": redirect to %s refused: the agent only talks to the configured control_plane_url", loc)
+	}
 	for i, m := range e.Errors {
 		if i == 0 {
 			b.WriteString(": ")
@@ -85,6 +100,20 @@ func clean(s string, max int) string {
 		s = s[:max] + "…"
 	}
 	return s
+}
+
+// Unwrap lets errors.Is(err, ErrRedirect) match a refused redirect.
+func (e *Error) Unwrap() error {
+	if isRedirect(e.StatusCode) {
+		return ErrRedirect
+	}
+	return nil
+}
+
+// isRedirect reports whether status is a 3xx other than 304 (which is an
+// answer to If-None-Match, handled on its own).
+func isRedirect(status int) bool {
+	return status >= 300 && status <= 399 && status != http.StatusNotModified
 }
 
 // Code returns the first error code, or 0.
@@ -160,8 +189,21 @@ func NewClient(baseURL, accountID, token string, opts ...ClientOption) (*Client,
 	for _, o := range opts {
 		o(c)
 	}
+	// Every request of this client (list, long-poll, get, download, and
+	// whatever is added later) goes through c.hc: refusing redirects here,
+	// once, means none can be followed. A copy, so the caller's client is
+	// left as it was.
+	hc := *c.hc
+	hc.CheckRedirect = refuseRedirect
+	c.hc = &hc
 	return c, nil
 }
+
+// refuseRedirect stops net/http from following any redirect: the 3xx
+// answer itself comes back, and the client turns it into an error. Go
+// would otherwise resend the Authorization header to a Location on the
+// same host but another port, and install whatever that answered.
+func refuseRedirect(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
 
 // AccountID returns the account the client works on.
 func (c *Client) AccountID() string { return c.accountID }
@@ -500,6 +542,13 @@ func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path strin
 // errors when the body is one.
 func (c *Client) failure(method, path string, resp *http.Response, raw []byte) error {
 	e := &Error{Method: method, Path: path, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header.Get("Retry-After"), time.Now())}
+	if isRedirect(resp.StatusCode) {
+		loc := resp.Header.Get("Location")
+		if len(c.token) >= 4 {
+			loc = strings.ReplaceAll(loc, c.token, "REDACTED")
+		}
+		e.Location = clean(loc, 200)
+	}
 	env, err := decodeEnvelope(resp, raw)
 	if err == nil {
 		e.Errors = c.withoutToken(env.Errors)

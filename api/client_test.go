@@ -679,12 +679,13 @@ func TestLongPollTimeout(t *testing.T) {
 	hc := &http.Client{Timeout: 30 * time.Second}
 	c, err := NewClient("https://example.test/client/v4", testAccount, testToken, WithHTTPClient(hc))
 	require.NoError(t, err)
-	assert.Same(t, hc, c.clientForWait(0))
+	assert.Same(t, c.hc, c.clientForWait(0))
 	got := c.clientForWait(55 * time.Second)
 	assert.Equal(t, 85*time.Second, got.Timeout)
+	assert.NotNil(t, got.CheckRedirect, "the long-poll client refuses redirects too")
 	assert.Equal(t, 30*time.Second, hc.Timeout, "the configured client is not changed")
 	noLimit := &http.Client{}
 	c, err = NewClient("https://example.test/client/v4", testAccount, testToken, WithHTTPClient(noLimit))
 	require.NoError(t, err)
-	assert.Same(t, noLimit, c.clientForWait(time.Minute))
+	assert.Same(t, c.hc, c.clientForWait(time.Minute))
 }

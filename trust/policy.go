@@ -60,10 +60,12 @@ type Rejected struct {
 }
 
 // Check returns the parsed certificate, or a *Rejection saying why it is not
-// acceptable: it must parse as exactly one certificate, be a CA, be inside its
+// acceptable: it must parse as exactly one certificate, be a CA (and its key
+// usage, when present, must allow signing certificates), be inside its
 // validity window, have an RSA ≥ 2048, ECDSA ≥ P-256 or Ed25519 key, not be
 // signed with MD5 or SHA-1, and match the claimed fingerprint if one was
-// given.
+// given. It is the one acceptance policy: the agent applies it to every
+// answer and certplane to every upload (controlplane/ca.CheckUpload).
 func (p Policy) Check(c Candidate) (*Cert, error) {
 	certs, err := ParsePEM(c.PEM)
 	if err != nil {
@@ -86,6 +88,13 @@ func (p Policy) Check(c Candidate) (*Cert, error) {
 	}
 	if !x.BasicConstraintsValid || !x.IsCA {
 		return nil, reject("not a CA (BasicConstraints CA=false or missing)")
+	}
+	if x.KeyUsage != 0 && x.KeyUsage&x509.KeyUsageCertSign == 0 {
+		// RFC 5280 4.2.1.3: a CA's key usage must include keyCertSign when
+		// the extension is present; verifiers that enforce it would not
+		// chain through this root anyway, and the others would trust a key
+		// its owner marked for something else.
+		return nil, reject("key usage does not allow signing certificates (keyCertSign missing)")
 	}
 	now := time.Now()
 	if p.Now != nil {

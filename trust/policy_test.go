@@ -39,6 +39,8 @@ func TestPolicyTable(t *testing.T) {
 		{name: "claimed colon form", pem: func() []byte { return root.PEM() }, claim: func() string { return root.FP.String() }},
 		{name: "claimed hex lower", pem: func() []byte { return root.PEM() }, claim: func() string { return root.FP.Hex() }},
 		{name: "claimed unpadded", pem: func() []byte { return root.PEM() }, claim: func() string { return unpadded(root.FP) }},
+		{name: "CA without key usage extension", pem: pemOf(t, trusttest.WithKeyUsage(0))},
+		{name: "CA keyCertSign only", pem: pemOf(t, trusttest.WithKeyUsage(x509.KeyUsageCertSign))},
 		{name: "text around the PEM", pem: func() []byte { return append([]byte("Gateway CA\n"), root.PEM()...) }},
 
 		{name: "RSA 1024", pem: pemOf(t, trusttest.WithRSA(1024)), want: "weak key: RSA 1024 bits"},
@@ -48,6 +50,9 @@ func TestPolicyTable(t *testing.T) {
 		{name: "SHA-1 ECDSA", pem: pemOf(t, trusttest.WithSHA1()), want: "signed with SHA-1"},
 		{name: "MD5 RSA", pem: pemOf(t, trusttest.WithRSA(2048), trusttest.WithMD5()), want: "signed with MD5"},
 		{name: "not a CA", pem: pemOf(t, trusttest.NotCA()), want: "not a CA"},
+		{name: "CA digitalSignature+keyEncipherment (RSA)", pem: pemOf(t, trusttest.WithRSA(2048), trusttest.WithKeyUsage(x509.KeyUsageDigitalSignature|x509.KeyUsageKeyEncipherment)), want: "keyCertSign missing"},
+		{name: "CA digitalSignature only", pem: pemOf(t, trusttest.WithKeyUsage(x509.KeyUsageDigitalSignature)), want: "keyCertSign missing"},
+		{name: "CA CRLSign only", pem: pemOf(t, trusttest.WithKeyUsage(x509.KeyUsageCRLSign)), want: "keyCertSign missing"},
 		{name: "no basic constraints", pem: pemOf(t, trusttest.NoBasicConstraints()), want: "not a CA"},
 		{name: "TLS leaf", pem: func() []byte { return root.Issue(t).PEM() }, want: "not a CA"},
 		{name: "expired", pem: pemOf(t, trusttest.Expired()), want: "expired"},

@@ -164,11 +164,11 @@ func Describe(c *x509.Certificate) (fingerprint, issuerOrg, issuerRaw string) {
 	return trust.FingerprintOf(c.Raw).String(), org, c.Issuer.String()
 }
 
-// CheckUpload validates a custom root and its private key: the same
-// acceptance policy the agent applies (exactly one certificate, a CA, inside
-// its validity window, a strong key, no MD5/SHA-1), plus: the key usage (if
-// present) allows signing certificates, and the private key is the
-// certificate's. Error messages never contain key material.
+// CheckUpload validates a custom root and its private key: trust.Policy,
+// the acceptance policy the agent applies (exactly one certificate, a CA
+// whose key usage, if present, allows signing certificates, inside its
+// validity window, a strong key, no MD5/SHA-1), plus: the private key is
+// the certificate's. Error messages never contain key material.
 func CheckUpload(certPEM, keyPEM string, now time.Time) (*Issued, error) {
 	if strings.TrimSpace(certPEM) == "" {
 		return nil, fmt.Errorf("%w: certificates is empty", ErrBadUpload)
@@ -183,9 +183,6 @@ func CheckUpload(certPEM, keyPEM string, now time.Time) (*Issued, error) {
 		return nil, fmt.Errorf("%w: %v", ErrBadUpload, err)
 	}
 	cert := tc.X509
-	if cert.KeyUsage != 0 && cert.KeyUsage&x509.KeyUsageCertSign == 0 {
-		return nil, fmt.Errorf("%w: key usage does not allow signing certificates", ErrBadUpload)
-	}
 	key, err := parsePrivateKey(keyPEM)
 	if err != nil {
 		return nil, err

@@ -179,6 +179,9 @@ func TestCheckUpload(t *testing.T) {
 		{"two certs", good + good, ecKey, ErrBadUpload, "2 certificates"},
 		{"not a CA", mint(t, ec, func(c *x509.Certificate) { c.IsCA = false; c.KeyUsage = x509.KeyUsageDigitalSignature }), ecKey, ErrBadUpload, "not a CA"},
 		{"no cert sign", mint(t, ec, func(c *x509.Certificate) { c.KeyUsage = x509.KeyUsageDigitalSignature }), ecKey, ErrBadUpload, "key usage"},
+		{"no cert sign, DS+KE (rsa)", mint(t, rsaKey, func(c *x509.Certificate) {
+			c.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment
+		}), keyPEM(t, rsaKey, "PRIVATE KEY"), ErrBadUpload, "keyCertSign missing"},
 		{"expired", mint(t, ec, func(c *x509.Certificate) { c.NotBefore, c.NotAfter = now.Add(-48*time.Hour), now.Add(-time.Hour) }), ecKey, ErrBadUpload, "expired"},
 		{"not yet valid", mint(t, ec, func(c *x509.Certificate) { c.NotBefore = now.Add(time.Hour) }), ecKey, ErrBadUpload, "not valid until"},
 		{"weak rsa", mint(t, weakRSA, nil), keyPEM(t, weakRSA, "PRIVATE KEY"), ErrBadUpload, "weak key"},
@@ -202,6 +205,41 @@ func TestCheckUpload(t *testing.T) {
 				inner := strings.Split(body, "\n")[1]
 				assert.NotContains(t, err.Error(), inner)
 			}
+		})
+	}
+}
+
+// TestUploadAndAgentShareThePolicy: certplane refuses an upload for exactly
+// the reason the agent would refuse to install it (one function,
+// trust.Policy.Check), so no root certplane accepts is one agents drop, and
+// none certplane refuses reaches agents another way.
+func TestUploadAndAgentShareThePolicy(t *testing.T) {
+	ec, _ := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	rsaKey, _ := rsa.GenerateKey(rand.Reader, 2048)
+	certs := map[string]struct {
+		cert string
+		key  crypto.Signer
+	}{
+		"good":          {mint(t, ec, nil), ec},
+		"no key usage":  {mint(t, ec, func(c *x509.Certificate) { c.KeyUsage = 0 }), ec},
+		"DS+KE":         {mint(t, rsaKey, func(c *x509.Certificate) { c.KeyUsage = x509.KeyUsageDigitalSignature | x509.KeyUsageKeyEncipherment }), rsaKey},
+		"CRL sign only": {mint(t, ec, func(c *x509.Certificate) { c.KeyUsage = x509.KeyUsageCRLSign }), ec},
+		"not a CA":      {mint(t, ec, func(c *x509.Certificate) { c.IsCA = false }), ec},
+		"expired":       {mint(t, ec, func(c *x509.Certificate) { c.NotBefore, c.NotAfter = now.Add(-48*time.Hour), now.Add(-time.Hour) }), ec},
+		"sha1":          {mint(t, rsaKey, func(c *x509.Certificate) { c.SignatureAlgorithm = x509.SHA1WithRSA }), rsaKey},
+	}
+	for name, c := range certs {
+		t.Run(name, func(t *testing.T) {
+			_, upErr := CheckUpload(c.cert, keyPEM(t, c.key, "PRIVATE KEY"), now)
+			_, agentErr := trust.Policy{Now: func() time.Time { return now }}.Check(trust.Candidate{PEM: []byte(c.cert)})
+			if agentErr == nil {
+				assert.NoError(t, upErr, "the agent would install it, so certplane takes it")
+				return
+			}
+			require.ErrorIs(t, upErr, ErrBadUpload, "the agent refuses it (%v), so certplane does", agentErr)
+			var rej *trust.Rejection
+			require.ErrorAs(t, agentErr, &rej)
+			assert.Contains(t, upErr.Error(), rej.Reason, "the same reason")
 		})
 	}
 }

@@ -73,6 +73,7 @@ type spec struct {
 	freshKey    bool
 	maxPathLen  int
 	validitySet bool
+	keyUsage    *x509.KeyUsage
 }
 
 // WithRSA gives the certificate an RSA key of bits bits (1024 and up). RSA
@@ -118,6 +119,10 @@ func NotCA() Option { return func(s *spec) { s.isCA = false } }
 // AsCA makes a certificate whose BasicConstraints say CA=true (the default
 // for NewCA; use it with Issue for an intermediate).
 func AsCA() Option { return func(s *spec) { s.isCA = true } }
+
+// WithKeyUsage sets the key usage extension to exactly ku (0 leaves the
+// extension out), instead of the default for a CA or a leaf.
+func WithKeyUsage(ku x509.KeyUsage) Option { return func(s *spec) { s.keyUsage = &ku } }
 
 // NoBasicConstraints omits the BasicConstraints extension altogether.
 func NoBasicConstraints() Option { return func(s *spec) { s.noBasic = true; s.isCA = false } }
@@ -356,6 +361,9 @@ func mint(s spec) (*CA, error) {
 	}
 	if _, ok := key.(*rsa.PrivateKey); ok && !s.isCA {
 		tmpl.KeyUsage |= x509.KeyUsageKeyEncipherment
+	}
+	if s.keyUsage != nil {
+		tmpl.KeyUsage = *s.keyUsage
 	}
 	parentCert, signer := tmpl, key
 	if s.parent != nil {
