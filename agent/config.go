@@ -19,6 +19,7 @@ import (
 	"github.com/certagent/certagent/api"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
+	"github.com/certagent/certagent/trust/stores"
 )
 
 // ErrConfig is wrapped by every configuration error, so callers (and the
@@ -322,15 +323,14 @@ func parseConfig(m map[string]json.RawMessage, origin map[string]string, p platf
 		}
 		seen := map[string]bool{}
 		for i, s := range list {
-			if err := validStoreSpec(s); err != nil {
+			spec, err := stores.ParseSpec(s)
+			if err != nil {
 				return nil, fail("stores", "%v", err)
 			}
 			// The spec is the ledger's store key: "dir:/a/" and "dir:/a"
 			// must be the same store.
-			if kind, arg, ok := strings.Cut(s, ":"); ok {
-				s = kind + ":" + filepath.Clean(arg)
-				list[i] = s
-			}
+			s = spec.String()
+			list[i] = s
 			if seen[s] {
 				return nil, fail("stores", "%q is listed twice", s)
 			}
@@ -505,26 +505,6 @@ func isLoopback(host string) bool {
 	}
 	ip := net.ParseIP(host)
 	return ip != nil && ip.IsLoopback()
-}
-
-func validStoreSpec(s string) error {
-	kind, arg, hasArg := strings.Cut(s, ":")
-	switch kind {
-	case "system", "nss", "firefox-policy", "java":
-		if hasArg {
-			return fmt.Errorf("%q takes no argument", s)
-		}
-	case "dir", "bundle":
-		if !hasArg || arg == "" || !filepath.IsAbs(arg) {
-			return fmt.Errorf("%q needs an absolute path, like %s:/var/lib/certagent/%s", s, kind, kind)
-		}
-		if filepath.Clean(arg) == string(filepath.Separator) {
-			return fmt.Errorf("%q: refusing the root directory", s)
-		}
-	default:
-		return fmt.Errorf("unknown store %q (want system, nss, firefox-policy, java, bundle:PATH or dir:PATH)", s)
-	}
-	return nil
 }
 
 // parseDuration accepts a Go duration string ("60s", "5m") or a number of

@@ -7,13 +7,12 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"path/filepath"
 	"runtime"
-	"strings"
 
 	"github.com/certagent/certagent/agent"
 	"github.com/certagent/certagent/agent/daemon"
 	"github.com/certagent/certagent/platform"
+	"github.com/certagent/certagent/trust/stores"
 )
 
 const serviceUsage = `usage: certagent service install|uninstall|start|stop|restart|status
@@ -108,14 +107,10 @@ func serviceOptions(paths platform.Paths) platform.ServiceOptions {
 	// gets the right writable paths.
 	if cfg, err := agent.LoadConfig(paths, agent.LoadOptions{Local: true}); err == nil {
 		o.ReadWritePaths = append(o.ReadWritePaths, cfg.StateDir)
-		for _, s := range cfg.Stores {
-			kind, arg, _ := strings.Cut(s, ":")
-			switch kind {
-			case "dir":
-				o.ReadWritePaths = append(o.ReadWritePaths, arg)
-			case "bundle":
-				// Atomic replacement writes a temp file next to the bundle.
-				o.ReadWritePaths = append(o.ReadWritePaths, filepath.Dir(arg))
+		for _, name := range cfg.Stores {
+			// LoadConfig parsed every name; one that fails here writes nowhere.
+			if spec, err := stores.ParseSpec(name); err == nil && spec.WritesNextTo() != "" {
+				o.ReadWritePaths = append(o.ReadWritePaths, spec.WritesNextTo())
 			}
 		}
 	}

@@ -5,8 +5,6 @@ package stores
 
 import (
 	"fmt"
-	"path/filepath"
-	"strings"
 
 	"github.com/hashicorp/go-hclog"
 
@@ -32,25 +30,15 @@ func (e Env) withDefaults() Env {
 	return e
 }
 
-// Open returns the adapter named by spec.
+// Open returns the adapter named by spec (see ParseSpec).
 func Open(spec string, env Env) (trust.Store, error) {
-	env = env.withDefaults()
-	kind, arg, hasArg := strings.Cut(spec, ":")
-	switch kind {
-	case "dir", "bundle":
-		if !hasArg || arg == "" {
-			return nil, fmt.Errorf("stores: %q needs a path, like %s:/var/lib/certagent/%s", spec, kind, kind)
-		}
-		if !filepath.IsAbs(arg) {
-			return nil, fmt.Errorf("stores: %q: the path must be absolute", spec)
-		}
-		return openPath(kind, filepath.Clean(arg), env)
-	case "system", "nss", "firefox-policy", "java":
-		if hasArg {
-			return nil, fmt.Errorf("stores: %q takes no argument", spec)
-		}
-		return openPlatform(kind, env)
-	default:
-		return nil, fmt.Errorf("stores: unknown store %q (want system, nss, firefox-policy, java, bundle:PATH or dir:PATH)", spec)
+	sp, err := ParseSpec(spec)
+	if err != nil {
+		return nil, fmt.Errorf("stores: %w", err)
 	}
+	env = env.withDefaults()
+	if sp.Path != "" {
+		return openPath(sp.Kind, sp.Path, env)
+	}
+	return openPlatform(sp.Kind, env)
 }
