@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/certagent/certagent/internal/testenv"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust/trusttest"
 )
@@ -205,11 +206,8 @@ func TestSettingsFilesOthersCanWriteAreRefused(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
-			if tc.chown && os.Geteuid() != 0 {
-				if os.Getenv("CERTAGENT_E2E") == "1" {
-					t.Fatal("needs root to give a file away (CERTAGENT_E2E=1)")
-				}
-				t.Skip("needs root to give a file away")
+			if tc.chown {
+				testenv.RequireRoot(t, "to give a file away")
 			}
 			d := t.TempDir()
 			p := platform.Paths{ConfigFile: filepath.Join(d, "config.json"), ManagedFile: filepath.Join(d, "managed.json"), StateDir: "/var/lib/certagent"}

@@ -19,6 +19,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"howett.net/plist"
 
+	"github.com/certagent/certagent/internal/testenv"
 	"github.com/certagent/certagent/packaging"
 	"github.com/certagent/certagent/packaging/macpkg"
 	"github.com/certagent/certagent/packaging/winpkg"
@@ -266,16 +267,14 @@ func TestSystemdUnit(t *testing.T) {
 	delete(directives, "Documentation") // the package also ships the man page
 	assert.Equal(t, rendered, directives, "packaging/linux/certagent.service has drifted from platform.SystemdUnit: make them agree")
 
-	// systemd's own parser, where it is installed.
-	analyze, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		t.Log("systemd-analyze not installed; parser check skipped")
-		return
-	}
-	f := filepath.Join(t.TempDir(), "certagent.service")
-	require.NoError(t, os.WriteFile(f, bytes.Replace(unit, []byte("/usr/bin/certagent run"), []byte("/bin/true run"), 1), 0o644))
-	// --man=no: man:certagent(8) is installed by the package, not here.
-	out, err := exec.Command(analyze, "verify", "--man=no", f).CombinedOutput()
-	assert.NoError(t, err, "%s", out)
-	assert.Empty(t, strings.TrimSpace(string(out)), "systemd-analyze verify")
+	// systemd's own parser agrees.
+	t.Run("systemd-analyze verify", func(t *testing.T) {
+		analyze := testenv.RequireTool(t, "systemd-analyze", "systemd")
+		f := filepath.Join(t.TempDir(), "certagent.service")
+		require.NoError(t, os.WriteFile(f, bytes.Replace(unit, []byte("/usr/bin/certagent run"), []byte("/bin/true run"), 1), 0o644))
+		// --man=no: man:certagent(8) is installed by the package, not here.
+		out, err := exec.Command(analyze, "verify", "--man=no", f).CombinedOutput()
+		assert.NoError(t, err, "%s", out)
+		assert.Empty(t, strings.TrimSpace(string(out)), "systemd-analyze verify")
+	})
 }

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/certagent/certagent/internal/testenv"
 )
 
 // fakeSystemctl answers like systemctl for one unit and records every call.
@@ -38,12 +40,9 @@ func TestServiceInstallSystemd(t *testing.T) {
 		serviceInstallInside(t)
 		return
 	}
-	e2e := os.Getenv("CERTAGENT_E2E") == "1"
 	skip := func(why string) {
-		if e2e {
-			t.Fatal(why + " (CERTAGENT_E2E=1)")
-		}
-		t.Skip(why)
+		t.Helper()
+		testenv.Skipf(t, "%s", why)
 	}
 	if os.Getuid() != 0 {
 		skip("needs root for a mount namespace")
@@ -140,13 +139,7 @@ func index(list []string, s string) int {
 // TestSystemdUnitVerifies runs systemd's own checker over the rendered
 // unit: unknown directives, bad values and typos fail it.
 func TestSystemdUnitVerifies(t *testing.T) {
-	sa, err := exec.LookPath("systemd-analyze")
-	if err != nil {
-		if os.Getenv("CERTAGENT_E2E") == "1" {
-			t.Fatal("systemd-analyze not installed: install systemd (scripts/install-deps.sh) (CERTAGENT_E2E=1)")
-		}
-		t.Skip("systemd-analyze not installed: install systemd (scripts/install-deps.sh)")
-	}
+	sa := testenv.RequireTool(t, "systemd-analyze", "systemd")
 	dir := t.TempDir()
 	unit := filepath.Join(dir, "certagent.service")
 	require.NoError(t, os.WriteFile(unit, []byte(SystemdUnit("certagent", "/bin/true", []string{"run"}, []string{"/srv/roots"})), 0o644))

@@ -21,6 +21,7 @@ import (
 
 	"github.com/certagent/certagent/agent/localapi"
 	"github.com/certagent/certagent/agent/status"
+	"github.com/certagent/certagent/internal/testenv"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust/dir"
 	"github.com/certagent/certagent/trust/trusttest"
@@ -108,9 +109,6 @@ func startDaemon(t *testing.T, cas ...*trusttest.CA) (*env, *localapi.Client) {
 }
 
 func TestDaemonDriftRepairAndReload(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("unix socket and file layout")
-	}
 	ca := trusttest.NewCA(t, trusttest.WithCommonName("Daemon Test Root"))
 	e, c := startDaemon(t, ca)
 	anchor := filepath.Join(e.anchors, dir.FileName(ca.FP))
@@ -195,15 +193,7 @@ func TestDaemonDriftRepairAndReload(t *testing.T) {
 }
 
 func TestDaemonUnprivilegedClient(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("unix socket")
-	}
-	if os.Getuid() != 0 {
-		if os.Getenv("CERTAGENT_E2E") == "1" {
-			t.Fatal("needs root to run a client as nobody (CERTAGENT_E2E=1)")
-		}
-		t.Skip("needs root to run a client as nobody")
-	}
+	testenv.RequireRoot(t, "to run a client as nobody")
 	ca := trusttest.NewCA(t)
 	e, _ := startDaemon(t, ca)
 	// The anchor is written before the pass records its outcome; wait for
@@ -258,9 +248,6 @@ func TestHelperUnprivileged(t *testing.T) {
 }
 
 func TestDaemonWaitsForConfig(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("unix socket")
-	}
 	root := t.TempDir()
 	cfgPath := filepath.Join(root, "config.json")
 	socket := filepath.Join(root, "s.sock")

@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"syscall"
@@ -22,6 +21,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/certagent/certagent/agent/status"
+	"github.com/certagent/certagent/internal/testenv"
 	"github.com/certagent/certagent/platform"
 )
 
@@ -80,9 +80,6 @@ func serveB(t testing.TB, b Backend) string {
 }
 
 func TestClientServer(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("unix socket test")
-	}
 	fb := &fakeBackend{}
 	c := NewClient(serve(t, fb))
 	ctx := context.Background()
@@ -131,9 +128,6 @@ func TestNotRunning(t *testing.T) {
 }
 
 func TestRequestRules(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("unix socket test")
-	}
 	fb := &fakeBackend{}
 	path := serve(t, fb)
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
@@ -179,15 +173,7 @@ func TestRequestRules(t *testing.T) {
 // reading status works, sync is refused by the daemon's peer-credential
 // check (and never reaches the backend).
 func TestUnprivilegedClient(t *testing.T) {
-	if runtime.GOOS == "windows" {
-		t.Skip("unix socket test")
-	}
-	if os.Getuid() != 0 {
-		if os.Getenv("CERTAGENT_E2E") == "1" {
-			t.Fatal("needs root to run a client as nobody (CERTAGENT_E2E=1)")
-		}
-		t.Skip("needs root to run a client as nobody")
-	}
+	testenv.RequireRoot(t, "to run a client as nobody")
 	fb := &fakeBackend{}
 	path := serve(t, fb)
 

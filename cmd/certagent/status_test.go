@@ -19,6 +19,7 @@ import (
 
 	"github.com/certagent/certagent/agent"
 	"github.com/certagent/certagent/agent/status"
+	"github.com/certagent/certagent/internal/testenv"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
 )
@@ -74,12 +75,7 @@ func TestStatusMisconfigured(t *testing.T) {
 // holds the token) gets the saved state and a hint, not "config invalid".
 // The check runs as uid nobody in a subprocess.
 func TestStatusUnreadableConfig(t *testing.T) {
-	if os.Getuid() != 0 {
-		if os.Getenv("CERTAGENT_E2E") == "1" {
-			t.Fatal("needs root to run the check as nobody (CERTAGENT_E2E=1)")
-		}
-		t.Skip("needs root to run the check as nobody")
-	}
+	testenv.RequireRoot(t, "to run the check as nobody")
 	dir := t.TempDir()
 	require.NoError(t, os.Chmod(dir, 0o755))
 	require.NoError(t, os.Chmod(filepath.Dir(dir), 0o755))

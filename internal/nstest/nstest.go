@@ -52,6 +52,8 @@ import (
 	"fmt"
 	"os"
 	"testing"
+
+	"github.com/certagent/certagent/internal/testenv"
 )
 
 // Environment variables shared between the parent, the namespaced child and
@@ -68,7 +70,7 @@ const (
 	// envURL is the URL the Go client helper fetches.
 	envURL = "CERTAGENT_NSTEST_URL"
 	// EnvE2E turns skips into failures (set by .ci/run).
-	EnvE2E = "CERTAGENT_E2E"
+	EnvE2E = testenv.EnvE2E
 )
 
 // Exit codes of the namespaced child when it refuses to run tests.
@@ -151,17 +153,13 @@ func Missing() []string { return append([]string(nil), missing...) }
 func Scratch() string { return os.Getenv(envInside) }
 
 // E2E reports whether CERTAGENT_E2E=1 is set: skips become failures.
-func E2E() bool { return os.Getenv(EnvE2E) == "1" }
+func E2E() bool { return testenv.E2E() }
 
 // Skipf skips t, or fails it under CERTAGENT_E2E=1 so CI cannot pass by
-// skipping what it was meant to run.
+// skipping what it was meant to run (testenv.Skipf).
 func Skipf(t testing.TB, format string, args ...any) {
 	t.Helper()
-	msg := fmt.Sprintf(format, args...)
-	if E2E() {
-		t.Fatalf("%s (and %s=1 forbids skipping)", msg, EnvE2E)
-	}
-	t.Skip(msg)
+	testenv.Skipf(t, format, args...)
 }
 
 // Require skips t (or fails it under CERTAGENT_E2E=1) unless it runs Inside
@@ -188,11 +186,7 @@ func whyNotInside() string {
 // fails it under CERTAGENT_E2E=1) naming the Debian package that provides it.
 func Tool(t testing.TB, path, pkg string) string {
 	t.Helper()
-	st, err := os.Stat(path)
-	if err != nil || st.IsDir() || st.Mode().Perm()&0o111 == 0 {
-		Skipf(t, "nstest: %s not found: install %s (scripts/install-deps.sh)", path, pkg)
-	}
-	return path
+	return testenv.RequireTool(t, path, pkg)
 }
 
 // HostPID returns the pid of the process that stayed in the host's mount

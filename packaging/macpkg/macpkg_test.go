@@ -29,6 +29,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/certagent/certagent/internal/testenv"
 	"github.com/certagent/certagent/packaging"
 )
 
@@ -36,14 +37,7 @@ import (
 // CERTAGENT_E2E=1) naming the Debian package.
 func tool(t *testing.T, name, pkg string) string {
 	t.Helper()
-	p, err := exec.LookPath(name)
-	if err != nil {
-		if os.Getenv("CERTAGENT_E2E") == "1" {
-			t.Fatalf("%s not found: install %s (scripts/install-deps.sh); CERTAGENT_E2E=1 forbids skipping", name, pkg)
-		}
-		t.Skipf("%s not found: install %s (scripts/install-deps.sh)", name, pkg)
-	}
-	return p
+	return testenv.RequireTool(t, name, pkg)
 }
 
 func TestCksum(t *testing.T) {

@@ -15,6 +15,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"howett.net/plist"
 
+	"github.com/certagent/certagent/internal/testenv"
 	"github.com/certagent/certagent/trust"
 	"github.com/certagent/certagent/trust/trusttest"
 )
@@ -125,27 +126,25 @@ func TestSignMobileConfig(t *testing.T) {
 		assert.Error(t, p.VerifyWithChain(pool))
 	}
 
-	// openssl, when present, agrees.
-	openssl, err := exec.LookPath("openssl")
-	if err != nil {
-		t.Log("openssl not installed: skipping the openssl cross-check")
-		return
-	}
-	dir := t.TempDir()
-	write := func(name string, data []byte) string {
-		p := filepath.Join(dir, name)
-		require.NoError(t, os.WriteFile(p, data, 0o600))
-		return p
-	}
-	in := write("signed.mobileconfig", signed)
-	ca := write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signingRoot.X509.Raw}))
-	outFile := filepath.Join(dir, "out.xml")
-	cmd := exec.Command(openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in", in, "-CAfile", ca, "-purpose", "any", "-out", outFile)
-	msg, err := cmd.CombinedOutput()
-	require.NoError(t, err, "openssl cms -verify: %s", msg)
-	got, err := os.ReadFile(outFile)
-	require.NoError(t, err)
-	assert.Equal(t, profileXML, got)
+	// openssl agrees.
+	t.Run("openssl cms -verify", func(t *testing.T) {
+		openssl := testenv.RequireTool(t, "openssl", "openssl")
+		dir := t.TempDir()
+		write := func(name string, data []byte) string {
+			p := filepath.Join(dir, name)
+			require.NoError(t, os.WriteFile(p, data, 0o600))
+			return p
+		}
+		in := write("signed.mobileconfig", signed)
+		ca := write("ca.pem", pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: signingRoot.X509.Raw}))
+		outFile := filepath.Join(dir, "out.xml")
+		cmd := exec.Command(openssl, "cms", "-verify", "-binary", "-inform", "DER", "-in", in, "-CAfile", ca, "-purpose", "any", "-out", outFile)
+		msg, err := cmd.CombinedOutput()
+		require.NoError(t, err, "openssl cms -verify: %s", msg)
+		got, err := os.ReadFile(outFile)
+		require.NoError(t, err)
+		assert.Equal(t, profileXML, got)
+	})
 }
 
 func BenchmarkMobileConfig(b *testing.B) {

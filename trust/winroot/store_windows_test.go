@@ -4,12 +4,12 @@ package winroot
 
 import (
 	"context"
-	"os"
 	"testing"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/certagent/certagent/internal/testenv"
 	"github.com/certagent/certagent/trust"
 	"github.com/certagent/certagent/trust/trusttest"
 )
@@ -18,10 +18,7 @@ import (
 // must be exercised.
 func skipUnlessE2E(t *testing.T, why string) {
 	t.Helper()
-	if os.Getenv("CERTAGENT_E2E") == "1" {
-		t.Fatalf("CERTAGENT_E2E=1 but %s", why)
-	}
-	t.Skip(why)
+	testenv.Skipf(t, "%s", why)
 }
 
 // The real LocalMachine\ROOT, read-only: every user may list it, and the

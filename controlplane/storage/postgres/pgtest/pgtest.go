@@ -10,11 +10,12 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"net/url"
-	"os"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+
+	"github.com/certagent/certagent/internal/testenv"
 )
 
 // EnvDSN names the variable holding the test database's DSN.
@@ -25,14 +26,7 @@ const EnvDSN = "CERTAGENT_PG_DSN"
 // running in parallel (or in other packages) never see each other's rows.
 func DSN(t testing.TB) string {
 	t.Helper()
-	base := os.Getenv(EnvDSN)
-	if base == "" {
-		msg := EnvDSN + " is not set; run `export " + EnvDSN + "=$(scripts/pg-start.sh)` (as root) to test the PostgreSQL backend"
-		if os.Getenv("CERTAGENT_E2E") == "1" {
-			t.Fatal(msg)
-		}
-		t.Skip(msg)
-	}
+	base := testenv.RequireEnv(t, EnvDSN, "run `export "+EnvDSN+"=$(scripts/pg-start.sh)` (as root) to test the PostgreSQL backend")
 	var b [6]byte
 	if _, err := rand.Read(b[:]); err != nil {
 		t.Fatal(err)
