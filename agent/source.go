@@ -75,6 +75,9 @@ type Evaluation struct {
 // (expired, not a CA, weak key, SHA-1) are reported in Rejected and are a
 // legitimate part of the answer.
 func Evaluate(certs []api.Certificate, policy trust.Policy, retired map[trust.Fingerprint]bool) (*Evaluation, error) {
+	if err := checkShape(certs); err != nil {
+		return nil, err
+	}
 	ev := &Evaluation{}
 	var cands []trust.Candidate
 	byID := map[string]api.Certificate{}
@@ -118,6 +121,35 @@ func Evaluate(certs []api.Certificate, policy trust.Policy, retired map[trust.Fi
 		})
 	}
 	return ev, nil
+}
+
+// checkShape refuses a list that no account can have: two entries under
+// one id (which of them did the admin activate?), or more deployed roots
+// than an account may hold (10 managed + 5 custom). Either is a broken or
+// hostile server, not a decision, so nothing of it is believed; accepting
+// the first 15 would let an answer choose which roots survive by order.
+func checkShape(certs []api.Certificate) error {
+	ids := make(map[string]bool, len(certs))
+	deployed := map[string]bool{}
+	for _, c := range certs {
+		if c.ID != "" {
+			if ids[c.ID] {
+				return fmt.Errorf("%w: certificate id %q listed twice", ErrIntegrity, c.ID)
+			}
+			ids[c.ID] = true
+		}
+		if c.BindingStatus.Deployed() {
+			key := c.ID
+			if tc, err := trust.ParseOnePEM([]byte(c.Certificate)); err == nil {
+				key = tc.FP.String()
+			}
+			deployed[key] = true
+		}
+	}
+	if len(deployed) > trust.MaxAvailable {
+		return fmt.Errorf("%w: %d deployed certificates, more than the %d an account can have", ErrIntegrity, len(deployed), trust.MaxAvailable)
+	}
+	return nil
 }
 
 // Poll timing.

@@ -633,9 +633,15 @@ func decodeEnvelope(resp *http.Response, raw []byte) (*Envelope, error) {
 		return nil, fmt.Errorf("%w: empty body", ErrMalformed)
 	}
 	if ct := resp.Header.Get("Content-Type"); ct != "" {
-		mt, _, _ := mime.ParseMediaType(ct)
+		mt, _, perr := mime.ParseMediaType(ct)
 		if mt == "text/html" || (len(raw) > 0 && raw[0] == '<') {
 			return nil, fmt.Errorf("%w: got %s, not JSON (a proxy or captive portal?): %.80q", ErrMalformed, mt, raw)
+		}
+		// The API always labels its answers; JSON under another label is
+		// something else that happens to parse (a proxy's text/plain page,
+		// a file served by a misconfigured origin).
+		if perr != nil || (mt != "application/json" && !strings.HasSuffix(mt, "+json")) {
+			return nil, fmt.Errorf("%w: Content-Type %q, want application/json", ErrMalformed, clean(ct, 80))
 		}
 	}
 	var env Envelope

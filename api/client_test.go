@@ -334,7 +334,11 @@ func TestMalformedAnswers(t *testing.T) {
 		rep  reply
 		text string
 	}{
-		{"non-JSON", reply{header: map[string]string{"Content-Type": "text/plain"}, body: "hello"}, "not a v4 envelope"},
+		{"non-JSON", reply{header: map[string]string{"Content-Type": "text/plain"}, body: "hello"}, "Content-Type"},
+		{"non-JSON labelled JSON", reply{body: "hello"}, "not a v4 envelope"},
+		{"valid envelope labelled text/plain", reply{header: map[string]string{"Content-Type": "text/plain; charset=utf-8"}, body: ok(`[]`)}, `Content-Type "text/plain; charset=utf-8", want application/json`},
+		{"valid envelope labelled octet-stream", reply{header: map[string]string{"Content-Type": "application/octet-stream"}, body: ok(`[]`)}, "want application/json"},
+		{"unparsable Content-Type", reply{header: map[string]string{"Content-Type": "application/json; ="}, body: ok(`[]`)}, "want application/json"},
 		{"captive portal", reply{header: map[string]string{"Content-Type": "text/html; charset=utf-8"}, body: htmlBody}, "not JSON"},
 		{"truncated JSON", reply{body: ok(`[{"id":"f174e90a","binding_status":"avail`)[:60]}, "not a v4 envelope"},
 		{"empty body", reply{}, "empty body"},
