@@ -377,8 +377,8 @@ func (c *Client) SetInUse(ctx context.Context, id string) (*GatewayConfiguration
 
 // Upload adds a custom (BYO-PKI) root with its private key. It then appears
 // in List with the same id and type "custom".
-func (c *Client) Upload(ctx context.Context, name, certPEM, keyPEM string) (*MTLSCertificate, error) {
-	var out MTLSCertificate
+func (c *Client) Upload(ctx context.Context, name, certPEM, keyPEM string) (*MTLSUpload, error) {
+	var out MTLSUpload
 	body := UploadRequest{Name: name, Certificates: certPEM, PrivateKey: keyPEM, CA: true}
 	path := "/accounts/" + c.accountID + "/mtls_certificates"
 	if _, err := c.do(ctx, http.MethodPost, path, nil, nil, body, &out); err != nil {

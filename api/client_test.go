@@ -693,3 +693,50 @@ func TestLongPollTimeout(t *testing.T) {
 	require.NoError(t, err)
 	assert.Same(t, c.hc, c.clientForWait(time.Minute))
 }
+
+// TestOldAndNewShapes: the client reads what certplane answered before it
+// matched Cloudflare's schema and what it (and Cloudflare) answers now:
+// activate 200 or 202, deactivate 200 or 201, settings.certificate with or
+// without in_use, an upload with or without type.
+func TestOldAndNewShapes(t *testing.T) {
+	const id = "f174e90a-fafe-4643-bbbc-4a0ed4fc8415"
+	ca := trusttest.NewCA(t)
+	cert := realCert(id, "inactive", string(ca.PEM()), ca.FP.String(), true)
+	upload := `{"id":"` + id + `","name":"corp","ca":true,"certificates":` + jsonString(string(ca.PEM())) + `,"expires_on":"2030-01-01T00:00:00Z","issuer":"CN=corp","serial_number":"1","signature":"ECDSAWithSHA256",`
+	tests := []struct {
+		name                   string
+		activate, deactivate   int
+		certificateSetting     string
+		uploadTail, uploadType string
+	}{
+		{"old", 200, 200, `{"id":"` + id + `","in_use":true}`, `"updated_at":"0001-01-01T00:00:00Z","uploaded_on":"2026-11-29T06:00:00Z"}`, ""},
+		{"new", 202, 201, `{"id":"` + id + `"}`, `"type":"custom","updated_at":"0001-01-01T00:00:00Z","uploaded_on":"2026-11-29T06:00:00Z"}`, TypeCustom},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			conf := `{"created_at":"2024-10-17T00:00:00Z","updated_at":"2024-10-17T00:00:00Z","settings":{"certificate":` + tc.certificateSetting + `}}`
+			r := newReplay(t, map[string]reply{
+				"POST " + certsPath + "/" + id + "/activate":                     {status: tc.activate, body: ok(strings.Replace(cert, `"inactive"`, `"pending_deployment"`, 1))},
+				"POST " + certsPath + "/" + id + "/deactivate":                   {status: tc.deactivate, body: ok(strings.Replace(cert, `"inactive"`, `"pending_deletion"`, 1))},
+				"GET " + configPath:                                              {body: ok(conf)},
+				"POST /client/v4/accounts/" + testAccount + "/mtls_certificates": {body: ok(upload + tc.uploadTail)},
+			})
+			c := r.client(t)
+			ctx := context.Background()
+			a, err := c.Activate(ctx, id)
+			require.NoError(t, err)
+			assert.Equal(t, StatusPendingDeployment, a.BindingStatus)
+			d, err := c.Deactivate(ctx, id)
+			require.NoError(t, err)
+			assert.Equal(t, StatusPendingDeletion, d.BindingStatus)
+			got, err := c.GetConfiguration(ctx)
+			require.NoError(t, err)
+			require.NotNil(t, got.Settings.Certificate)
+			assert.Equal(t, id, got.Settings.Certificate.ID)
+			up, err := c.Upload(ctx, "corp", string(ca.PEM()), string(ca.KeyPEM()))
+			require.NoError(t, err)
+			assert.Equal(t, id, up.ID)
+			assert.Equal(t, tc.uploadType, up.Type)
+		})
+	}
+}

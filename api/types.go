@@ -92,7 +92,7 @@ type GatewaySettings struct {
 type CertificateSetting struct {
 	ID string `json:"id"`
 	// InUse is sent by Cloudflare's docs examples; the API accepts and
-	// ignores it.
+	// ignores it, and never answers with it (the schema has id only).
 	InUse bool `json:"in_use,omitempty"`
 }
 
@@ -142,8 +142,9 @@ type UploadRequest struct {
 	CA           bool   `json:"ca"`
 }
 
-// MTLSCertificate is the result of an mtls_certificates upload. The private
-// key is never part of it.
+// MTLSCertificate is one certificate of the mtls_certificates store, as
+// list, get and delete return it (the schema's MTLSCertificate: no
+// updated_at). The private key is never part of it.
 type MTLSCertificate struct {
 	ID           string `json:"id"`
 	Name         string `json:"name"`
@@ -153,8 +154,17 @@ type MTLSCertificate struct {
 	Issuer       string `json:"issuer"`
 	SerialNumber string `json:"serial_number"`
 	Signature    string `json:"signature"`
-	UpdatedAt    Time   `json:"updated_at"`
-	UploadedOn   Time   `json:"uploaded_on"`
+	// Type is "custom" for an uploaded root ("gateway_managed" and
+	// "access_managed" are Cloudflare's own).
+	Type       string `json:"type"`
+	UploadedOn Time   `json:"uploaded_on"`
+}
+
+// MTLSUpload is the result of an mtls_certificates upload: the certificate
+// and, as the schema's MTLSCertificateCreateResponse has it, updated_at.
+type MTLSUpload struct {
+	MTLSCertificate
+	UpdatedAt Time `json:"updated_at"`
 }
 
 // Envelope is the v4 response wrapper. Result is left raw so the caller

@@ -320,13 +320,14 @@ func APIConfiguration(a storage.Account) (api.GatewayConfiguration, error) {
 	out := api.GatewayConfiguration{
 		CreatedAt: api.Time{Time: a.ConfigCreatedAt},
 		UpdatedAt: api.Time{Time: a.ConfigUpdatedAt},
-		Settings:  api.GatewaySettings{Certificate: &api.CertificateSetting{ID: id, InUse: id != api.NilUUID}},
+		Settings:  api.GatewaySettings{Certificate: &api.CertificateSetting{ID: id}},
 	}
 	if len(a.Settings) > 0 {
 		if err := out.Settings.UnmarshalJSON(a.Settings); err != nil {
 			return out, fmt.Errorf("controlplane: stored settings: %w", err)
 		}
-		out.Settings.Certificate = &api.CertificateSetting{ID: id, InUse: id != api.NilUUID}
+		// The schema's settings.certificate is {id} only.
+		out.Settings.Certificate = &api.CertificateSetting{ID: id}
 	}
 	return out, nil
 }

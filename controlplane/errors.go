@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/certagent/certagent/api"
 	"github.com/certagent/certagent/controlplane/ca"
@@ -76,9 +77,15 @@ func toAPIError(err error, path string) *apiError {
 	case errors.Is(err, storage.ErrNotFound):
 		return notFound(path)
 	case errors.Is(err, storage.ErrDailyLimit):
+		next := "later"
+		var dl *storage.DailyLimitError
+		if errors.As(err, &dl) {
+			// Rounded up: asking at the time given must succeed.
+			next = "at " + dl.Next.Add(time.Second-time.Nanosecond).Truncate(time.Second).UTC().Format(time.RFC3339)
+		}
 		return newError(http.StatusTooManyRequests, CodeDailyLimit,
-			"generation limit reached: at most %d certificates per account in any %s; try again later",
-			storage.GenerationsPerDay, "24 hours")
+			"generation limit reached: at most %d certificates per account in any %s; the next generation is allowed %s",
+			storage.GenerationsPerDay, "24 hours", next)
 	case errors.Is(err, storage.ErrAvailableLimit):
 		return newError(http.StatusConflict, CodeAvailableLimit,
 			"at most %d certificates can be available (or pending deployment) at once; deactivate one first", storage.MaxAvailable)

@@ -6,6 +6,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
+	"reflect"
 	"strconv"
 	"strings"
 	"unicode"
@@ -93,11 +95,35 @@ func handleList(c *call) (any, error) {
 	return out, nil
 }
 
-// generateBody is POST /certificates. A pointer tells an explicit 0 (out of
-// range) from an absent field (the default); key_type is our extension.
+// generateBody is POST /certificates; key_type is our extension. The fields
+// stay raw so an absent field (the default) is told from an explicit null
+// or 0, which are refused: a generation spends one of the day's three, so
+// it must be exactly what was asked for.
 type generateBody struct {
-	ValidityPeriodDays *int   `json:"validity_period_days"`
-	KeyType            string `json:"key_type"`
+	ValidityPeriodDays json.RawMessage `json:"validity_period_days"`
+	KeyType            json.RawMessage `json:"key_type"`
+}
+
+// optionalField decodes raw, when the field was sent, into v; null is
+// refused like any other wrong type (400, CodeMalformedJSON, as jsonError
+// words it). It reports whether the field was sent.
+func optionalField(raw json.RawMessage, name string, v any) (bool, error) {
+	if raw == nil {
+		return false, nil
+	}
+	var err error
+	if string(raw) == "null" {
+		err = &json.UnmarshalTypeError{Value: "null", Type: reflect.TypeOf(v).Elem(), Field: name}
+	} else if err = json.Unmarshal(raw, v); err != nil {
+		var te *json.UnmarshalTypeError
+		if errors.As(err, &te) {
+			te.Field = name
+		}
+	}
+	if err != nil {
+		return true, jsonError(err)
+	}
+	return true, nil
 }
 
 func handleGenerate(c *call) (any, error) {
@@ -105,12 +131,18 @@ func handleGenerate(c *call) (any, error) {
 	if err := decodeBody(c, &b, true); err != nil {
 		return nil, err
 	}
-	req := GenerateRequest{KeyType: b.KeyType}
-	if b.ValidityPeriodDays != nil {
-		if d := *b.ValidityPeriodDays; d < 1 || d > 10950 {
-			return nil, invalid("/validity_period_days", "validity_period_days must be 1..10950, got %d", d)
+	var req GenerateRequest
+	if _, err := optionalField(b.KeyType, "key_type", &req.KeyType); err != nil {
+		return nil, err
+	}
+	var days int
+	if sent, err := optionalField(b.ValidityPeriodDays, "validity_period_days", &days); err != nil {
+		return nil, err
+	} else if sent {
+		if days < 1 || days > 10950 {
+			return nil, invalid("/validity_period_days", "validity_period_days must be 1..10950, got %d", days)
 		}
-		req.ValidityDays = *b.ValidityPeriodDays
+		req.ValidityDays = days
 	}
 	cert, err := c.s.Generate(c.r.Context(), c.account, req)
 	if err != nil {
@@ -143,7 +175,8 @@ func handleActivate(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return APICertificate(cert), nil
+	// 202 Accepted, as Cloudflare's schema: deployment is under way.
+	return withStatus{http.StatusAccepted, APICertificate(cert)}, nil
 }
 
 func handleDeactivate(c *call) (any, error) {
@@ -154,7 +187,8 @@ func handleDeactivate(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return APICertificate(cert), nil
+	// 201, as Cloudflare's schema has it for deactivate.
+	return withStatus{http.StatusCreated, APICertificate(cert)}, nil
 }
 
 func handleDownload(c *call) (any, error) {
@@ -293,10 +327,15 @@ func handleUpload(c *call) (any, error) {
 	if err != nil {
 		return nil, err
 	}
-	return MTLSResult(cert)
+	m, err := MTLSResult(cert)
+	if err != nil {
+		return nil, err
+	}
+	return api.MTLSUpload{MTLSCertificate: m, UpdatedAt: api.Time{Time: cert.UpdatedAt}}, nil
 }
 
-// MTLSResult is the mtls_certificates view of a custom certificate.
+// MTLSResult is the mtls_certificates view of a custom certificate, as list,
+// get and delete answer it.
 func MTLSResult(c storage.Certificate) (api.MTLSCertificate, error) {
 	x, err := x509.ParseCertificate(c.DER)
 	if err != nil {
@@ -306,7 +345,7 @@ func MTLSResult(c storage.Certificate) (api.MTLSCertificate, error) {
 	return api.MTLSCertificate{
 		ID: c.ID, Name: c.Name, CA: true, Certificates: ac.Certificate, ExpiresOn: ac.ExpiresOn,
 		Issuer: c.IssuerRaw, SerialNumber: x.SerialNumber.String(), Signature: x.SignatureAlgorithm.String(),
-		UpdatedAt: ac.UpdatedAt, UploadedOn: ac.UploadedOn,
+		Type: api.TypeCustom, UploadedOn: ac.UploadedOn,
 	}, nil
 }
 

@@ -10,12 +10,14 @@ import (
 	"net/http"
 	"path"
 	"sort"
+	"strconv"
 	"strings"
 	"time"
 
 	"github.com/google/uuid"
 
 	"github.com/certagent/certagent/api"
+	"github.com/certagent/certagent/controlplane/storage"
 )
 
 // APIPrefix is where the v4 API lives, as on api.cloudflare.com.
@@ -31,6 +33,13 @@ type handlerFunc func(c *call) (any, error)
 
 // notModified answers 304 with the ETag.
 type notModified struct{ etag string }
+
+// withStatus is an envelope result answered with a status other than 200,
+// where Cloudflare's schema says so (activate 202, deactivate 201).
+type withStatus struct {
+	status int
+	result any
+}
 
 // rawResult is a non-JSON body (downloads).
 type rawResult struct {
@@ -169,10 +178,16 @@ func (s *Service) endpoint(h handlerFunc, stopping context.Context) http.Handler
 		}
 		res, err := h(c)
 		if err != nil {
+			var dl *storage.DailyLimitError
+			if errors.As(err, &dl) {
+				w.Header().Set("Retry-After", retryAfter(dl.Next, s.store.Now()))
+			}
 			s.writeError(w, r, toAPIError(err, r.URL.Path))
 			return
 		}
 		switch v := res.(type) {
+		case withStatus:
+			s.writeEnvelope(w, r, v.status, v.result)
 		case notModified:
 			w.Header().Set("ETag", v.etag)
 			w.WriteHeader(http.StatusNotModified)
@@ -218,6 +233,17 @@ func (s *Service) authorize(c *call) *apiError {
 		return newError(http.StatusForbidden, CodeScope, "the token's scope is read; this operation needs a write token")
 	}
 	return nil
+}
+
+// retryAfter is the Retry-After value (whole seconds, rounded up, at least
+// 1) for a refusal that lifts at next.
+func retryAfter(next, now time.Time) string {
+	d := next.Sub(now)
+	secs := int64(d / time.Second)
+	if d%time.Second != 0 {
+		secs++
+	}
+	return strconv.FormatInt(max(secs, 1), 10)
 }
 
 func (s *Service) writeEnvelope(w http.ResponseWriter, r *http.Request, status int, result any) {

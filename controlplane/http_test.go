@@ -13,6 +13,8 @@ import (
 	"math/big"
 	"net/http"
 	"os"
+	"slices"
+	"sort"
 	"strings"
 	"sync"
 	"testing"
@@ -72,6 +74,14 @@ func TestErrors(t *testing.T) {
 		{"trailing data", "POST", f.gw("/certificates"), f.write, `{}{}`, 400, []int{1002}, "", "after the object"},
 		{"unknown field", "POST", f.gw("/certificates"), f.write, `{"validity_days":30}`, 400, []int{1001}, "", `"validity_days"`},
 		{"days as string", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":"30"}`, 400, []int{1002}, "/validity_period_days", "want int"},
+		{"days null", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":null}`, 400, []int{1002}, "/validity_period_days", "got JSON null"},
+		{"days true", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":true}`, 400, []int{1002}, "/validity_period_days", "want int"},
+		{"days object", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":{}}`, 400, []int{1002}, "/validity_period_days", ""},
+		{"days array", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":[30]}`, 400, []int{1002}, "/validity_period_days", ""},
+		{"days overflow", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":1e400}`, 400, []int{1002}, "", ""},
+		{"days negative", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":-1}`, 400, []int{1001}, "/validity_period_days", "1..10950"},
+		{"key type null", "POST", f.gw("/certificates"), f.write, `{"key_type":null}`, 400, []int{1002}, "/key_type", "got JSON null"},
+		{"key type number", "POST", f.gw("/certificates"), f.write, `{"key_type":1}`, 400, []int{1002}, "/key_type", "want string"},
 		{"days fraction", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":1.5}`, 400, []int{1002}, "", ""},
 		{"days zero", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":0}`, 400, []int{1001}, "/validity_period_days", "1..10950"},
 		{"days too many", "POST", f.gw("/certificates"), f.write, `{"validity_period_days":10951}`, 400, []int{1001}, "/validity_period_days", ""},
@@ -135,7 +145,7 @@ func TestEmptyBodiesAreAccepted(t *testing.T) {
 	require.NoError(t, json.Unmarshal(r.env.Result, &c))
 	assert.Equal(t, api.StatusInactive, c.BindingStatus)
 	r = f.do(t, "POST", f.gw("/certificates/"+c.ID+"/activate"), f.write, "")
-	require.Equal(t, 200, r.status, "%s", r.body)
+	require.Equal(t, 202, r.status, "%s", r.body)
 	// Upper-case ids are the same id.
 	r = f.do(t, "GET", f.gw("/certificates/"+strings.ToUpper(c.ID)), f.read, "")
 	require.Equal(t, 200, r.status, "%s", r.body)
@@ -443,4 +453,101 @@ func TestTokenID(t *testing.T) {
 			assert.Equal(t, tc.want, got)
 		})
 	}
+}
+
+// TestRefusedGenerationsAreNotCounted: a generation refused for its body
+// (null, a wrong type, out of range) spends none of the day's three; the
+// fourth real one is refused with when the next is allowed, in the message
+// and in Retry-After.
+func TestRefusedGenerationsAreNotCounted(t *testing.T) {
+	f := newFixture(t)
+	for _, body := range []string{`{"validity_period_days":null}`, `{"validity_period_days":"30"}`, `{"validity_period_days":0}`,
+		`{"key_type":null}`, `{"validity_period_days":null,"key_type":"rsa-2048"}`} {
+		r := f.do(t, "POST", f.gw("/certificates"), f.write, body)
+		require.Equal(t, 400, r.status, "%s: %s", body, r.body)
+	}
+	start := f.clock.Now()
+	for i := 0; i < storage.GenerationsPerDay; i++ {
+		r := f.do(t, "POST", f.gw("/certificates"), f.write, "")
+		require.Equal(t, 200, r.status, "generation %d: %s", i+1, r.body)
+		f.clock.Advance(time.Hour)
+	}
+	r := f.do(t, "POST", f.gw("/certificates"), f.write, "")
+	require.Equal(t, 429, r.status, "%s", r.body)
+	require.Len(t, r.env.Errors, 1)
+	assert.Equal(t, controlplane.CodeDailyLimit, r.env.Errors[0].Code)
+	// The oldest leaves the window just after 24 h; the message rounds up.
+	next := start.Add(storage.GenerationWindow + time.Second).Truncate(time.Second).UTC()
+	assert.Contains(t, r.env.Errors[0].Message, "the next generation is allowed at "+next.Format(time.RFC3339))
+	// 3 h have passed since the first of the three: 21 h to wait, rounded up.
+	assert.Equal(t, "75601", r.header.Get("Retry-After"))
+	// At the time given, one is allowed again.
+	f.clock.Advance(next.Sub(f.clock.Now()))
+	r = f.do(t, "POST", f.gw("/certificates"), f.write, "")
+	require.Equal(t, 200, r.status, "%s", r.body)
+}
+
+// TestCloudflareShapes pins what Cloudflare's published schema says and
+// certplane once answered differently: activate 202, deactivate 201, the
+// default validity, settings.certificate as {id} only, and the mTLS shapes.
+func TestCloudflareShapes(t *testing.T) {
+	f := newFixture(t)
+	r := f.do(t, "POST", f.gw("/certificates"), f.write, "")
+	require.Equal(t, 200, r.status, "%s", r.body)
+	var c api.Certificate
+	require.NoError(t, json.Unmarshal(r.env.Result, &c))
+	assert.Equal(t, 1825*24*time.Hour, c.ExpiresOn.Sub(c.CreatedAt.Time).Round(time.Hour), "default validity_period_days is 1825")
+
+	r = f.do(t, "POST", f.gw("/certificates/"+c.ID+"/activate"), f.write, "{}")
+	assert.Equal(t, http.StatusAccepted, r.status, "activate: %s", r.body)
+	assert.True(t, r.env.Success)
+	r = f.do(t, "POST", f.gw("/certificates/"+c.ID+"/deactivate"), f.write, "{}")
+	assert.Equal(t, http.StatusCreated, r.status, "deactivate: %s", r.body)
+	assert.True(t, r.env.Success)
+
+	for _, method := range []string{"GET", "PATCH", "PUT"} {
+		body := ""
+		if method != "GET" {
+			body = `{"settings":{"certificate":{"id":"` + f.first + `","in_use":true}}}`
+		}
+		r = f.do(t, method, f.gw("/configuration"), f.write, body)
+		require.Equal(t, 200, r.status, "%s: %s", method, r.body)
+		var raw struct {
+			Settings map[string]json.RawMessage `json:"settings"`
+		}
+		require.NoError(t, json.Unmarshal(r.env.Result, &raw))
+		assert.JSONEq(t, `{"id":"`+f.first+`"}`, string(raw.Settings["certificate"]), method)
+	}
+
+	base := controlplane.APIPrefix + "/accounts/" + f.account + "/mtls_certificates"
+	certPEM, keyPEM := mintCA(t)
+	body, _ := json.Marshal(api.UploadRequest{Name: "byo", Certificates: certPEM, PrivateKey: keyPEM, CA: true})
+	r = f.do(t, "POST", base, f.write, string(body))
+	require.Equal(t, 200, r.status, "%s", r.body)
+	keys := func(raw json.RawMessage) []string {
+		var m map[string]any
+		require.NoError(t, json.Unmarshal(raw, &m))
+		var out []string
+		for k := range m {
+			out = append(out, k)
+		}
+		sort.Strings(out)
+		return out
+	}
+	listed := []string{"ca", "certificates", "expires_on", "id", "issuer", "name", "serial_number", "signature", "type", "uploaded_on"}
+	assert.Equal(t, append(slices.Clone(listed[:9]), "updated_at", "uploaded_on"), keys(r.env.Result), "upload (MTLSCertificateCreateResponse)")
+	var up api.MTLSUpload
+	require.NoError(t, json.Unmarshal(r.env.Result, &up))
+	assert.Equal(t, api.TypeCustom, up.Type)
+	r = f.do(t, "GET", base+"/"+up.ID, f.read, "")
+	require.Equal(t, 200, r.status)
+	assert.Equal(t, listed, keys(r.env.Result), "get (MTLSCertificate)")
+	r = f.do(t, "GET", base, f.read, "")
+	var list []json.RawMessage
+	require.NoError(t, json.Unmarshal(r.env.Result, &list))
+	require.Len(t, list, 1)
+	assert.Equal(t, listed, keys(list[0]), "list (MTLSCertificate)")
+	r = f.do(t, "DELETE", base+"/"+up.ID, f.write, "")
+	require.Equal(t, 200, r.status, "%s", r.body)
+	assert.Equal(t, listed, keys(r.env.Result), "delete (MTLSCertificate)")
 }

@@ -33,7 +33,7 @@ const (
 const (
 	MinValidityDays     = 1
 	MaxValidityDays     = 10950
-	DefaultValidityDays = 1826
+	DefaultValidityDays = 1825
 )
 
 // Organization is the O of every generated root.

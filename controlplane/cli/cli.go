@@ -66,7 +66,7 @@ Usage:
   certplane token revoke --account ID --id TOKEN_ID|TOKEN [--json]
                                                                 the token fails with 401 from the next request on
   certplane cert list       --account ID [--json]
-  certplane cert generate   --account ID [--days 1826] [--key-type T] [--json]   prints the certificate id
+  certplane cert generate   --account ID [--days 1825] [--key-type T] [--json]   prints the certificate id
   certplane cert activate   --account ID --id CERT [--json]
   certplane cert deactivate --account ID --id CERT [--json]
   certplane cert use        --account ID --id CERT|none [--json]

@@ -35,6 +35,19 @@ var (
 	ErrDuplicate         = errors.New("storage: the account already has this certificate")
 )
 
+// DailyLimitError is the ErrDailyLimit refusal with the time the next
+// generation is allowed (when the oldest generation of the window leaves it).
+type DailyLimitError struct {
+	Next time.Time
+}
+
+func (e *DailyLimitError) Error() string {
+	return ErrDailyLimit.Error() + "; next allowed at " + e.Next.UTC().Format(time.RFC3339)
+}
+
+// Is makes errors.Is(err, ErrDailyLimit) hold.
+func (e *DailyLimitError) Is(target error) bool { return target == ErrDailyLimit }
+
 // Limits from the product documentation.
 const (
 	// GenerationsPerDay bounds generations per account in any rolling
@@ -201,8 +214,9 @@ type Tx interface {
 	// SetConfiguration sets the in-use certificate ("" for none) and the
 	// other settings collections.
 	SetConfiguration(inUseID string, settings json.RawMessage, updatedAt time.Time) error
-	// Generations counts generations recorded at or after since.
-	Generations(since time.Time) (int, error)
+	// Generations returns the times of the generations recorded at or
+	// after since, oldest first.
+	Generations(since time.Time) ([]time.Time, error)
 	// RecordGeneration records one generation at the given time, and may
 	// prune records older than GenerationWindow before it.
 	RecordGeneration(at time.Time) error

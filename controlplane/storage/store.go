@@ -99,12 +99,14 @@ func (s *Store) Generate(ctx context.Context, accountID string, n NewCertificate
 	now := s.Now()
 	var out Certificate
 	rev, err := s.b.Update(ctx, accountID, func(tx Tx) error {
-		count, err := tx.Generations(now.Add(-GenerationWindow))
+		recent, err := tx.Generations(now.Add(-GenerationWindow))
 		if err != nil {
 			return err
 		}
-		if count >= GenerationsPerDay {
-			return ErrDailyLimit
+		if len(recent) >= GenerationsPerDay {
+			// The next one is allowed when enough of these leave the window.
+			// A generation counts while it is at most GenerationWindow old.
+			return &DailyLimitError{Next: recent[len(recent)-GenerationsPerDay].Add(GenerationWindow + time.Nanosecond)}
 		}
 		out = n.cert(accountID, api.StatusInactive, now)
 		if err := tx.InsertCertificate(out, n.SealedKey); err != nil {

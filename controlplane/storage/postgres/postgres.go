@@ -560,10 +560,21 @@ func (t *txn) SetConfiguration(inUseID string, settings json.RawMessage, updated
 	return nil
 }
 
-func (t *txn) Generations(since time.Time) (int, error) {
-	var n int
-	err := t.tx.QueryRow(t.ctx, `select count(*) from generations where account_id = $1 and at >= $2`, t.account.ID, storage.EncodeTime(since)).Scan(&n)
-	return n, err
+func (t *txn) Generations(since time.Time) ([]time.Time, error) {
+	rows, err := t.tx.Query(t.ctx, `select at from generations where account_id = $1 and at >= $2 order by at`, t.account.ID, storage.EncodeTime(since))
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var out []time.Time
+	for rows.Next() {
+		var at int64
+		if err := rows.Scan(&at); err != nil {
+			return nil, err
+		}
+		out = append(out, storage.DecodeTime(at))
+	}
+	return out, rows.Err()
 }
 
 func (t *txn) RecordGeneration(at time.Time) error {

@@ -630,12 +630,24 @@ func (t *tx0) SetConfiguration(inUseID string, settings json.RawMessage, updated
 	return t.affected(res, err, "set configuration")
 }
 
-func (t *tx0) Generations(since time.Time) (int, error) {
-	var n int
-	if err := t.tx.QueryRowContext(t.ctx, `SELECT COUNT(*) FROM generations WHERE account_id = ? AND at >= ?`, t.a.ID, storage.EncodeTime(since)).Scan(&n); err != nil {
-		return 0, fmt.Errorf("storage/sqlite: count generations: %w", err)
+func (t *tx0) Generations(since time.Time) ([]time.Time, error) {
+	rows, err := t.tx.QueryContext(t.ctx, `SELECT at FROM generations WHERE account_id = ? AND at >= ? ORDER BY at`, t.a.ID, storage.EncodeTime(since))
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: read generations: %w", err)
 	}
-	return n, nil
+	defer rows.Close()
+	var out []time.Time
+	for rows.Next() {
+		var at int64
+		if err := rows.Scan(&at); err != nil {
+			return nil, fmt.Errorf("storage/sqlite: read generations: %w", err)
+		}
+		out = append(out, storage.DecodeTime(at))
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage/sqlite: read generations: %w", err)
+	}
+	return out, nil
 }
 
 func (t *tx0) RecordGeneration(at time.Time) error {

@@ -345,6 +345,7 @@ func testDailyLimit(t *testing.T, e *env) {
 	ctx := context.Background()
 	id, _ := e.account(t)
 	var ids []string
+	first := e.s.Now()
 	for i := 0; i < storage.GenerationsPerDay; i++ {
 		c, err := e.s.Generate(ctx, id, Cert(api.TypeGatewayManaged))
 		require.NoError(t, err)
@@ -354,6 +355,10 @@ func testDailyLimit(t *testing.T, e *env) {
 	}
 	_, err := e.s.Generate(ctx, id, Cert(api.TypeGatewayManaged))
 	assert.ErrorIs(t, err, storage.ErrDailyLimit)
+	// The refusal says when the oldest generation leaves the window.
+	var dl *storage.DailyLimitError
+	require.ErrorAs(t, err, &dl)
+	assert.True(t, dl.Next.Equal(first.Add(storage.GenerationWindow+time.Nanosecond)), "next: got %v, want %v", dl.Next, first.Add(storage.GenerationWindow+time.Nanosecond))
 	// Deleting does not give the generation back.
 	_, err = e.s.Delete(ctx, id, ids[0])
 	require.NoError(t, err)
