@@ -319,7 +319,7 @@ func parseConfig(m map[string]json.RawMessage, origin map[string]string, p platf
 			return nil, fail("stores", "%v", err)
 		}
 		if len(list) == 0 {
-			return nil, fail("stores", "empty: name at least one store (system, nss, firefox-policy, java, bundle:PATH, dir:PATH)")
+			return nil, fail("stores", "empty: name at least one store (system, nss, firefox-policy, java, runtimes, bundle:PATH, dir:PATH)")
 		}
 		seen := map[string]bool{}
 		for i, s := range list {

@@ -25,6 +25,11 @@ pkgs=(
 	# the macOS pkg
 	lintian rpm pacman-package-manager wixl msitools osslsigncode
 	libarchive-tools 7zip cpio
+	# the runtimes store and real Firefox (issue 17): the runtimes that ignore
+	# the OS store, run as a user would (git-http-backend comes with git),
+	# Firefox ESR for the nss and firefox-policy stores, and an NSS passwd
+	# source outside /etc/passwd to stand in for directory-service users
+	firefox-esr nodejs python3-requests python3-pip git libnss-extrausers
 )
 
 missing=()

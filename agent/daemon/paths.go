@@ -7,6 +7,7 @@ import (
 	"strings"
 
 	"github.com/certagent/certagent/platform"
+	"github.com/certagent/certagent/trust/runtimes"
 )
 
 // linuxAnchorDirs are where the distro families keep local anchors (the
@@ -60,6 +61,9 @@ func DerivedWatchPaths(name string, users func() ([]platform.User, error)) []str
 			return append(append([]string(nil), linuxAnchorDirs...), linuxBundles...)
 		}
 		return nil
+	case "runtimes":
+		// The bundle; the wiring is checked at every pass (Refresh).
+		return []string{runtimes.DefaultDir}
 	case "firefox-policy":
 		if runtime.GOOS == "linux" {
 			return []string{"/etc/firefox/policies", "/usr/lib/firefox/distribution", "/usr/lib/firefox-esr/distribution", "/usr/lib/mozilla/certificates"}

@@ -49,6 +49,15 @@ func cmdService(args []string) int {
 	}
 	switch action {
 	case "install":
+		// systemd ignores a ReadWritePaths= directory that does not exist,
+		// and the daemon could then never create it: make the runtimes
+		// store's drop-in directories now (empty ones change nothing).
+		for _, d := range runtimesDirs(paths) {
+			if err := os.MkdirAll(d, 0o755); err != nil {
+				fmt.Fprintln(os.Stderr, "certagent service install:", err)
+				return 1
+			}
+		}
 		if err := svc.Install(); err != nil {
 			fmt.Fprintln(os.Stderr, "certagent service install:", err)
 			return 1
@@ -109,12 +118,28 @@ func serviceOptions(paths platform.Paths) platform.ServiceOptions {
 		o.ReadWritePaths = append(o.ReadWritePaths, cfg.StateDir)
 		for _, name := range cfg.Stores {
 			// LoadConfig parsed every name; one that fails here writes nowhere.
-			if spec, err := stores.ParseSpec(name); err == nil && spec.WritesNextTo() != "" {
-				o.ReadWritePaths = append(o.ReadWritePaths, spec.WritesNextTo())
+			if spec, err := stores.ParseSpec(name); err == nil {
+				o.ReadWritePaths = append(o.ReadWritePaths, spec.WritePaths()...)
 			}
 		}
+
 	}
 	return o
+}
+
+// runtimesDirs are the directories the runtimes store writes when the
+// config names it.
+func runtimesDirs(paths platform.Paths) []string {
+	cfg, err := agent.LoadConfig(paths, agent.LoadOptions{Local: true})
+	if err != nil {
+		return nil
+	}
+	for _, name := range cfg.Stores {
+		if spec, err := stores.ParseSpec(name); err == nil && spec.Kind == "runtimes" {
+			return spec.WritePaths()
+		}
+	}
+	return nil
 }
 
 // cmdRunDaemon is `certagent run`: the daemon in the foreground, under the

@@ -560,6 +560,28 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	return out
 }
 
+// Parts returns the fingerprints of the certificates in the bundle's system
+// section and of those appended by hand (neither system roots nor
+// certagent's), as the file is now.
+func (s *Store) Parts() (system, handAdded map[trust.Fingerprint]bool, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	c, err := s.read()
+	if err != nil {
+		return nil, nil, err
+	}
+	system, handAdded = make(map[trust.Fingerprint]bool), make(map[trust.Fingerprint]bool)
+	for _, bl := range c.system {
+		system[bl.fp] = true
+	}
+	for _, bl := range c.foreign {
+		if bl.typ == "CERTIFICATE" {
+			handAdded[bl.fp] = true
+		}
+	}
+	return system, handAdded, nil
+}
+
 // holds reports whether blocks include the certificate fp.
 func holds(blocks []block, fp trust.Fingerprint) bool {
 	for _, bl := range blocks {

@@ -10,13 +10,13 @@
 // hold; one is dropped only when a Change names its exact fingerprint and
 // its file holds exactly that certificate (their file is left alone).
 //
-// Gotcha: Firefox imports a policy certificate into each profile's
-// cert9.db when it starts, and dropping the policy does not take it out
-// again. Withdrawing a root therefore pairs this store's removal with the
-// nss store's, which removes it from every profile by fingerprint. (Trust
-// that Firefox writes with its newer bundled NSS can read as ",," to an
-// older system certutil; such copies are not listed by the nss store and
-// need Firefox's certificate manager.)
+// Firefox imports a policy certificate into each profile's cert9.db when it
+// starts, and dropping the policy does not take it out again: after a
+// withdrawal Firefox would go on trusting the root. So a removal also
+// deletes those copies from every Firefox profile of every user
+// (Options.Profiles, the nss store's RemoveFromFirefox: matched by exact
+// fingerprint whatever trust flags Firefox's newer NSS wrote), and the store
+// needs certutil for that: without it Check reports the store unavailable.
 package firefoxpolicy
 
 import (
@@ -67,6 +67,18 @@ type Options struct {
 	SearchDirs          []string
 	// Logger; nil means none.
 	Logger hclog.Logger
+	// Profiles takes withdrawn roots out of Firefox profiles; nil means
+	// the policy alone (tests of the file logic).
+	Profiles Profiles
+}
+
+// Profiles is what takes a withdrawn root's copies out of every Firefox
+// profile (nss.Store).
+type Profiles interface {
+	// Check reports whether it can work here (certutil installed).
+	Check(ctx context.Context) error
+	// RemoveFromFirefox deletes every copy of fps from every profile.
+	RemoveFromFirefox(ctx context.Context, fps []trust.Fingerprint) (int, error)
 }
 
 // Store is the Firefox policy store. Safe for concurrent use.
@@ -74,13 +86,14 @@ type Store struct {
 	policy, certDir string
 	search          []string
 	log             hclog.Logger
+	profiles        Profiles
 
 	mu sync.Mutex // serialises Apply and List
 }
 
 // New returns the store.
 func New(o Options) *Store {
-	s := &Store{policy: o.PolicyFile, certDir: o.CertDir, search: o.SearchDirs, log: o.Logger}
+	s := &Store{policy: o.PolicyFile, certDir: o.CertDir, search: o.SearchDirs, log: o.Logger, profiles: o.Profiles}
 	if s.policy == "" {
 		s.policy = DefaultPolicyFile
 	}
@@ -101,10 +114,16 @@ func New(o Options) *Store {
 func (s *Store) Name() string { return Name }
 
 // Check implements trust.Store. The policy works for any Firefox installed
-// now or later, so only the paths are checked.
+// now or later, so only the paths are checked, and that withdrawn roots can
+// be taken out of the profiles again.
 func (s *Store) Check(ctx context.Context) error {
 	if !filepath.IsAbs(s.policy) || !filepath.IsAbs(s.certDir) {
 		return fmt.Errorf("%w: firefox-policy: %q and %q must be absolute", trust.ErrUnavailable, s.policy, s.certDir)
+	}
+	if s.profiles != nil {
+		if err := s.profiles.Check(ctx); err != nil {
+			return fmt.Errorf("%w: firefox-policy: Firefox keeps a policy root in every profile after the policy drops it, and certagent needs certutil to take it out when the root is withdrawn: %v", trust.ErrUnavailable, err)
+		}
 	}
 	return nil
 }
@@ -354,7 +373,39 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			s.log.Warn("remove certificate file", "file", p, "error", err)
 		}
 	}
+	s.removeFromProfiles(ctx, changes, res)
 	return res
+}
+
+// removeFromProfiles takes the roots whose removal from the policy is done
+// out of every Firefox profile too; a root someone else's entry still
+// installs stays (Firefox would import it again). A failure fails the
+// removal, so the agent tries again.
+func (s *Store) removeFromProfiles(ctx context.Context, changes []trust.Change, res []trust.Result) {
+	if s.profiles == nil {
+		return
+	}
+	var fps []trust.Fingerprint
+	var idx []int
+	for i, c := range changes {
+		if c.Op == trust.OpRemove && res[i].Status == trust.StatusOK && res[i].Reason == "" {
+			fps = append(fps, c.FP)
+			idx = append(idx, i)
+		}
+	}
+	if len(fps) == 0 {
+		return
+	}
+	n, err := s.profiles.RemoveFromFirefox(ctx, fps)
+	if err != nil {
+		for _, i := range idx {
+			res[i] = trust.Failed(changes[i], fmt.Errorf("firefoxpolicy: removing the copies Firefox made in its profiles: %w", err))
+		}
+		return
+	}
+	if n > 0 {
+		s.log.Info("removed withdrawn roots from firefox profiles", "copies", n)
+	}
 }
 
 // writeIfChanged writes the policy unless it already holds the same JSON

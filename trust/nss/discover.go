@@ -55,6 +55,8 @@ type db struct {
 	// create says the database does not exist yet and is made on the
 	// first install (a Chromium user without ~/.pki/nssdb).
 	create bool
+	// firefox reports whether the database is a Firefox profile's.
+	firefox bool
 }
 
 // discover finds every database of every user and the system database.
@@ -125,7 +127,7 @@ func userDBs(u *platform.User) ([]db, []trust.Skip) {
 	var out []db
 	var skips []trust.Skip
 	seen := make(map[string]bool)
-	add := func(dir string) {
+	add := func(dir string, firefox bool) {
 		dir = filepath.Clean(dir)
 		if seen[dir] {
 			return
@@ -134,7 +136,7 @@ func userDBs(u *platform.User) ([]db, []trust.Skip) {
 		t := trust.Target{User: u.Name, Path: dir}
 		switch dbState(dir) {
 		case dbSQL:
-			out = append(out, db{target: t, dir: dir, user: u})
+			out = append(out, db{target: t, dir: dir, user: u, firefox: firefox})
 		case dbLegacy:
 			skips = append(skips, legacySkip(t))
 		default:
@@ -147,13 +149,13 @@ func userDBs(u *platform.User) ([]db, []trust.Skip) {
 	}
 	for _, rel := range chromiumDBs {
 		if dir := filepath.Join(u.Home, rel); dbState(dir) != dbNone {
-			add(dir)
+			add(dir, false)
 		}
 	}
 	for _, rel := range firefoxRoots {
 		root := filepath.Join(u.Home, rel)
 		for _, p := range firefoxProfiles(root) {
-			add(p)
+			add(p, true)
 		}
 	}
 	// Chromium reads ~/.pki/nssdb but does not create it: for a user who

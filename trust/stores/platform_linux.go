@@ -22,7 +22,10 @@ func openPlatform(kind string, env Env) (trust.Store, error) {
 	case "nss":
 		return nss.New(nss.Options{Runner: env.Runner, Logger: env.Logger}), nil
 	case "firefox-policy":
-		return firefoxpolicy.New(firefoxpolicy.Options{Logger: env.Logger}), nil
+		// The nss store takes withdrawn roots out of the profiles
+		// Firefox copied them into.
+		profiles := nss.New(nss.Options{Runner: env.Runner, Logger: env.Logger})
+		return firefoxpolicy.New(firefoxpolicy.Options{Logger: env.Logger, Profiles: profiles}), nil
 	case "java":
 		return javaks.New(javaks.Options{JavaHome: os.Getenv("JAVA_HOME"), Runner: env.Runner, Logger: env.Logger}), nil
 	default:

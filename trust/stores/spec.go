@@ -4,13 +4,16 @@ import (
 	"fmt"
 	"path/filepath"
 	"strings"
+
+	"github.com/certagent/certagent/trust/runtimes"
 )
 
 // Spec is one parsed store name of certagent's config: a kind, and for the
 // kinds that live in a file or directory of the admin's choosing, its path.
 // The grammar is "KIND" or "KIND:PATH"; only "bundle" and "dir" take a path.
 type Spec struct {
-	// Kind is "system", "nss", "firefox-policy", "java", "bundle" or "dir".
+	// Kind is "system", "nss", "firefox-policy", "java", "runtimes",
+	// "bundle" or "dir".
 	Kind string
 	// Path is the clean absolute path of a bundle: or dir: store; empty
 	// for the other kinds.
@@ -22,7 +25,7 @@ type Spec struct {
 func ParseSpec(name string) (Spec, error) {
 	kind, arg, hasArg := strings.Cut(name, ":")
 	switch kind {
-	case "system", "nss", "firefox-policy", "java":
+	case "system", "nss", "firefox-policy", "java", runtimes.Name:
 		if hasArg {
 			return Spec{}, fmt.Errorf("%q takes no argument", name)
 		}
@@ -40,7 +43,7 @@ func ParseSpec(name string) (Spec, error) {
 		}
 		return Spec{Kind: kind, Path: p}, nil
 	default:
-		return Spec{}, fmt.Errorf("unknown store %q (want system, nss, firefox-policy, java, bundle:PATH or dir:PATH)", name)
+		return Spec{}, fmt.Errorf("unknown store %q (want system, nss, firefox-policy, java, runtimes, bundle:PATH or dir:PATH)", name)
 	}
 }
 
@@ -65,4 +68,18 @@ func (s Spec) WritesNextTo() string {
 		return filepath.Dir(s.Path)
 	}
 	return ""
+}
+
+// WritePaths are the directories writes to the store touch beyond the OS
+// stores' well-known ones, for a service sandbox's writable paths: the
+// WritesNextTo directory, or the directories a store declares (runtimes:
+// its bundle and its drop-in directories).
+func (s Spec) WritePaths() []string {
+	if s.Kind == runtimes.Name {
+		return runtimes.New(runtimes.Options{}).WritePaths()
+	}
+	if d := s.WritesNextTo(); d != "" {
+		return []string{d}
+	}
+	return nil
 }

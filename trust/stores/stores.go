@@ -1,5 +1,5 @@
 // Package stores turns the store names of certagent's config ("system",
-// "nss", "firefox-policy", "java", "bundle:PATH", "dir:PATH") into
+// "nss", "firefox-policy", "java", "runtimes", "bundle:PATH", "dir:PATH") into
 // trust.Store adapters for the running OS.
 package stores
 
@@ -10,6 +10,7 @@ import (
 
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
+	"github.com/certagent/certagent/trust/runtimes"
 )
 
 // Env is what adapters need from the agent.
@@ -39,6 +40,10 @@ func Open(spec string, env Env) (trust.Store, error) {
 	env = env.withDefaults()
 	if sp.Path != "" {
 		return openPath(sp.Kind, sp.Path, env)
+	}
+	if sp.Kind == runtimes.Name {
+		// Every platform has it; only its wiring differs.
+		return runtimes.New(runtimes.Options{Runner: env.Runner, Logger: env.Logger}), nil
 	}
 	return openPlatform(sp.Kind, env)
 }
