@@ -3,12 +3,15 @@ package platform
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // UsersOptions say where the passwd database is and which accounts count as
@@ -24,7 +27,33 @@ type UsersOptions struct {
 	// browsers as root on workstations, and root's NSS databases are as
 	// real as anyone's.
 	ExcludeRoot bool
+	// Getent is getent(1)'s path, for people the passwd file does not
+	// list (LDAP, SSSD, AD through NSS). "" means DefaultGetent when
+	// PasswdFile is the default and none otherwise (tests of a passwd file
+	// stay hermetic); "-" means none.
+	Getent string
+	// HomeRoots are directories whose entries name candidate users (a
+	// directory user's home is usually created under /home at first
+	// login); nil means DefaultHomeRoots.
+	HomeRoots []string
+	// RunUserDir holds one directory per logged-in uid (systemd-logind's
+	// XDG_RUNTIME_DIR); "" means /run/user.
+	RunUserDir string
 }
+
+// DefaultGetent is getent's path on every distro we serve.
+const DefaultGetent = "/usr/bin/getent"
+
+// DefaultHomeRoots are where homes are created (/var/home: Fedora Atomic).
+var DefaultHomeRoots = []string{"/home", "/var/home"}
+
+// maxCandidates bounds the names and uids handed to one getent run: a
+// machine with more homes than this is a file server, not a laptop.
+const maxCandidates = 2000
+
+// getentTimeout bounds the directory lookup (an unreachable LDAP server
+// must not stall a pass).
+const getentTimeout = 20 * time.Second
 
 // noLoginShells are shells that mean "this account never logs in".
 var noLoginShells = map[string]bool{
@@ -34,15 +63,30 @@ var noLoginShells = map[string]bool{
 // maxPasswd bounds what we read from passwd and group files.
 const maxPasswd = 16 << 20
 
-// LocalUsers returns the people on this machine according to the passwd
-// file: root (unless excluded) and every account with MinUID ≤ uid ≤ MaxUID
-// whose shell is a real login shell that exists and whose home is an
-// existing directory other than /. Supplementary groups come from the group
-// file. Sorted by name. Directory-service (LDAP, SSSD) accounts are not in
-// the passwd file and are not returned.
+// LocalUsers returns the people on this machine: root (unless excluded) and
+// every account with MinUID ≤ uid ≤ MaxUID whose shell is a real login shell
+// that exists and whose home is an existing directory other than /.
+// Accounts come from the passwd file and, for people a directory service
+// (LDAP, SSSD, AD) knows, from NSS through getent: not by enumerating the
+// directory (a company's whole LDAP), but by asking about the candidates
+// this machine shows, the names of the directories under /home and the uids
+// with a session under /run/user. Supplementary groups come from the group
+// file (getent initgroups for directory users). Sorted by name.
 func LocalUsers(o UsersOptions) ([]User, error) {
 	if o.PasswdFile == "" {
 		o.PasswdFile = "/etc/passwd"
+		if o.Getent == "" {
+			o.Getent = DefaultGetent
+		}
+	}
+	if o.Getent == "-" {
+		o.Getent = ""
+	}
+	if o.HomeRoots == nil {
+		o.HomeRoots = DefaultHomeRoots
+	}
+	if o.RunUserDir == "" {
+		o.RunUserDir = "/run/user"
 	}
 	if o.GroupFile == "" {
 		o.GroupFile = "/etc/group"
@@ -68,17 +112,115 @@ func LocalUsers(o UsersOptions) ([]User, error) {
 		return nil, fmt.Errorf("platform: users: %w", err)
 	}
 	seen := make(map[string]bool)
+	uids := make(map[int]bool)
 	var out []User
 	for _, u := range all {
-		if seen[u.Name] || !isPerson(u, o) {
+		// Every passwd name and uid is known, person or not: getent would
+		// only answer the same.
+		known := seen[u.Name]
+		seen[u.Name], uids[u.UID] = true, true
+		if known || !isPerson(u, o) {
 			continue
 		}
-		seen[u.Name] = true
 		u.Groups = groups[u.Name]
 		out = append(out, u)
 	}
+	if o.Getent != "" {
+		for _, u := range directoryUsers(o, seen, uids) {
+			if !seen[u.Name] && isPerson(u, o) {
+				seen[u.Name] = true
+				out = append(out, u)
+			}
+		}
+	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// directoryUsers asks NSS about the candidates the passwd file does not
+// know: names of directories under the home roots and uids with a session.
+// A lookup that fails (no getent, directory unreachable) finds nobody; the
+// passwd file's people are still served.
+func directoryUsers(o UsersOptions, names map[string]bool, uids map[int]bool) []User {
+	var keys []string
+	asked := make(map[string]bool)
+	ask := func(k string) {
+		if !asked[k] && len(keys) < maxCandidates {
+			asked[k] = true
+			keys = append(keys, k)
+		}
+	}
+	for _, root := range o.HomeRoots {
+		ents, err := os.ReadDir(root)
+		if err != nil {
+			continue
+		}
+		for _, e := range ents {
+			if n := e.Name(); e.IsDir() && !names[n] && validUserName(n) {
+				ask(n)
+			}
+		}
+	}
+	if ents, err := os.ReadDir(o.RunUserDir); err == nil {
+		for _, e := range ents {
+			if uid, err := strconv.Atoi(e.Name()); err == nil && uid > 0 && !uids[uid] {
+				ask(strconv.Itoa(uid))
+			}
+		}
+	}
+	if len(keys) == 0 {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), getentTimeout)
+	defer cancel()
+	// One run for every key; exit 2 means some were not found, and the
+	// found ones are still printed.
+	out, err := exec.CommandContext(ctx, o.Getent, append([]string{"passwd", "--"}, keys...)...).Output()
+	if err != nil && len(out) == 0 {
+		return nil
+	}
+	if len(out) > maxPasswd {
+		return nil
+	}
+	found, err := ParsePasswd(out)
+	if err != nil {
+		return nil
+	}
+	for i := range found {
+		found[i].Groups = initgroups(ctx, o.Getent, found[i])
+	}
+	return found
+}
+
+// initgroups returns u's supplementary groups from NSS ("NAME gid gid…").
+func initgroups(ctx context.Context, getent string, u User) []int {
+	out, err := exec.CommandContext(ctx, getent, "initgroups", "--", u.Name).Output()
+	if err != nil {
+		return nil
+	}
+	f := strings.Fields(string(out))
+	var gs []int
+	for _, g := range f[min(1, len(f)):] {
+		if gid, err := strconv.ParseUint(g, 10, 31); err == nil && int(gid) != u.GID {
+			gs = append(gs, int(gid))
+		}
+	}
+	return gs
+}
+
+// validUserName reports whether a directory name can be a user name worth
+// asking about: what useradd and directory services allow, no option-like
+// or hidden names.
+func validUserName(n string) bool {
+	if n == "" || len(n) > 64 || n[0] == '-' || n[0] == '.' || n == "lost+found" {
+		return false
+	}
+	for _, r := range n {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || strings.ContainsRune("._-@$", r)) {
+			return false
+		}
+	}
+	return true
 }
 
 func isPerson(u User, o UsersOptions) bool {

@@ -82,3 +82,59 @@ func FuzzParsePasswd(f *testing.F) {
 		}
 	})
 }
+
+// TestDirectoryUsers finds people NSS knows but the passwd file does not,
+// from the homes and sessions on the machine, with one getent run for every
+// candidate and no enumeration of the directory.
+func TestDirectoryUsers(t *testing.T) {
+	dir := t.TempDir()
+	shell := filepath.Join(dir, "bash")
+	require.NoError(t, os.WriteFile(shell, []byte("#!/bin/sh\n"), 0o755))
+	homes, run := filepath.Join(dir, "home"), filepath.Join(dir, "run-user")
+	for _, d := range []string{"alice", "dana", "erin", "lost+found", "-rf", "ghost", ".cache"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(homes, d), 0o755))
+	}
+	// frank has a session but his home is elsewhere; 1000 is alice's.
+	require.NoError(t, os.MkdirAll(filepath.Join(dir, "srv/frank"), 0o755))
+	for _, d := range []string{"1000", "7001", "0", "notauid"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(run, d), 0o755))
+	}
+	pf := filepath.Join(dir, "passwd")
+	require.NoError(t, os.WriteFile(pf, []byte("alice:x:1000:1000::"+filepath.Join(homes, "alice")+":"+shell+"\n"), 0o644))
+	// The stand-in directory: answers what it knows, like getent (exit 2
+	// when a key is unknown), and logs what it was asked.
+	log := filepath.Join(dir, "asked")
+	dirPasswd := "dana:*:5001:5001:Dana:" + filepath.Join(homes, "dana") + ":" + shell + "\n" +
+		"erin:*:5002:5002::" + filepath.Join(homes, "erin") + ":/usr/sbin/nologin\n" +
+		"frank:*:7001:7001::" + filepath.Join(dir, "srv/frank") + ":" + shell + "\n"
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "dir-passwd"), []byte(dirPasswd), 0o644))
+	getent := filepath.Join(dir, "getent")
+	script := "#!/bin/sh\necho \"$@\" >> " + log + "\n" +
+		"db=$1; shift; [ \"$1\" = -- ] && shift\n" +
+		"if [ \"$db\" = initgroups ]; then [ \"$1\" = dana ] && echo 'dana 5001 27 44'; exit 0; fi\n" +
+		"rc=0; for k in \"$@\"; do awk -F: -v k=\"$k\" '$1==k || $3==k' " + filepath.Join(dir, "dir-passwd") + " | grep . || rc=2; done; exit $rc\n"
+	require.NoError(t, os.WriteFile(getent, []byte(script), 0o755))
+
+	users, err := LocalUsers(UsersOptions{PasswdFile: pf, GroupFile: filepath.Join(dir, "none"), Getent: getent, HomeRoots: []string{homes}, RunUserDir: run})
+	require.NoError(t, err)
+	var got []string
+	for _, u := range users {
+		got = append(got, u.Name)
+	}
+	assert.Equal(t, []string{"alice", "dana", "frank"}, got, "erin has no login shell; ghost is unknown")
+	assert.Equal(t, []int{27, 44}, users[1].Groups)
+	assert.Equal(t, 5001, users[1].UID)
+	asked, err := os.ReadFile(log)
+	require.NoError(t, err)
+	assert.Equal(t, "passwd -- dana erin ghost 7001\ninitgroups -- dana\ninitgroups -- erin\ninitgroups -- frank\n", string(asked),
+		"one passwd lookup of the candidates only: no passwd-file names, no hidden or option-like names, no enumeration")
+
+	// A passwd file given without Getent stays hermetic; a getent that
+	// fails finds nobody more.
+	users, err = LocalUsers(UsersOptions{PasswdFile: pf, GroupFile: filepath.Join(dir, "none"), HomeRoots: []string{homes}, RunUserDir: run})
+	require.NoError(t, err)
+	assert.Len(t, users, 1)
+	users, err = LocalUsers(UsersOptions{PasswdFile: pf, GroupFile: filepath.Join(dir, "none"), Getent: filepath.Join(dir, "no-getent"), HomeRoots: []string{homes}, RunUserDir: run})
+	require.NoError(t, err)
+	assert.Len(t, users, 1)
+}
