@@ -128,6 +128,9 @@ func (t Token) Revoked() bool { return !t.RevokedAt.IsZero() }
 const (
 	ScopeRead  = "read"
 	ScopeWrite = "write"
+	// ScopeDevice lists certificates and checks in, nothing else: what an
+	// agent needs, and all a token copied off a laptop can do.
+	ScopeDevice = "device"
 )
 
 // Transition is a pending status whose due time has come.
@@ -192,6 +195,8 @@ type Backend interface {
 	CompleteTransition(ctx context.Context, t Transition, now time.Time) (done bool, revision int64, err error)
 	// NextDue returns the earliest due time of any pending certificate.
 	NextDue(ctx context.Context) (time.Time, bool, error)
+
+	DeviceBackend
 
 	Close() error
 }

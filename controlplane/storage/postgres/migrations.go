@@ -69,6 +69,39 @@ create index generations_account on generations (account_id, at);
 alter table tokens add column revoked_at bigint not null default 0;
 create index tokens_account on tokens (account_id, created_at, id);
 `,
+	// 3: devices, their per-root summaries and the readiness settings.
+	`
+alter table accounts add column min_readiness double precision not null default 0.95;
+alter table accounts add column device_active_days integer not null default 7;
+create table devices (
+	account_id    text not null references accounts(id) on delete cascade,
+	id            text not null,
+	secret_hash   bytea not null,
+	hostname      text not null,
+	os            text not null,
+	os_version    text not null,
+	agent_version text not null,
+	synced_at     bigint not null,
+	last_seen     bigint not null,
+	created_at    bigint not null,
+	roots         text not null, -- the kept report, JSON
+	primary key (account_id, id)
+);
+create index devices_seen on devices (account_id, last_seen);
+-- One row per device per certificate of the account, computed at check-in:
+-- readiness is then a count over an index range.
+create table device_roots (
+	account_id  text not null,
+	device_id   text not null,
+	fingerprint text not null,
+	state       smallint not null, -- 0 missing, 1 partial, 2 ready
+	last_seen   bigint not null,
+	not_ready   text not null,     -- JSON array of targets
+	primary key (account_id, device_id, fingerprint),
+	foreign key (account_id, device_id) references devices (account_id, id) on delete cascade
+);
+create index device_roots_readiness on device_roots (account_id, fingerprint, state, last_seen);
+`,
 }
 
 // lockMigrate is the advisory lock key that serialises migrations when

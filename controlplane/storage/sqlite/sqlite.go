@@ -149,6 +149,51 @@ var migrations = []string{
 	// 2: token revocation (0 = live) and the per-account token listing.
 	`ALTER TABLE tokens ADD COLUMN revoked_at INTEGER NOT NULL DEFAULT 0;
 	CREATE INDEX tokens_account ON tokens(account_id, created_at, id);`,
+	// 3: devices, their per-root summaries, readiness settings, and the
+	// device token scope (SQLite cannot alter a CHECK: rebuild tokens).
+	`CREATE TABLE tokens_v3 (
+		id         TEXT PRIMARY KEY,
+		account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		hash       BLOB NOT NULL,
+		scope      TEXT NOT NULL CHECK (scope IN ('read', 'write', 'device')),
+		created_at INTEGER NOT NULL,
+		revoked_at INTEGER NOT NULL DEFAULT 0
+	);
+	INSERT INTO tokens_v3 (id, account_id, hash, scope, created_at, revoked_at)
+		SELECT id, account_id, hash, scope, created_at, revoked_at FROM tokens;
+	DROP TABLE tokens;
+	ALTER TABLE tokens_v3 RENAME TO tokens;
+	CREATE INDEX tokens_account ON tokens(account_id, created_at, id);
+	ALTER TABLE accounts ADD COLUMN min_readiness REAL NOT NULL DEFAULT 0.95;
+	ALTER TABLE accounts ADD COLUMN device_active_days INTEGER NOT NULL DEFAULT 7;
+	CREATE TABLE devices (
+		account_id    TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		id            TEXT NOT NULL,
+		secret_hash   BLOB NOT NULL,
+		hostname      TEXT NOT NULL,
+		os            TEXT NOT NULL,
+		os_version    TEXT NOT NULL,
+		agent_version TEXT NOT NULL,
+		synced_at     INTEGER NOT NULL,
+		last_seen     INTEGER NOT NULL,
+		created_at    INTEGER NOT NULL,
+		roots         TEXT NOT NULL, -- the kept report, JSON
+		PRIMARY KEY (account_id, id)
+	);
+	CREATE INDEX devices_seen ON devices(account_id, last_seen);
+	-- One row per device per certificate of the account, computed at
+	-- check-in: readiness is then a count over an index range.
+	CREATE TABLE device_roots (
+		account_id  TEXT NOT NULL,
+		device_id   TEXT NOT NULL,
+		fingerprint TEXT NOT NULL,
+		state       INTEGER NOT NULL, -- 0 missing, 1 partial, 2 ready
+		last_seen   INTEGER NOT NULL,
+		not_ready   TEXT NOT NULL,    -- JSON array of targets
+		PRIMARY KEY (account_id, device_id, fingerprint),
+		FOREIGN KEY (account_id, device_id) REFERENCES devices(account_id, id) ON DELETE CASCADE
+	) WITHOUT ROWID;
+	CREATE INDEX device_roots_readiness ON device_roots(account_id, fingerprint, state, last_seen);`,
 }
 
 // SchemaVersion is the schema version this build migrates to.

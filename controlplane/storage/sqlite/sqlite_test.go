@@ -93,4 +93,10 @@ func TestUpgradeKeepsTokensLive(t *testing.T) {
 	tok, err = db.Token(ctx, tok.ID)
 	require.NoError(t, err)
 	assert.True(t, tok.Revoked())
+	// Schema 3 rebuilt tokens to admit the device scope, and gave the old
+	// account the default readiness settings.
+	require.NoError(t, db.CreateToken(ctx, storage.Token{ID: "fedcba9876543210", AccountID: "acct", Hash: []byte{1}, Scope: storage.ScopeDevice}))
+	set, err := db.DeviceSettings(ctx, "acct")
+	require.NoError(t, err)
+	assert.Equal(t, storage.DefaultDeviceSettings(), set)
 }

@@ -153,6 +153,12 @@ func Run(t *testing.T, newBackend NewBackend) {
 		{"ConcurrentUse", testConcurrentUse},
 		{"CompleteOnce", testCompleteOnce},
 		{"KeySampler", testKeySampler},
+		{"DeviceCheckIn", testDeviceCheckIn},
+		{"Readiness", testReadiness},
+		{"CheckReady", testCheckReady},
+		{"DeviceList", testDeviceList},
+		{"DeviceSettings", testDeviceSettings},
+		{"ConcurrentRegister", testConcurrentRegister},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
