@@ -38,8 +38,8 @@ func (p Principal) CanWrite() bool { return p.Scope == storage.ScopeWrite }
 // CreateToken creates a token for an account and returns it. The token is
 // shown once: only its hash is stored.
 func (s *Service) CreateToken(ctx context.Context, accountID, scope string) (string, error) {
-	if scope != storage.ScopeRead && scope != storage.ScopeWrite {
-		return "", fmt.Errorf("controlplane: scope %q: want read or write", scope)
+	if scope != storage.ScopeRead && scope != storage.ScopeWrite && scope != storage.ScopeDevice {
+		return "", fmt.Errorf("controlplane: scope %q: want read, write or device", scope)
 	}
 	var id [8]byte
 	var secret [32]byte

@@ -65,6 +65,8 @@ type Service struct {
 	keyType  string
 	hub      *longpoll.Hub
 	deployer *Deployer
+	// checkins rate-limits each device's check-ins.
+	checkins *rateLimiter
 }
 
 // New returns a Service over b. It does not start background work; call Run.
@@ -84,7 +86,7 @@ func New(b storage.Backend, opts Options) (*Service, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
 	}
-	s := &Service{sealer: opts.Sealer, log: opts.Logger, keyType: opts.KeyType}
+	s := &Service{sealer: opts.Sealer, log: opts.Logger, keyType: opts.KeyType, checkins: newRateLimiter(CheckInBurst, CheckInRefill)}
 	s.store = storage.New(b, storage.Options{
 		Now:         opts.Now,
 		DeployDelay: opts.DeployDelay,
@@ -118,8 +120,14 @@ func (s *Service) Run(ctx context.Context) {
 		defer close(done)
 		s.hub.Run(ctx)
 	}()
+	purged := make(chan struct{})
+	go func() {
+		defer close(purged)
+		s.runPurger(ctx, time.Hour)
+	}()
 	s.deployer.Run(ctx)
 	<-done
+	<-purged
 }
 
 // NewAccountID returns a fresh 32-hex account id.
@@ -220,9 +228,16 @@ func (s *Service) Delete(ctx context.Context, accountID, certID string) (storage
 	return s.store.Delete(ctx, accountID, certID)
 }
 
-// Use turns a certificate on for inspection ("" or api.NilUUID: none).
+// Use turns a certificate on for inspection ("" or api.NilUUID: none). It
+// is refused with a *storage.NotReadyError when too few active devices
+// trust the certificate; UseForce skips that guard.
 func (s *Service) Use(ctx context.Context, accountID, certID string) (storage.Account, error) {
 	return s.store.Configure(ctx, accountID, storage.ConfigChange{CertificateID: &certID})
+}
+
+// UseForce is Use without the readiness guard.
+func (s *Service) UseForce(ctx context.Context, accountID, certID string) (storage.Account, error) {
+	return s.store.Configure(ctx, accountID, storage.ConfigChange{CertificateID: &certID, Force: true})
 }
 
 // Configure applies a configuration change.

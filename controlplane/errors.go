@@ -30,6 +30,10 @@ const (
 	CodeUseNotAvailable   = 1104  // 409: only an available certificate can be turned on
 	CodeCustomLimit       = 1105  // 409: at most 5 custom certificates
 	CodeDuplicate         = 1106  // 409: the account already has this certificate
+	CodeNotReady          = 1107  // 409: turning on a certificate too few active devices trust (override: ?force=true)
+	CodeDeviceID          = 1200  // 400: the device id is not a UUID
+	CodeDeviceSecret      = 1201  // 403: a check-in without the device's secret
+	CodeCheckInRate       = 1202  // 429: too many check-ins from one device
 	CodeNoRoute           = 7000  // 404: no route for that URI (sent with 7003)
 	CodeNotFound          = 7003  // 404: unknown route or object id
 	CodeAuth              = 10000 // 401/403: no, invalid or foreign token
@@ -103,6 +107,16 @@ func toAPIError(err error, path string) *apiError {
 			"at most %d custom certificates per account; delete one first", storage.MaxCustom)
 	case errors.Is(err, storage.ErrDuplicate):
 		return newError(http.StatusConflict, CodeDuplicate, "%s", strings.TrimPrefix(err.Error(), "storage: "))
+	case errors.Is(err, storage.ErrNotReady):
+		return newError(http.StatusConflict, CodeNotReady,
+			"%s; let more devices sync first, lower min_readiness, or add ?force=true to turn it on anyway",
+			strings.TrimPrefix(err.Error(), "storage: "))
+	case errors.Is(err, storage.ErrDeviceSecret):
+		return newError(http.StatusForbidden, CodeDeviceSecret,
+			"this device id is registered: send its secret in %s (a device whose secret was lost must be deleted first)", api.HeaderDeviceSecret)
+	case errors.Is(err, errCheckInRate):
+		e := newError(http.StatusTooManyRequests, CodeCheckInRate, "too many check-ins from this device; try again later")
+		return e
 	case errors.Is(err, ca.ErrValidity):
 		return invalid("/validity_period_days", "validity_period_days must be %d..%d", ca.MinValidityDays, ca.MaxValidityDays)
 	case errors.Is(err, ca.ErrKeyType):

@@ -2,6 +2,8 @@ package controlplane_test
 
 import (
 	"encoding/json"
+	"net/url"
+	"strings"
 	"testing"
 
 	"github.com/certagent/certagent/api"
@@ -108,4 +110,49 @@ func FuzzUploadBody(f *testing.F) {
 		r := fx.do(t, "POST", path, fx.write, body)
 		checkAnswer(t, fx, before, r)
 	})
+}
+
+// FuzzCheckIn throws bodies and device ids at the check-in route: a clear
+// 2xx/4xx envelope every time, and a device stored only when it succeeded.
+func FuzzCheckIn(f *testing.F) {
+	for _, s := range []string{``, `{}`, `{"os":"linux"}`, `{"os":"linux","roots":[{"fingerprint":"AB","stores":[]}]}`,
+		`{"os":"linux","roots":[{"fingerprint":"` + strings.Repeat("ab", 32) + `","stores":[{"store":"nss","user":"u","state":"trusted"}]}]}`,
+		`{"os":"linux","roots":null}`, `{"os":"windows","hostname":"\u0000"}`, `[]`, `null`, `{"os":"linux"}{}`} {
+		f.Add("00000000-0000-4000-8000-000000000001", s)
+		f.Add("not-a-uuid", s)
+	}
+	fx := newFixture(f)
+	dev := fx.deviceToken(f)
+	f.Fuzz(func(t *testing.T, id, body string) {
+		if id == "" || id == "." || id == ".." {
+			return
+		}
+		id = url.PathEscape(id)
+		before := fx.revision(t)
+		n := deviceCount(t, fx)
+		r := fx.checkIn(t, dev, id, "", body)
+		switch r.status {
+		case 200:
+		case 400, 403, 404, 413, 429:
+			if string(r.env.Result) != "null" || len(r.env.Errors) == 0 {
+				t.Fatalf("failure envelope malformed: %s", r.body)
+			}
+			if got := deviceCount(t, fx); got != n {
+				t.Fatalf("refused check-in (%d) stored a device: %d -> %d", r.status, n, got)
+			}
+		default:
+			t.Fatalf("status %d, body %s", r.status, r.body)
+		}
+		if after := fx.revision(t); after != before {
+			t.Fatalf("a check-in changed the certificate revision")
+		}
+	})
+}
+
+func deviceCount(t *testing.T, f *fixture) int {
+	r := f.do(t, "GET", f.cp("/devices"), f.read, "")
+	if r.status != 200 || r.env.ResultInfo == nil {
+		t.Fatalf("list devices: %d %s", r.status, r.body)
+	}
+	return r.env.ResultInfo.TotalCount
 }

@@ -284,6 +284,9 @@ func configure(c *call, replace bool) (any, error) {
 	if err != nil {
 		return nil, err
 	}
+	if ch.Force, err = forceParam(c); err != nil {
+		return nil, err
+	}
 	a, err := c.s.Configure(c.r.Context(), c.account, ch)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, invalid("/settings/certificate/id", "settings.certificate.id: no such certificate in this account")

@@ -55,6 +55,19 @@ type route struct {
 	methods map[string]handlerFunc
 }
 
+// deviceMethod is the one method a device-scope token may use on the
+// route at path: GET on the certificate list, PUT on a device (check in);
+// "" for every other route.
+func deviceMethod(path string) string {
+	switch path {
+	case "/accounts/{account}/gateway/certificates":
+		return http.MethodGet
+	case "/accounts/{account}/certplane/devices/{device}":
+		return http.MethodPut
+	}
+	return ""
+}
+
 // call is one request on its way through a handler.
 type call struct {
 	w       http.ResponseWriter
@@ -62,6 +75,7 @@ type call struct {
 	s       *Service
 	account string
 	cert    string
+	device  string
 	p       Principal
 	// stopping ends when the server shuts down, so held long-polls answer.
 	stopping context.Context
@@ -90,7 +104,7 @@ func (s *Service) Handler(stopping context.Context) http.Handler {
 		pattern := APIPrefix + rt.path
 		allow := make([]string, 0, len(rt.methods))
 		for method, h := range rt.methods {
-			mux.Handle(method+" "+pattern, s.endpoint(h, stopping))
+			mux.Handle(method+" "+pattern, s.endpoint(h, deviceMethod(rt.path), stopping))
 			allow = append(allow, method)
 		}
 		sort.Strings(allow)
@@ -109,6 +123,7 @@ func (s *Service) Handler(stopping context.Context) http.Handler {
 
 func (s *Service) routes() []route {
 	const gw = "/accounts/{account}/gateway"
+	const cp = "/accounts/{account}/certplane"
 	return []route{
 		{gw + "/certificates", map[string]handlerFunc{http.MethodGet: handleList, http.MethodPost: handleGenerate}},
 		{gw + "/certificates/{cert}", map[string]handlerFunc{http.MethodGet: handleGet, http.MethodDelete: handleDelete}},
@@ -121,6 +136,12 @@ func (s *Service) routes() []route {
 			http.MethodGet: handleListCustom, http.MethodPost: handleUpload}},
 		{"/accounts/{account}/mtls_certificates/{cert}", map[string]handlerFunc{
 			http.MethodGet: handleGetCustom, http.MethodDelete: handleDeleteCustom}},
+		// certplane's extension (DESIGN.md §8).
+		{cp + "/devices", map[string]handlerFunc{http.MethodGet: handleListDevices}},
+		{cp + "/devices/{device}", map[string]handlerFunc{
+			http.MethodPut: handleCheckIn, http.MethodGet: handleGetDevice, http.MethodDelete: handleDeleteDevice}},
+		{cp + "/certificates/{cert}/readiness", map[string]handlerFunc{http.MethodGet: handleReadiness}},
+		{cp + "/settings", map[string]handlerFunc{http.MethodGet: handleGetSettings, http.MethodPatch: handlePatchSettings}},
 	}
 }
 
@@ -159,15 +180,24 @@ func (s *Service) methodNotAllowed(allow []string) http.Handler {
 
 // endpoint serves one method of one route: it authorizes the call, checks
 // the certificate id, runs h and writes what h returns.
-func (s *Service) endpoint(h handlerFunc, stopping context.Context) http.Handler {
+func (s *Service) endpoint(h handlerFunc, deviceMethod string, stopping context.Context) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		c := &call{w: w, r: r, s: s, account: r.PathValue("account"), cert: r.PathValue("cert"), stopping: stopping}
 		if info, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
 			info.account = c.account
 		}
-		if e := s.authorize(c); e != nil {
+		if e := s.authorize(c, deviceMethod); e != nil {
 			s.writeError(w, r, e)
 			return
+		}
+		if dev := r.PathValue("device"); dev != "" {
+			id, err := ParseDeviceID(dev)
+			if err != nil {
+				s.writeError(w, r, newError(http.StatusBadRequest, CodeDeviceID,
+					"device id must be a UUID (8-4-4-4-12 hex), as the agent makes on first start"))
+				return
+			}
+			c.device = id
 		}
 		if c.cert != "" {
 			if u, err := uuid.Parse(c.cert); err != nil || u.String() != strings.ToLower(c.cert) || len(c.cert) != 36 {
@@ -191,6 +221,8 @@ func (s *Service) endpoint(h handlerFunc, stopping context.Context) http.Handler
 		case notModified:
 			w.Header().Set("ETag", v.etag)
 			w.WriteHeader(http.StatusNotModified)
+		case paged:
+			s.writePaged(w, r, v)
 		case rawResult:
 			w.Header().Set("Content-Type", v.contentType)
 			w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", v.filename))
@@ -204,7 +236,7 @@ func (s *Service) endpoint(h handlerFunc, stopping context.Context) http.Handler
 
 // authorize checks the bearer token against the route's account and the
 // method's scope.
-func (s *Service) authorize(c *call) *apiError {
+func (s *Service) authorize(c *call, dm string) *apiError {
 	h := c.r.Header.Get("Authorization")
 	scheme, token, _ := strings.Cut(h, " ")
 	token = strings.TrimSpace(token)
@@ -228,6 +260,15 @@ func (s *Service) authorize(c *call) *apiError {
 	}
 	if p.AccountID != c.account {
 		return newError(http.StatusForbidden, CodeAuth, "Authentication error: the token does not belong to this account")
+	}
+	if p.Scope == storage.ScopeDevice {
+		if dm != c.r.Method {
+			return newError(http.StatusForbidden, CodeScope, "the token's scope is device; it can only list certificates and check in")
+		}
+		return nil
+	}
+	if dm == http.MethodPut && c.r.Method == http.MethodPut {
+		return requireDeviceWriter(p)
 	}
 	if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead && !p.CanWrite() {
 		return newError(http.StatusForbidden, CodeScope, "the token's scope is read; this operation needs a write token")
@@ -264,6 +305,27 @@ func (s *Service) writeEnvelope(w http.ResponseWriter, r *http.Request, status i
 	writeBody(w, status, b)
 }
 
+// writePaged writes a list with its result_info.
+func (s *Service) writePaged(w http.ResponseWriter, r *http.Request, p paged) {
+	raw, err := json.Marshal(p.result)
+	if err == nil {
+		var info []byte
+		if info, err = json.Marshal(p.info); err == nil {
+			b := make([]byte, 0, len(raw)+len(info)+96)
+			b = append(b, `{"success":true,"errors":[],"messages":[],"result":`...)
+			b = append(b, raw...)
+			b = append(b, `,"result_info":`...)
+			b = append(b, info...)
+			b = append(b, "}\n"...)
+			writeBody(w, http.StatusOK, b)
+			return
+		}
+	}
+	e := newError(http.StatusInternalServerError, CodeInternal, "internal error")
+	e.cause = fmt.Errorf("controlplane: encode result: %w", err)
+	s.writeError(w, r, e)
+}
+
 func (s *Service) writeError(w http.ResponseWriter, r *http.Request, e *apiError) {
 	if e.cause != nil {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", e.cause)
@@ -295,11 +357,16 @@ func writeBody(w http.ResponseWriter, status int, b []byte) {
 // become the default). An empty body is allowed when allowEmpty, because
 // `curl -X POST …/activate` sends none.
 func decodeBody(c *call, v any, allowEmpty bool) error {
-	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, MaxBodyBytes))
+	return decodeBodyLimit(c, v, allowEmpty, MaxBodyBytes)
+}
+
+// decodeBodyLimit is decodeBody with its own size limit.
+func decodeBodyLimit(c *call, v any, allowEmpty bool, limit int64) error {
+	body, err := io.ReadAll(http.MaxBytesReader(c.w, c.r.Body, limit))
 	if err != nil {
 		var mbe *http.MaxBytesError
 		if errors.As(err, &mbe) {
-			return newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "request body larger than %d bytes", MaxBodyBytes)
+			return newError(http.StatusRequestEntityTooLarge, CodeBodyTooLarge, "request body larger than %d bytes", limit)
 		}
 		return newError(http.StatusBadRequest, CodeMalformedJSON, "reading request body: %v", err)
 	}

@@ -3,6 +3,7 @@ package storage
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"time"
 
@@ -275,12 +276,35 @@ type ConfigChange struct {
 	// true; otherwise its top-level keys are merged into them.
 	Settings map[string]json.RawMessage
 	Replace  bool
+	// Force turns a certificate on even when it is not ready on enough
+	// active devices (see CheckReady); false lets the guard refuse.
+	Force bool
 }
 
 // Configure applies a configuration change. Turning on a certificate that
 // is not available is refused with ErrUseNotAvailable; an unknown one with
 // ErrNotFound. Turning one on demotes the previous one.
+//
+// Turning on a certificate that is not already in use is guarded: unless
+// ch.Force, a *NotReadyError when too few active devices trust it. The
+// guard reads before the transaction (a readiness count must not hold the
+// account's write lock); a device checking in meanwhile only makes it
+// more ready.
 func (s *Store) Configure(ctx context.Context, accountID string, ch ConfigChange) (Account, error) {
+	if ch.CertificateID != nil && !ch.Force {
+		id := *ch.CertificateID
+		if id != "" && id != api.NilUUID {
+			a, err := s.b.Account(ctx, accountID)
+			if err != nil {
+				return Account{}, err
+			}
+			if a.InUseID != id {
+				if err := s.CheckReady(ctx, accountID, id); err != nil && !errors.Is(err, ErrNotFound) {
+					return Account{}, err
+				}
+			}
+		}
+	}
 	now := s.Now()
 	var out Account
 	rev, err := s.b.Update(ctx, accountID, func(tx Tx) error {
