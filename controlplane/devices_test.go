@@ -183,7 +183,7 @@ func TestCheckInBadInput(t *testing.T) {
 	}{
 		{"not a uuid", "laptop-1", checkInBody(), http.StatusBadRequest, controlplane.CodeDeviceID},
 		{"uuid without dashes", strings.ReplaceAll(uuid.NewString(), "-", ""), checkInBody(), http.StatusBadRequest, controlplane.CodeDeviceID},
-		{"path traversal", "..%2f..%2fx", checkInBody(), http.StatusNotFound, controlplane.CodeNotFound},
+		{"escaped slashes", "..%2f..%2fx", checkInBody(), http.StatusBadRequest, controlplane.CodeDeviceID},
 		{"empty body", "", "", http.StatusBadRequest, controlplane.CodeMalformedJSON},
 		{"not json", "", "hello", http.StatusBadRequest, controlplane.CodeMalformedJSON},
 		{"array", "", "[]", http.StatusBadRequest, controlplane.CodeMalformedJSON},
