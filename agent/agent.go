@@ -332,6 +332,10 @@ type passOptions struct {
 	fetch  bool
 	dryRun bool
 	reason string
+	// answered, when set with fetch, is the list a held long-poll was
+	// just answered with: the pass adopts it (through the same
+	// validation) instead of asking again.
+	answered *api.ListResult
 }
 
 // Report is the outcome of one pass.
@@ -409,7 +413,10 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 		if last != nil {
 			etag = last.etag
 		}
-		res, err := src.List(ctx, etag)
+		res, err := opt.answered, error(nil)
+		if res == nil {
+			res, err = src.List(ctx, etag)
+		}
 		switch {
 		case err == nil:
 			rep.Fetch = FetchReport{Status: "ok", ServerDate: res.Date}

@@ -33,9 +33,8 @@ var ErrNoLongPoll = errors.New("agent: control plane does not hold list requests
 // activation reaches this device within seconds instead of a poll
 // interval. While its answers keep coming, Run's timer passes do not fetch
 // as well (one connection and one request stream per device, not two).
-// When the server says the list changed it runs a pass at once
-// (which fetches and applies the new list) and watches again with the new
-// ETag. It returns ErrNoLongPoll when the server answers a held request
+// When the server answers with a changed list it runs a pass at once on
+// that list (one request per change) and watches again with the new ETag. It returns ErrNoLongPoll when the server answers a held request
 // immediately (it lacks the extension: plain polling goes on in Run), and
 // nil when ctx ends. Run must be running too: it makes the first fetch
 // whose ETag this watches.
@@ -92,9 +91,11 @@ func (a *Agent) WatchChanges(ctx context.Context, wait time.Duration) error {
 			if res.ETag == etag {
 				continue
 			}
-			// Changed: one pass now. It asks with the old ETag and so
-			// adopts the new list through the normal validation.
-			if _, err := a.pass(ctx, passOptions{fetch: true, reason: "changed"}); err != nil && ctx.Err() == nil {
+			// Changed: one pass now, on the list the server answered
+			// with (it holds a long-poll until what we act on changes:
+			// the available roots or the one in use, not a pending
+			// state), through the same validation as a fetch.
+			if _, err := a.pass(ctx, passOptions{fetch: true, answered: res, reason: "changed"}); err != nil && ctx.Err() == nil {
 				a.log.Error("pass failed", "error", err)
 			}
 		default:

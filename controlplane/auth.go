@@ -72,6 +72,16 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	if !ok || len(id) != 16 || len(sec) != 43 {
 		return Principal{}, ErrUnauthenticated
 	}
+	sum := sha256.Sum256([]byte(sec))
+	if m, ok := s.memo.token(id); ok {
+		// Verified before and not revoked since (the feed is live, so a
+		// revocation on any replica would have dropped it).
+		if subtle.ConstantTimeCompare(sum[:], m.hash[:]) != 1 {
+			return Principal{}, ErrUnauthenticated
+		}
+		return m.p, nil
+	}
+	gen := s.memo.generation()
 	t, err := s.store.Backend().Token(ctx, id)
 	if errors.Is(err, storage.ErrNotFound) {
 		return Principal{}, ErrUnauthenticated
@@ -79,16 +89,17 @@ func (s *Service) Authenticate(ctx context.Context, token string) (Principal, er
 	if err != nil {
 		return Principal{}, fmt.Errorf("%w: %w", ErrUnauthenticated, err)
 	}
-	sum := sha256.Sum256([]byte(sec))
 	if subtle.ConstantTimeCompare(sum[:], t.Hash) != 1 {
 		return Principal{}, ErrUnauthenticated
 	}
-	// Every request reads the row (nothing caches a principal), so a
-	// revocation takes effect from the next request on, on every replica.
 	if t.Revoked() {
 		return Principal{}, ErrUnauthenticated
 	}
-	return Principal{TokenID: t.ID, AccountID: t.AccountID, Scope: t.Scope}, nil
+	p := Principal{TokenID: t.ID, AccountID: t.AccountID, Scope: t.Scope}
+	// Kept only if no revocation reached this process since the read
+	// began (gen), and only while the change feed is live.
+	s.memo.putToken(gen, t.ID, t.Hash, p)
+	return p, nil
 }
 
 // TokenID returns the id of a token given either as the id itself or as
@@ -118,10 +129,15 @@ func (s *Service) Tokens(ctx context.Context, accountID string) ([]storage.Token
 }
 
 // RevokeToken revokes one of the account's tokens; it fails authentication
-// from the next request on. Revoking twice is not an error. ErrNotFound
+// from the next request on, on every replica (the backend's feed carries
+// the revocation to the others before it returns; see
+// storage/postgres.Backend.RevokeToken). Revoking twice is not an error. ErrNotFound
 // if the account has no such token.
 func (s *Service) RevokeToken(ctx context.Context, accountID, tokenID string) (storage.Token, error) {
 	t, err := s.store.Backend().RevokeToken(ctx, accountID, tokenID, s.store.Now())
+	// This process forgets it whatever the feed did (a backend without
+	// one, or a feed that is down).
+	s.memo.revoked(tokenID)
 	if err != nil {
 		return storage.Token{}, fmt.Errorf("controlplane: revoke token %s of account %s: %w", tokenID, accountID, err)
 	}

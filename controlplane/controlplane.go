@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 	"unicode"
 
@@ -67,6 +68,7 @@ type Service struct {
 	deployer *Deployer
 	// checkins rate-limits each device's check-ins.
 	checkins *rateLimiter
+	memo     *memo
 }
 
 // New returns a Service over b. It does not start background work; call Run.
@@ -86,21 +88,59 @@ func New(b storage.Backend, opts Options) (*Service, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
 	}
-	s := &Service{sealer: opts.Sealer, log: opts.Logger, keyType: opts.KeyType, checkins: newRateLimiter(CheckInBurst, CheckInRefill)}
+	s := &Service{sealer: opts.Sealer, log: opts.Logger, keyType: opts.KeyType, checkins: newRateLimiter(CheckInBurst, CheckInRefill), memo: newMemo(b)}
 	s.store = storage.New(b, storage.Options{
 		Now:         opts.Now,
 		DeployDelay: opts.DeployDelay,
 		OnChange:    s.changed,
 	})
-	s.hub = longpoll.New(s.store.Revision, opts.PollInterval)
+	s.hub = longpoll.New(s.visibleNow, opts.PollInterval)
 	s.deployer = NewDeployer(s.store, opts.Logger.Named("deployer"), opts.PollInterval)
 	return s, nil
 }
 
-// changed runs after every committed change (storage.Options.OnChange).
-func (s *Service) changed(accountID string, _ int64) {
-	s.hub.Notify(accountID)
+// changed runs after every committed change, this process's
+// (storage.Options.OnChange) or another replica's (the feed). It must not
+// block: the list is rebuilt in the background, and held long-polls are
+// woken only if what agents act on changed (Service.view).
+func (s *Service) changed(accountID string, rev int64) {
+	s.memo.putRevision(0, accountID, rev, false)
 	s.deployer.Kick()
+	if s.hub.Waiting(accountID) > 0 {
+		s.refresh(accountID)
+	}
+}
+
+// refresh rebuilds the account's list in the background; Service.view
+// wakes its held requests if what agents act on changed.
+func (s *Service) refresh(accountID string) {
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+		defer cancel()
+		if _, err := s.view(ctx, accountID); err != nil {
+			// Let the held requests look for themselves.
+			s.log.Warn("cannot rebuild the certificate list after a change", "account", accountID, "error", err)
+			s.hub.Notify(accountID)
+		}
+	}()
+}
+
+// visibleNow is the long-poll hub's periodic safety check: it reads the
+// account's revision from the database (not memory, to catch a change
+// notification that never came) and returns its view's vis, which moves
+// only when what agents act on changes.
+func (s *Service) visibleNow(ctx context.Context, accountID string) (int64, error) {
+	gen := s.memo.generation()
+	r, err := s.store.Revision(ctx, accountID)
+	if err != nil {
+		return 0, err
+	}
+	s.memo.putRevision(gen, accountID, r, true)
+	v, err := s.view(ctx, accountID)
+	if err != nil {
+		return 0, err
+	}
+	return int64(v.vis), nil
 }
 
 // Store returns the rule layer, for reads.
@@ -113,21 +153,15 @@ func (s *Service) Hub() *longpoll.Hub { return s.hub }
 // Deployer returns the deployer.
 func (s *Service) Deployer() *Deployer { return s.deployer }
 
-// Run runs the deployer and the long-poll safety check until ctx ends.
+// Run runs the deployer, the long-poll safety check and the backend's
+// change feed (Follow) until ctx ends.
 func (s *Service) Run(ctx context.Context) {
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		s.hub.Run(ctx)
-	}()
-	purged := make(chan struct{})
-	go func() {
-		defer close(purged)
-		s.runPurger(ctx, time.Hour)
-	}()
+	var wg sync.WaitGroup
+	wg.Go(func() { s.hub.Run(ctx) })
+	wg.Go(func() { s.runPurger(ctx, time.Hour) })
+	wg.Go(func() { _ = s.Follow(ctx) })
 	s.deployer.Run(ctx)
-	<-done
-	<-purged
+	wg.Wait()
 }
 
 // NewAccountID returns a fresh 32-hex account id.

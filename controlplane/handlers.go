@@ -8,8 +8,8 @@ import (
 	"fmt"
 	"net/http"
 	"reflect"
-	"strconv"
 	"strings"
+	"time"
 	"unicode"
 
 	"github.com/google/uuid"
@@ -19,32 +19,13 @@ import (
 	"github.com/certagent/certagent/controlplane/storage"
 )
 
-// ListETag is the strong entity tag of an account's certificate list at a
-// revision. The account prefix keeps tags of different accounts apart.
-func ListETag(accountID string, revision int64) string {
-	prefix := accountID
-	if len(prefix) > 8 {
-		prefix = prefix[:8]
-	}
-	return `"` + prefix + "-" + strconv.FormatInt(revision, 10) + `"`
-}
-
-// etagMatches reports whether an If-None-Match header matches etag, with
-// the weak comparison RFC 9110 prescribes for If-None-Match.
-func etagMatches(header, etag string) bool {
-	for _, part := range strings.Split(header, ",") {
-		part = strings.TrimSpace(part)
-		if part == "*" || strings.TrimPrefix(part, "W/") == etag {
-			return true
-		}
-	}
-	return false
-}
-
-// handleList serves the list. With If-None-Match it first reads only the
-// account's revision, so an unchanged list costs one indexed row read and
-// no certificate is loaded; with ?wait= as well, it holds the request until
-// the list changes or the wait ends (certplane's long-poll extension).
+// handleList serves the list. With If-None-Match naming the current
+// revision it answers 304 from memory (no database read while the change
+// feed is live). With ?wait= as well it holds the request until what an
+// agent acts on changes (the available certificates and the one in use;
+// not pending states), then answers with the new list: certplane's
+// long-poll extension. Every full answer is the account's list body of
+// the revision, built once and shared.
 func handleList(c *call) (any, error) {
 	ctx := c.r.Context()
 	wait, err := longpoll.ParseWait(c.r.URL.Query().Get("wait"))
@@ -52,47 +33,84 @@ func handleList(c *call) (any, error) {
 		return nil, invalid("", "wait must be seconds (30) or a duration (30s), at most %s", longpoll.MaxWait)
 	}
 	if inm := c.r.Header.Get("If-None-Match"); inm != "" {
-		rev, err := c.s.store.Revision(ctx, c.account)
+		tags := parseListTags(inm, c.account)
+		if len(tags) == 0 {
+			return listAnswer(c)
+		}
+		rev, err := c.s.revision(ctx, c.account)
 		if err != nil {
 			return nil, err
 		}
-		etag := ListETag(c.account, rev)
-		if etagMatches(inm, etag) {
-			if wait <= 0 {
-				return notModified{etag}, nil
-			}
-			wctx, cancel := context.WithCancel(ctx)
-			defer cancel()
-			stop := context.AfterFunc(c.stopping, cancel)
-			defer stop()
-			changed, err := c.s.hub.Wait(wctx, c.account, wait, func(ctx context.Context) (int64, bool, error) {
-				rev, err := c.s.store.Revision(ctx, c.account)
-				if err != nil {
-					return 0, false, err
+		if wait <= 0 {
+			for _, t := range tags {
+				if t.any {
+					v, err := c.s.view(ctx, c.account)
+					if err != nil {
+						return nil, err
+					}
+					return notModified{v.etag}, nil
 				}
-				etag = ListETag(c.account, rev)
-				return rev, etagMatches(inm, etag), nil
-			})
-			if err != nil && wctx.Err() == nil {
-				return nil, err
+				if t.rev == rev {
+					return notModified{t.tag}, nil
+				}
 			}
-			if !changed {
-				// Timed out, shutting down, or the client left.
-				return notModified{etag}, nil
+			return listAnswer(c)
+		}
+		return hold(c, tags, wait)
+	}
+	return listAnswer(c)
+}
+
+// hold is the long-poll: it waits until none of the client's tags is
+// current for an agent, then answers with the list; at the end of the
+// wait (or at shutdown, or when the client leaves) it answers 304 with the
+// client's tag.
+func hold(c *call, tags []clientTag, wait time.Duration) (any, error) {
+	wctx, cancel := context.WithCancel(c.r.Context())
+	defer cancel()
+	stop := context.AfterFunc(c.stopping, cancel)
+	defer stop()
+	var cur *listView
+	var held clientTag
+	changed, err := c.s.hub.Wait(wctx, c.account, wait, func(ctx context.Context) (int64, bool, error) {
+		v, err := c.s.view(ctx, c.account)
+		if err != nil {
+			return 0, false, err
+		}
+		cur = v
+		for _, t := range tags {
+			if t.any || t.rev == v.rev || (t.hasVis && t.vis == v.vis) {
+				held = t
+				return int64(v.vis), true, nil
 			}
 		}
+		return int64(v.vis), false, nil
+	})
+	if err != nil && wctx.Err() == nil {
+		return nil, err
 	}
-	certs, rev, err := c.s.store.List(ctx, c.account)
+	if changed {
+		return listBody{cur}, nil
+	}
+	if held.tag == "" || held.any {
+		// Ended before the first check, or "*": the current tag.
+		if cur == nil {
+			return listAnswer(c)
+		}
+		return notModified{cur.etag}, nil
+	}
+	return notModified{held.tag}, nil
+}
+
+// listBody is a full list answer: the view's shared body.
+type listBody struct{ v *listView }
+
+func listAnswer(c *call) (any, error) {
+	v, err := c.s.view(c.r.Context(), c.account)
 	if err != nil {
 		return nil, err
 	}
-	c.w.Header().Set("ETag", ListETag(c.account, rev))
-	c.w.Header().Set("Cache-Control", "private, no-cache")
-	out := make([]api.Certificate, len(certs))
-	for i, cert := range certs {
-		out[i] = APICertificate(cert)
-	}
-	return out, nil
+	return listBody{v}, nil
 }
 
 // generateBody is POST /certificates; key_type is our extension. The fields

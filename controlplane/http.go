@@ -223,6 +223,13 @@ func (s *Service) endpoint(h handlerFunc, deviceMethod string, stopping context.
 			w.WriteHeader(http.StatusNotModified)
 		case paged:
 			s.writePaged(w, r, v)
+		case listBody:
+			h := w.Header()
+			h.Set("ETag", v.v.etag)
+			h.Set("Cache-Control", "private, no-cache")
+			h.Set("Content-Type", "application/json")
+			w.WriteHeader(http.StatusOK)
+			w.Write(v.v.body)
 		case rawResult:
 			w.Header().Set("Content-Type", v.contentType)
 			w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", v.filename))

@@ -204,14 +204,16 @@ func TestLongPoll(t *testing.T) {
 	got := make(chan response, 1)
 	go func() { got <- f.do(t, "GET", f.gw("/certificates?wait=50s"), f.read, "", "If-None-Match", etag) }()
 	require.Eventually(t, func() bool { return f.svc.Hub().Waiting(f.account) == 1 }, 10*time.Second, time.Millisecond)
-	c, err := f.svc.Generate(context.Background(), f.account, controlplane.GenerateRequest{})
-	require.NoError(t, err)
+	// Generating (inactive) and activating (pending_deployment) change
+	// nothing an agent acts on; the deployment completing does.
+	id := f.available(t)
 	res := <-got
 	require.Equal(t, 200, res.status)
 	var certs []api.Certificate
 	require.NoError(t, json.Unmarshal(res.env.Result, &certs))
 	require.Len(t, certs, 2)
-	assert.Contains(t, []string{certs[0].ID, certs[1].ID}, c.ID, "the new certificate is in the answer")
+	assert.Equal(t, id, certs[1].ID, "the new certificate is in the answer")
+	assert.Equal(t, api.StatusAvailable, certs[1].BindingStatus, "answered once it is available, not before")
 	assert.NotEqual(t, etag, res.header.Get("ETag"))
 
 	// A shutdown releases held requests with a 304.

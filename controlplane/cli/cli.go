@@ -343,18 +343,11 @@ func serve(ctx context.Context, args []string, env Env) error {
 	bg := make(chan struct{})
 	go func() {
 		defer close(bg)
+		// Run also follows other replicas' (or, on SQLite, other
+		// processes') changes: long-poll wake-ups, deployer kicks and the
+		// in-memory token and revision caches depend on it.
 		svc.Run(runCtx)
 	}()
-	if pg, ok := b.(*postgres.Backend); ok {
-		// Other replicas' changes wake this replica's long-polls and deployer.
-		l := &postgres.Listener{
-			OnChange:    func(ch postgres.Change) { svc.Hub().Notify(ch.AccountID); svc.Deployer().Kick() },
-			OnReconnect: svc.Hub().NotifyAll,
-			Logger:      log.Named("listen"),
-		}
-		go l.Run(runCtx, pg)
-	}
-
 	errc := make(chan error, 1)
 	go func() {
 		if *tlsCert != "" {

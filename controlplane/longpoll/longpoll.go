@@ -183,6 +183,17 @@ func (h *Hub) NotifyAll() {
 	}
 }
 
+// Accounts returns the accounts that have waiters.
+func (h *Hub) Accounts() []string {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	ids := make([]string, 0, len(h.accounts))
+	for id := range h.accounts {
+		ids = append(ids, id)
+	}
+	return ids
+}
+
 // Waiting returns how many requests are waiting on accountID.
 func (h *Hub) Waiting(accountID string) int {
 	h.mu.Lock()

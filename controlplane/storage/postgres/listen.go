@@ -31,15 +31,43 @@ func ParseChange(payload string) (Change, error) {
 	return Change{AccountID: id, Revision: n}, nil
 }
 
+// revokePrefix starts a revocation's payload on ChannelChanges:
+// "revoke:TOKEN_ID:NONCE". An account id is 32 hex digits, so it never
+// starts this way, and older listeners skip it as unparseable.
+const revokePrefix = "revoke:"
+
+// ChannelAcks carries each listener's acknowledgement of a revocation:
+// the payload is the revocation's nonce, sent once the listener's process
+// no longer accepts the token from memory (RevokeToken waits for them).
+const ChannelAcks = "certplane_acks"
+
+// parseRevoke parses a revocation payload.
+func parseRevoke(payload string) (tokenID, nonce string, ok bool) {
+	rest, ok := strings.CutPrefix(payload, revokePrefix)
+	if !ok {
+		return "", "", false
+	}
+	tokenID, nonce, ok = strings.Cut(rest, ":")
+	return tokenID, nonce, ok && tokenID != "" && nonce != "" && !strings.Contains(nonce, ":")
+}
+
 // Listener delivers every replica's change notifications.
 type Listener struct {
 	// OnChange is called for each notification, on the listener's
 	// goroutine; it must not block.
 	OnChange func(Change)
+	// OnRevoke is called for each revocation on the listener's goroutine;
+	// when it returns, the listener acknowledges the revocation to the
+	// replica that made it. May be nil (nothing is cached: nothing to do).
+	OnRevoke func(tokenID string)
 	// OnReconnect is called after the listening connection is (re)made,
 	// since notifications sent while it was down are lost: wake every
 	// waiter so each re-checks its revision. May be nil.
 	OnReconnect func()
+	// OnDisconnect is called when the listening connection is lost (or
+	// could not be made), before the wait to reconnect: from then on
+	// changes may be missed. May be nil.
+	OnDisconnect func()
 	// Logger may be nil.
 	Logger hclog.Logger
 	// MaxBackoff bounds the wait between reconnection attempts; zero
@@ -62,6 +90,9 @@ func (l *Listener) Run(ctx context.Context, b *Backend) error {
 	backoff := 100 * time.Millisecond
 	for {
 		connected, err := l.listenOnce(ctx, b)
+		if l.OnDisconnect != nil {
+			l.OnDisconnect()
+		}
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -81,7 +112,11 @@ func (l *Listener) Run(ctx context.Context, b *Backend) error {
 // listenOnce listens until the connection fails; connected reports
 // whether it got as far as LISTEN.
 func (l *Listener) listenOnce(ctx context.Context, b *Backend) (connected bool, err error) {
-	conn, err := pgx.ConnectConfig(ctx, b.pool.Config().ConnConfig.Copy())
+	cfg := b.pool.Config().ConnConfig.Copy()
+	// RevokeToken counts the listeners by this name to know how many
+	// acknowledgements to wait for.
+	cfg.RuntimeParams["application_name"] = b.listenerName
+	conn, err := pgx.ConnectConfig(ctx, cfg)
 	if err != nil {
 		return false, fmt.Errorf("connect: %w", err)
 	}
@@ -99,6 +134,15 @@ func (l *Listener) listenOnce(ctx context.Context, b *Backend) (connected bool, 
 				return true, err
 			}
 			return true, fmt.Errorf("wait for notification: %w", err)
+		}
+		if tokenID, nonce, ok := parseRevoke(n.Payload); ok {
+			if l.OnRevoke != nil {
+				l.OnRevoke(tokenID)
+				if _, err := conn.Exec(ctx, `select pg_notify($1, $2)`, ChannelAcks, nonce); err != nil {
+					return true, fmt.Errorf("acknowledge revocation: %w", err)
+				}
+			}
+			continue
 		}
 		ch, err := ParseChange(n.Payload)
 		if err != nil {

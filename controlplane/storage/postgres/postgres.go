@@ -12,6 +12,8 @@ package postgres
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -37,6 +39,12 @@ var ErrSchemaTooNew = errors.New("storage/postgres: schema too new")
 // Backend is a storage.Backend on PostgreSQL.
 type Backend struct {
 	pool *pgxpool.Pool
+	// listenerName is the application_name of this database's (and
+	// search_path's) change listeners, so RevokeToken can count them.
+	listenerName string
+	// AckTimeout bounds how long RevokeToken waits for every listener's
+	// acknowledgement; zero means 3 s.
+	AckTimeout time.Duration
 }
 
 var _ storage.Backend = (*Backend)(nil)
@@ -67,7 +75,11 @@ func Open(ctx context.Context, dsn string) (*Backend, error) {
 		pool.Close()
 		return nil, err
 	}
-	return &Backend{pool: pool}, nil
+	name := "certplane-listen"
+	if sp := cfg.ConnConfig.RuntimeParams["search_path"]; sp != "" {
+		name += " " + sp
+	}
+	return &Backend{pool: pool, listenerName: name}, nil
 }
 
 // redactErr removes a password that pgx may have echoed into msg.
@@ -355,15 +367,49 @@ func (b *Backend) Tokens(ctx context.Context, accountID string) ([]storage.Token
 	return out, nil
 }
 
-// RevokeToken marks one of the account's tokens revoked.
+// RevokeToken marks one of the account's tokens revoked. Every replica may
+// hold the token's verification in memory, so before returning it tells
+// them all (a NOTIFY in the same transaction) and waits, up to AckTimeout,
+// until every listening replica has acknowledged that it dropped it:
+// from the next request on, no replica accepts the token. A replica whose
+// listener is down is not counted; it serves nothing from memory then.
 func (b *Backend) RevokeToken(ctx context.Context, accountID, id string, at time.Time) (storage.Token, error) {
+	// A connection of its own (not the pool's): it LISTENs for the
+	// acknowledgements, and a pooled connection must not keep listening.
+	conn, err := pgx.ConnectConfig(ctx, b.pool.Config().ConnConfig.Copy())
+	if err != nil {
+		return storage.Token{}, wrap("revoke token: connect", err)
+	}
+	defer func() { _ = conn.Close(context.Background()) }()
+	if _, err := conn.Exec(ctx, `listen `+ChannelAcks); err != nil {
+		return storage.Token{}, wrap("revoke token: listen", err)
+	}
+	var nb [16]byte
+	if _, err := rand.Read(nb[:]); err != nil {
+		return storage.Token{}, fmt.Errorf("storage/postgres: revoke token: nonce: %w", err)
+	}
+	nonce := hex.EncodeToString(nb[:])
 	var t storage.Token
 	var created, revoked int64
-	// The account_id condition makes another account's token id look
-	// exactly like an unknown one; revoked_at is set only the first time.
-	err := b.pool.QueryRow(ctx, `update tokens set revoked_at = case when revoked_at = 0 then $1 else revoked_at end
-		where id = $2 and account_id = $3 returning id, account_id, scope, created_at, revoked_at`,
-		storage.EncodeTime(at), id, accountID).Scan(&t.ID, &t.AccountID, &t.Scope, &created, &revoked)
+	var listeners int
+	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
+		// The account_id condition makes another account's token id look
+		// exactly like an unknown one; revoked_at is set only the first time.
+		err := tx.QueryRow(ctx, `update tokens set revoked_at = case when revoked_at = 0 then $1 else revoked_at end
+			where id = $2 and account_id = $3 returning id, account_id, scope, created_at, revoked_at`,
+			storage.EncodeTime(at), id, accountID).Scan(&t.ID, &t.AccountID, &t.Scope, &created, &revoked)
+		if err != nil {
+			return err
+		}
+		if _, err := tx.Exec(ctx, `select pg_notify($1, $2)`, ChannelChanges, revokePrefix+id+":"+nonce); err != nil {
+			return err
+		}
+		// Counted inside the transaction: a listener that connects after
+		// this point never hears the NOTIFY, but it starts with nothing
+		// cached, so it need not acknowledge.
+		return tx.QueryRow(ctx, `select count(*) from pg_stat_activity where datname = current_database() and application_name = $1`,
+			b.listenerName).Scan(&listeners)
+	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.Token{}, storage.ErrNotFound
 	}
@@ -371,6 +417,23 @@ func (b *Backend) RevokeToken(ctx context.Context, accountID, id string, at time
 		return storage.Token{}, wrap("revoke token", err)
 	}
 	t.CreatedAt, t.RevokedAt = storage.DecodeTime(created), storage.DecodeTime(revoked)
+	timeout := b.AckTimeout
+	if timeout <= 0 {
+		timeout = 3 * time.Second
+	}
+	wctx, cancel := context.WithTimeout(ctx, timeout)
+	defer cancel()
+	for acks := 0; acks < listeners; {
+		n, err := conn.WaitForNotification(wctx)
+		if err != nil {
+			// Committed either way; a listener that did not answer in time
+			// is stuck or gone, and its next reconnect drops its caches.
+			break
+		}
+		if n.Channel == ChannelAcks && n.Payload == nonce {
+			acks++
+		}
+	}
 	return t, nil
 }
 

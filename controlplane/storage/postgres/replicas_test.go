@@ -3,13 +3,13 @@ package postgres_test
 import (
 	"context"
 	"crypto/rand"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"sync"
 	"testing"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -25,19 +25,6 @@ import (
 type replica struct {
 	svc *controlplane.Service
 	srv *httptest.Server
-}
-
-// readyNotifier tells the test when the listener is connected (its first
-// NotifyAll), so no change can be missed by starting too early.
-type readyNotifier struct {
-	postgres.Notifier
-	once  sync.Once
-	ready chan struct{}
-}
-
-func (r *readyNotifier) NotifyAll() {
-	r.Notifier.NotifyAll()
-	r.once.Do(func() { close(r.ready) })
 }
 
 // startReplicas starts n certplane instances on one database. Their
@@ -60,9 +47,12 @@ func startReplicas(t *testing.T, n int) []replica {
 		t.Cleanup(func() { _ = b.Close() })
 		svc, err := controlplane.New(b, controlplane.Options{Sealer: sealer, DeployDelay: -1, PollInterval: time.Hour})
 		require.NoError(t, err)
-		n := &readyNotifier{Notifier: svc.Hub(), ready: make(chan struct{})}
-		wg.Go(func() { _ = b.Follow(ctx, n, hclog.NewNullLogger()) })
-		<-n.ready
+		wg.Go(func() { _ = svc.Follow(ctx) })
+		// Polling a condition, not timing: the feed has no "connected"
+		// event; no change may be made before it listens.
+		for !svc.Live() {
+			time.Sleep(time.Millisecond)
+		}
 		srv := httptest.NewServer(svc.Handler(ctx))
 		t.Cleanup(srv.Close)
 		out[i] = replica{svc: svc, srv: srv}
@@ -70,8 +60,9 @@ func startReplicas(t *testing.T, n int) []replica {
 	return out
 }
 
-// A long-poll held on replica B is answered when an admin generates a
-// certificate through replica A.
+// A long-poll held on replica B is answered when an admin activates a
+// certificate through replica A (its deployer makes it available), and
+// only then: generating one (inactive) changes nothing an agent acts on.
 func TestLongPollWokenAcrossReplicas(t *testing.T) {
 	reps := startReplicas(t, 2)
 	acct, err := reps[0].svc.CreateAccount(t.Context(), "acme")
@@ -109,12 +100,34 @@ func TestLongPollWokenAcrossReplicas(t *testing.T) {
 	}
 	gen, err := admin.Generate(t.Context(), 0)
 	require.NoError(t, err)
+	// The generation reached replica B (its memory holds the new revision)
+	// and did not answer the held request.
+	for {
+		r, err := reader.ListIfChanged(t.Context(), first.ETag, 0)
+		if !errors.Is(err, api.ErrNotModified) {
+			require.NoError(t, err)
+			require.NotEqual(t, first.ETag, r.ETag)
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	select {
+	case a := <-got:
+		t.Fatalf("a generation (inactive) answered the long-poll: %+v %v", a.res, a.err)
+	default:
+	}
+	_, err = admin.Activate(t.Context(), gen.ID)
+	require.NoError(t, err)
+	_, err = reps[0].svc.Store().CompleteDue(t.Context())
+	require.NoError(t, err)
 
 	a := <-got
 	require.NoError(t, a.err, "the held request should end with the new list, not a 304 at the timeout")
 	assert.NotEqual(t, first.ETag, a.res.ETag)
 	require.Len(t, a.res.Certificates, 2)
 	assert.Equal(t, gen.ID, a.res.Certificates[1].ID)
+	assert.Equal(t, api.StatusAvailable, a.res.Certificates[1].BindingStatus,
+		"answered at the change an agent acts on, not at the generation or the activation")
 }
 
 // Several replicas' deployers race for the same pending transitions; each
@@ -156,5 +169,59 @@ func TestDeployersAcrossReplicasCompleteEachStepOnce(t *testing.T) {
 		c, err := reps[1].svc.Store().Get(t.Context(), acct.ID, id)
 		require.NoError(t, err)
 		assert.Equal(t, api.StatusAvailable, c.Status)
+	}
+}
+
+// A token verified on replica B (and kept in B's memory) is refused by B
+// from the very next request after replica A's revocation returns; and a
+// change made through A reaches B's in-memory revision.
+func TestRevocationHoldsOnEveryReplica(t *testing.T) {
+	reps := startReplicas(t, 2)
+	acct, err := reps[0].svc.CreateAccount(t.Context(), "acme")
+	require.NoError(t, err)
+	get := func(r replica, tok, inm string) int {
+		req, err := http.NewRequestWithContext(t.Context(), "GET", r.srv.URL+"/client/v4/accounts/"+acct.ID+"/gateway/certificates", nil)
+		require.NoError(t, err)
+		req.Header.Set("Authorization", "Bearer "+tok)
+		if inm != "" {
+			req.Header.Set("If-None-Match", inm)
+		}
+		res, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	writeTok, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "write")
+	require.NoError(t, err)
+	admin, err := api.NewClient(reps[0].srv.URL+"/client/v4", acct.ID, writeTok)
+	require.NoError(t, err)
+	first, err := admin.ListIfChanged(t.Context(), "", 0)
+	require.NoError(t, err)
+
+	for i := range 10 {
+		tok, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "read")
+		require.NoError(t, err)
+		for range 3 { // the first verifies from the database, the rest from memory
+			require.Equal(t, http.StatusNotModified, get(reps[1], tok, first.ETag), "round %d", i)
+		}
+		id, err := controlplane.TokenID(tok)
+		require.NoError(t, err)
+		_, err = reps[0].svc.RevokeToken(t.Context(), acct.ID, id)
+		require.NoError(t, err)
+		require.Equal(t, http.StatusUnauthorized, get(reps[1], tok, first.ETag), "round %d: replica B still accepts a token A revoked", i)
+		require.Equal(t, http.StatusUnauthorized, get(reps[0], tok, first.ETag), "round %d", i)
+	}
+
+	reader, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "read")
+	require.NoError(t, err)
+	require.Equal(t, http.StatusNotModified, get(reps[1], reader, first.ETag))
+	_, err = admin.Generate(t.Context(), 0)
+	require.NoError(t, err)
+	// The NOTIFY reaches B within milliseconds; poll for it (a condition,
+	// not a timing assumption).
+	deadline := time.Now().Add(10 * time.Second)
+	for get(reps[1], reader, first.ETag) == http.StatusNotModified {
+		require.True(t, time.Now().Before(deadline), "replica B never learned of A's change")
+		time.Sleep(2 * time.Millisecond)
 	}
 }

@@ -32,6 +32,10 @@ type DB struct {
 	// Prepared once on r: the hot reads of every API call (token, revision,
 	// list) would otherwise spend a third of their time in SQLite's parser.
 	stmtRevision, stmtToken, stmtAccount, stmtCerts *sql.Stmt
+
+	// shm is the WAL-index file, read by Stamp; nil if it could not be
+	// opened.
+	shm *os.File
 }
 
 var _ storage.Backend = (*DB)(nil)
@@ -69,6 +73,7 @@ func Open(ctx context.Context, path string) (*DB, error) {
 		d.Close()
 		return nil, fmt.Errorf("storage/sqlite: prepare: %w", err)
 	}
+	d.openShm(path)
 	return d, nil
 }
 
@@ -98,6 +103,9 @@ func (d *DB) Close() error {
 		if st != nil {
 			errs = append(errs, st.Close())
 		}
+	}
+	if d.shm != nil {
+		errs = append(errs, d.shm.Close())
 	}
 	return errors.Join(append(errs, d.w.Close(), d.r.Close())...)
 }
