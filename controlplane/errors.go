@@ -21,6 +21,8 @@ const (
 	CodeMalformedJSON     = 1002  // 400: the body is not the JSON object expected
 	CodeBodyTooLarge      = 1003  // 413: the body exceeds MaxBodyBytes
 	CodeMethodNotAllowed  = 1004  // 405: the route exists, the method does not
+	CodeHeaderTooLarge    = 1005  // 431: the request header exceeds MaxHeaderBytes
+	CodeBadRequest        = 1006  // 400 (or 501): not a well-formed HTTP request, or plain HTTP to the TLS port
 	CodeBadCertificate    = 1010  // 400: an uploaded certificate is unacceptable
 	CodeBadPrivateKey     = 1011  // 400: an uploaded private key is unacceptable or does not match
 	CodeDailyLimit        = 1100  // 429: 3 generations per account per rolling 24 h

@@ -118,7 +118,36 @@ func (s *Service) Handler(stopping context.Context) http.Handler {
 		}
 	}
 	mux.HandleFunc("/", s.noRoute)
-	return s.logRequests(s.cleanPathsOnly(mux))
+	return s.logRequests(s.recoverPanics(s.cleanPathsOnly(mux)))
+}
+
+// recoverPanics answers a handler's panic with the 500 envelope (and logs
+// it) instead of net/http's dropped connection; it also gives handlers the
+// TLS state of a connection Listener terminated.
+func (s *Service) recoverPanics(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			r.TLS = tlsState(r)
+		}
+		rec := &statusRecorder{ResponseWriter: w}
+		defer func() {
+			v := recover()
+			if v == nil || v == http.ErrAbortHandler {
+				if v != nil {
+					panic(v)
+				}
+				return
+			}
+			e := newError(http.StatusInternalServerError, CodeInternal, "internal error")
+			e.cause = fmt.Errorf("controlplane: panic: %v", v)
+			if rec.status == 0 {
+				s.writeError(rec, r, e)
+			} else {
+				s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", e.cause)
+			}
+		}()
+		next.ServeHTTP(rec, r)
+	})
 }
 
 func (s *Service) routes() []route {
@@ -150,6 +179,12 @@ func (s *Service) routes() []route {
 // to the cleaned path: an API client that sent it has a bug to see.
 func (s *Service) cleanPathsOnly(next http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.RequestURI == "*" {
+			// The HTTP/2 preface's PRI * (OPTIONS * is net/http's own): ServeMux would
+			// answer an empty 400.
+			s.writeError(w, r, newError(http.StatusBadRequest, CodeBadRequest, "no resource %q here", r.RequestURI))
+			return
+		}
 		p := r.URL.EscapedPath()
 		clean := path.Clean(p)
 		if strings.HasSuffix(p, "/") && clean != "/" {

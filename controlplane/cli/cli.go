@@ -95,11 +95,17 @@ func Main(ctx context.Context, args []string, env Env) int {
 		env.Getenv = os.Getenv
 	}
 	err := run(ctx, args, env)
+	var fe *flagError
 	switch {
 	case err == nil:
 		return 0
 	case errors.Is(err, flag.ErrHelp):
 		return 0
+	case errors.As(err, &fe):
+		// The command's own usage, once; not the whole help as well.
+		fmt.Fprintf(env.Stderr, "%v\n\n", fe)
+		fe.usage()
+		return 2
 	case errors.Is(err, errUsage):
 		fmt.Fprintf(env.Stderr, "certplane: %v\n\n%s", err, usage)
 		return 2
@@ -155,7 +161,9 @@ type common struct {
 
 func newFlags(name string, env Env, c *common, example string) *flag.FlagSet {
 	fs := flag.NewFlagSet("certplane "+name, flag.ContinueOnError)
-	fs.SetOutput(env.Stderr)
+	// The flag package's own error line is dropped: Main prints the error
+	// (see parse), then this usage once.
+	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.db, "db", "", "database: sqlite:PATH or postgres://… (default sqlite:<data-dir>/certplane.db)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "data directory for the database and the seal key (default $XDG_DATA_HOME/certplane or /var/lib/certplane)")
 	if name != "serve" {
@@ -163,22 +171,41 @@ func newFlags(name string, env Env, c *common, example string) *flag.FlagSet {
 	}
 	fs.Usage = func() {
 		fmt.Fprintf(env.Stderr, "Usage: certplane %s [flags]\n\nExample:\n  %s\n\nFlags:\n", name, example)
+		fs.SetOutput(env.Stderr)
+		defer fs.SetOutput(io.Discard)
 		fs.PrintDefaults()
 	}
 	return fs
 }
+
+// flagError is a flag the command's flag set refused; usage prints that
+// command's usage.
+type flagError struct {
+	err   error
+	usage func()
+}
+
+func (e *flagError) Error() string { return e.err.Error() }
+func (e *flagError) Unwrap() error { return e.err }
+
+// Is makes errors.Is(err, errUsage) hold.
+func (e *flagError) Is(target error) bool { return target == errUsage }
 
 // parse parses flags and positional arguments in any order (Go's flag
 // package stops at the first positional one, so `cert activate ID --db X`
 // would otherwise leave --db unparsed) and returns the positional ones.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
+	usage := fs.Usage
+	fs.Usage = func() {} // the flag package calls it on every error too
+	defer func() { fs.Usage = usage }()
 	for {
 		if err := fs.Parse(args); err != nil {
 			if errors.Is(err, flag.ErrHelp) {
+				usage()
 				return nil, err
 			}
-			return nil, fmt.Errorf("%w: %v", errUsage, err)
+			return nil, &flagError{err: fmt.Errorf("%s: %w", fs.Name(), err), usage: usage}
 		}
 		if fs.NArg() == 0 {
 			return pos, nil
@@ -205,16 +232,31 @@ func (c *common) resolve(env Env) {
 	}
 }
 
+// checkDB refuses a --db that names no database, before anything is
+// created.
+func (c *common) checkDB() error {
+	switch {
+	case postgres.IsDSN(c.db):
+		return nil
+	case strings.HasPrefix(c.db, "sqlite:"):
+		if strings.TrimPrefix(strings.TrimPrefix(c.db, "sqlite:"), "//") == "" {
+			return fmt.Errorf("%w: --db sqlite: needs a path", errUsage)
+		}
+		return nil
+	}
+	return fmt.Errorf("%w: --db %q: want sqlite:PATH or postgres://…", errUsage, c.db)
+}
+
 // openBackend opens the database named by c.db.
 func (c *common) openBackend(ctx context.Context) (storage.Backend, error) {
+	if err := c.checkDB(); err != nil {
+		return nil, err
+	}
 	switch {
 	case postgres.IsDSN(c.db):
 		return postgres.Open(ctx, c.db)
 	case strings.HasPrefix(c.db, "sqlite:"):
 		path := strings.TrimPrefix(strings.TrimPrefix(c.db, "sqlite:"), "//")
-		if path == "" {
-			return nil, fmt.Errorf("%w: --db sqlite: needs a path", errUsage)
-		}
 		if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 			return nil, fmt.Errorf("create database directory: %w", err)
 		}
@@ -227,6 +269,9 @@ func (c *common) openBackend(ctx context.Context) (storage.Backend, error) {
 // on first use creates) the seal key.
 func (c *common) service(ctx context.Context, env Env, withSealer bool, opts controlplane.Options) (*controlplane.Service, storage.Backend, error) {
 	c.resolve(env)
+	if err := c.checkDB(); err != nil {
+		return nil, nil, err
+	}
 	keyCreated := ""
 	if withSealer {
 		s, created, err := seal.Load(env.Getenv(seal.EnvKey), c.dataDir)
@@ -309,6 +354,24 @@ func serve(ctx context.Context, args []string, env Env) error {
 	if !ca.ValidKeyType(*keyType) {
 		return fmt.Errorf("%w: --key-type %q: want ecdsa-p256, rsa-2048 or rsa-3072", errUsage, *keyType)
 	}
+	if hclog.LevelFromString(*level) == hclog.NoLevel {
+		return fmt.Errorf("%w: --log-level %q: want trace, debug, info, warn or error", errUsage, *level)
+	}
+	// Everything that can be refused is checked before the seal key is
+	// created and before anything says it is listening.
+	var tlsConfig *tls.Config
+	if *tlsCert != "" {
+		pair, err := tls.LoadX509KeyPair(*tlsCert, *tlsKey)
+		if err != nil {
+			return fmt.Errorf("--tls-cert %s, --tls-key %s: %w", *tlsCert, *tlsKey, err)
+		}
+		tlsConfig = &tls.Config{MinVersion: tls.VersionTLS12, Certificates: []tls.Certificate{pair}}
+	}
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("listen %s: %w", *listen, err)
+	}
+	defer ln.Close()
 	log := newLogger(env, *level)
 	d := *delay
 	if d == 0 {
@@ -320,10 +383,6 @@ func serve(ctx context.Context, args []string, env Env) error {
 	}
 	defer b.Close()
 
-	ln, err := net.Listen("tcp", *listen)
-	if err != nil {
-		return fmt.Errorf("listen %s: %w", *listen, err)
-	}
 	stopping, stop := context.WithCancel(context.Background())
 	defer stop()
 	srv := &http.Server{
@@ -332,10 +391,9 @@ func serve(ctx context.Context, args []string, env Env) error {
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      longpoll.MaxWait + 30*time.Second,
 		IdleTimeout:       2 * time.Minute,
+		MaxHeaderBytes:    controlplane.MaxHeaderBytes,
+		ConnContext:       controlplane.ConnContext,
 		ErrorLog:          log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
-	}
-	if *tlsCert != "" {
-		srv.TLSConfig = &tls.Config{MinVersion: tls.VersionTLS12}
 	}
 
 	runCtx, cancelRun := context.WithCancel(context.Background())
@@ -349,19 +407,17 @@ func serve(ctx context.Context, args []string, env Env) error {
 		svc.Run(runCtx)
 	}()
 	errc := make(chan error, 1)
-	go func() {
-		if *tlsCert != "" {
-			errc <- srv.ServeTLS(ln, *tlsCert, *tlsKey)
-		} else {
-			errc <- srv.Serve(ln)
-		}
-	}()
+	go func() { errc <- srv.Serve(controlplane.Listener(ln, tlsConfig)) }()
 	scheme := "http"
-	if *tlsCert != "" {
+	if tlsConfig != nil {
 		scheme = "https"
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String()+controlplane.APIPrefix,
 		"db", redactDB(c.db), "deploy_delay", delay.String())
+	if tlsConfig == nil && !isLoopback(ln.Addr()) {
+		log.Warn("serving plain HTTP on a non-loopback address: API tokens and certificates cross the network in the clear; give --tls-cert and --tls-key, or listen on 127.0.0.1 behind a TLS proxy",
+			"addr", ln.Addr().String())
+	}
 	if env.Ready != nil {
 		env.Ready(ln.Addr())
 	}
@@ -385,6 +441,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 	}
 	log.Info("stopped")
 	return nil
+}
+
+// isLoopback reports whether addr is a loopback address (127.0.0.0/8, ::1);
+// the unspecified address (":8080") listens on every interface, so it is not.
+func isLoopback(addr net.Addr) bool {
+	ta, ok := addr.(*net.TCPAddr)
+	return ok && ta.IP.IsLoopback()
 }
 
 // redactDB hides a PostgreSQL password in logs.

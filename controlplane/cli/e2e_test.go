@@ -27,6 +27,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/certagent/certagent/api"
+	"github.com/certagent/certagent/controlplane"
 	"github.com/certagent/certagent/controlplane/cli"
 	"github.com/certagent/certagent/trust"
 )
@@ -556,9 +557,20 @@ func TestServeTLS(t *testing.T) {
 	certs, err := c.List(context.Background())
 	require.NoError(t, err)
 	assert.Len(t, certs, 1)
-	// Plain HTTP to the TLS port is not served.
+	// Plain HTTP to the TLS port is not served, and says so in the envelope.
 	_, err = newClient(t, "http://"+addr.String()+"/client/v4", account, tok).List(context.Background())
 	assert.Error(t, err)
+	resp, body := rawExchange(t, addr.String(), nil, []byte("GET /client/v4 HTTP/1.1\r\nHost: x\r\n\r\n"))
+	requireEnvelope(t, resp, body, 400, controlplane.CodeBadRequest)
+	assert.Contains(t, string(body), "HTTPS")
+	// Under TLS too, what net/http answers by itself is the envelope.
+	for _, tc := range errorRequests(addr.String()) {
+		t.Run(tc.name, func(t *testing.T) {
+			resp, body := rawExchange(t, addr.String(), &tls.Config{RootCAs: pool}, tc.req)
+			requireEnvelope(t, resp, body, tc.status, tc.code)
+		})
+	}
+	assert.NotContains(t, logs.String(), "serving plain HTTP", "no plain-HTTP warning under TLS")
 	cancel()
 	assert.Equal(t, 0, <-done, "graceful shutdown; logs:\n%s", logs.String())
 }

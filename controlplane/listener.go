@@ -1,0 +1,169 @@
+package controlplane
+
+import (
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"strconv"
+
+	"github.com/certagent/certagent/api"
+)
+
+// MaxHeaderBytes bounds a request's header block (the server's
+// http.Server.MaxHeaderBytes). A larger one is answered 431 with the
+// envelope, code CodeHeaderTooLarge.
+const MaxHeaderBytes = 64 << 10
+
+// Listener wraps ln for serving the API with an http.Server whose
+// ConnContext is ConnContext: with tlsConfig it terminates TLS (HTTP/1.1),
+// and every answer net/http writes by itself, before any handler runs (431
+// for a header over MaxHeaderBytes, 400 for a malformed request, 501 for an
+// unknown transfer coding, and 400 for plain HTTP sent to the TLS port), is
+// the API's JSON envelope instead of net/http's plain text.
+//
+// net/http writes those answers straight to the connection it serves, so
+// the connection is where they can be replaced; TLS is terminated here
+// rather than by http.Server for the same reason (the server would write
+// them into its own *tls.Conn). Handlers still see r.TLS: Handler fills it
+// from the connection.
+func Listener(ln net.Listener, tlsConfig *tls.Config) net.Listener {
+	if tlsConfig != nil {
+		cfg := tlsConfig.Clone()
+		if len(cfg.NextProtos) == 0 {
+			cfg.NextProtos = []string{"http/1.1"}
+		}
+		ln = tls.NewListener(ln, cfg)
+	}
+	return envelopeListener{ln}
+}
+
+type envelopeListener struct{ net.Listener }
+
+func (l envelopeListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &envelopeConn{Conn: c}, nil
+}
+
+// envelopeConn replaces net/http's own plain-text error answers with
+// envelopes. Only the goroutine serving the connection reads and writes it.
+type envelopeConn struct {
+	net.Conn
+}
+
+type connKey struct{}
+
+// ConnContext is the http.Server.ConnContext that goes with Listener: it
+// lets Handler find the TLS state of a connection Listener terminated.
+func ConnContext(ctx context.Context, c net.Conn) context.Context {
+	return context.WithValue(ctx, connKey{}, c)
+}
+
+// tlsState is the TLS state of the connection r came on, when Listener
+// terminated TLS for it.
+func tlsState(r *http.Request) *tls.ConnectionState {
+	ec, ok := r.Context().Value(connKey{}).(*envelopeConn)
+	if !ok {
+		return nil
+	}
+	tc, ok := ec.Conn.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	st := tc.ConnectionState()
+	return &st
+}
+
+// netHTTPErrorHeaders is what net/http's server writes after the status
+// line of an answer it makes up itself (net/http/server.go, conn.serve).
+// Handler answers always carry a Date header, so they never match.
+const netHTTPErrorHeaders = "\r\nContent-Type: text/plain; charset=utf-8\r\nConnection: close\r\n\r\n"
+
+// parseNetHTTPError recognises one of net/http's own error answers: a
+// single write of "HTTP/1.1 NNN reason[: detail]" + netHTTPErrorHeaders +
+// body, with NNN a 4xx or 5xx.
+func parseNetHTTPError(b []byte) (status int, text string, ok bool) {
+	rest, found := bytes.CutPrefix(b, []byte("HTTP/1.1 "))
+	if !found || len(rest) < 4 || rest[3] != ' ' {
+		return 0, "", false
+	}
+	status, err := strconv.Atoi(string(rest[:3]))
+	if err != nil || status < 400 || status > 599 {
+		return 0, "", false
+	}
+	line, body, found := bytes.Cut(rest, []byte(netHTTPErrorHeaders))
+	if !found || bytes.Contains(line, []byte("\r\n")) {
+		return 0, "", false
+	}
+	return status, string(body), true
+}
+
+// expectationFailed starts the 417 net/http answers, through the response
+// writer but before any handler, to an Expect header other than
+// 100-continue.
+const expectationFailed = "HTTP/1.1 417 Expectation Failed\r\n"
+
+func (c *envelopeConn) Write(b []byte) (int, error) {
+	status, text, ok := parseNetHTTPError(b)
+	if !ok && bytes.HasPrefix(b, []byte(expectationFailed)) && bytes.Contains(b, []byte("\r\nContent-Length: 0\r\n")) && bytes.HasSuffix(b, []byte("\r\n\r\n")) {
+		status, text, ok = http.StatusExpectationFailed, "only Expect: 100-continue is supported", true
+	}
+	if !ok {
+		return c.Conn.Write(b)
+	}
+	if _, err := c.Conn.Write(envelopeAnswer(status, text)); err != nil {
+		return 0, err
+	}
+	return len(b), nil
+}
+
+func (c *envelopeConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	var re tls.RecordHeaderError
+	if err != nil && errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
+		// Plain HTTP on the TLS port: say so in the envelope, on the raw
+		// connection (there is no TLS session to answer in).
+		re.Conn.Write(envelopeAnswer(http.StatusBadRequest, "client sent an HTTP request to an HTTPS server; use https://"))
+		re.Conn.Close()
+	}
+	return n, err
+}
+
+// looksLikeHTTP reports whether a TLS record header is the start of an
+// HTTP/1 request line.
+func looksLikeHTTP(hdr [5]byte) bool {
+	switch string(hdr[:]) {
+	case "GET /", "HEAD ", "POST ", "PUT /", "OPTIO", "DELET", "PATCH", "CONNE":
+		return true
+	}
+	return false
+}
+
+// envelopeAnswer is a complete HTTP/1.1 answer with the failure envelope,
+// closing the connection as net/http's own answer does.
+func envelopeAnswer(status int, text string) []byte {
+	code := CodeBadRequest
+	msg := "malformed HTTP request: " + text
+	if status == http.StatusRequestHeaderFieldsTooLarge {
+		code = CodeHeaderTooLarge
+		msg = fmt.Sprintf("request header larger than %d bytes", MaxHeaderBytes)
+	}
+	body, err := json.Marshal(api.Envelope{Success: false, Errors: []api.Message{{Code: code, Message: msg}},
+		Messages: []api.Message{}, Result: json.RawMessage("null")})
+	if err != nil {
+		body = []byte(`{"success":false,"errors":[{"code":1000,"message":"internal error"}],"messages":[],"result":null}`)
+	}
+	body = append(body, '\n')
+	var b bytes.Buffer
+	fmt.Fprintf(&b, "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nCache-Control: no-store\r\nConnection: close\r\nContent-Length: %d\r\n\r\n",
+		status, http.StatusText(status), len(body))
+	b.Write(body)
+	return b.Bytes()
+}
