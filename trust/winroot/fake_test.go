@@ -3,6 +3,7 @@ package winroot
 import (
 	"bytes"
 	"errors"
+	"slices"
 	"sync"
 
 	"github.com/certagent/certagent/trust"
@@ -25,7 +26,7 @@ type fakeMachine struct {
 	// failFriendlyName makes CertSetCertificateContextProperty fail.
 	failFriendlyName bool
 	// vanishBeforeDelete makes another process delete the context between
-	// our Enum and our Delete (the real call then fails with
+	// our Enum and our Delete (the real search then finds nothing:
 	// CRYPT_E_NOT_FOUND).
 	vanishBeforeDelete bool
 	// distrusted fingerprints fail chain building (CERT_TRUST_IS_EXPLICIT_DISTRUST).
@@ -37,6 +38,11 @@ type fakeMachine struct {
 type fakeCert struct {
 	der      []byte
 	friendly string
+	// addedBy is the handle that added the context. The chain engine does
+	// not see it while that handle is open: recorded under Wine 8, whose
+	// engines build from the ROOT cache taken before the writer's change;
+	// the adapter must verify only after closing its writer.
+	addedBy *fakeHandle
 }
 
 func newFakeMachine() *fakeMachine {
@@ -91,7 +97,7 @@ func (h *fakeHandle) Enum() ([]storeCert, error) {
 	}
 	out := make([]storeCert, 0, len(h.m.certs))
 	for _, c := range h.m.certs {
-		out = append(out, storeCert{DER: bytes.Clone(c.der), FriendlyName: c.friendly, ref: c})
+		out = append(out, storeCert{DER: bytes.Clone(c.der), FriendlyName: c.friendly})
 	}
 	return out, nil
 }
@@ -118,38 +124,30 @@ func (h *fakeHandle) Add(der []byte, friendly string) error {
 		return &Win32Error{Step: "CertSetCertificateContextProperty", Code: codeAccessDenied, Msg: "Access is denied."}
 	}
 	h.m.adds++
-	h.m.certs = append(h.m.certs, &fakeCert{der: bytes.Clone(der), friendly: friendly})
+	h.m.certs = append(h.m.certs, &fakeCert{der: bytes.Clone(der), friendly: friendly, addedBy: h})
 	return nil
 }
 
-func (h *fakeHandle) Delete(c storeCert) error {
+func (h *fakeHandle) Delete(der []byte) error {
 	h.m.mu.Lock()
 	defer h.m.mu.Unlock()
-	fc, ok := c.ref.(*fakeCert)
 	switch {
 	case h.closed:
 		return errors.New("fake: store closed")
-	case !ok:
-		return errors.New("certificate context not from this store")
 	case !h.write || h.m.denyDelete:
 		return &Win32Error{Step: "CertDeleteCertificateFromStore", Code: codeAccessDenied, Msg: "Access is denied."}
 	}
+	match := func(c *fakeCert) bool { return bytes.Equal(c.der, der) }
 	if h.m.vanishBeforeDelete {
-		for i, x := range h.m.certs {
-			if x == fc {
-				h.m.certs = append(h.m.certs[:i], h.m.certs[i+1:]...)
-				break
-			}
-		}
+		h.m.certs = slices.DeleteFunc(h.m.certs, match)
 	}
-	for i, x := range h.m.certs {
-		if x == fc {
-			h.m.certs = append(h.m.certs[:i], h.m.certs[i+1:]...)
-			h.m.deletes++
-			return nil
-		}
+	n := len(h.m.certs)
+	h.m.certs = slices.DeleteFunc(h.m.certs, match)
+	if len(h.m.certs) == n {
+		return &Win32Error{Step: "CertFindCertificateInStore", Code: codeNotFound, Msg: "Cannot find object or property."}
 	}
-	return &Win32Error{Step: "CertDeleteCertificateFromStore", Code: codeNotFound, Msg: "Cannot find object or property."}
+	h.m.deletes += n - len(h.m.certs)
+	return nil
 }
 
 func (h *fakeHandle) Verify(der []byte) error {
@@ -160,7 +158,7 @@ func (h *fakeHandle) Verify(der []byte) error {
 		return errors.New("CertGetCertificateChain: chain error status 0x04000000 ([explicitly distrusted])")
 	}
 	for _, c := range h.m.certs {
-		if bytes.Equal(c.der, der) {
+		if bytes.Equal(c.der, der) && (c.addedBy == nil || c.addedBy.closed) {
 			return nil
 		}
 	}

@@ -68,5 +68,23 @@ func TestRealStoreConformance(t *testing.T) {
 			_, _ = trust.Uninstall(context.Background(), st, ours...)
 		})
 		return st
+	}, trusttest.Options{
+		// A root an administrator added with certlm.msc: in the registry
+		// store, without our friendly name.
+		Plant: func(t *testing.T, _ trust.Store, c *trust.Cert) {
+			st, err := openSystem(true)
+			require.NoError(t, err)
+			defer st.Close()
+			require.NoError(t, st.Add(c.X509.Raw, "Added by an administrator"))
+			t.Cleanup(func() {
+				st, err := openSystem(true)
+				if err != nil {
+					return
+				}
+				defer st.Close()
+				_ = st.Delete(c.X509.Raw)
+			})
+		},
+		PlantedRemovable: true,
 	})
 }

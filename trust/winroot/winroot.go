@@ -25,6 +25,7 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 
 	"github.com/hashicorp/go-hclog"
@@ -86,10 +87,6 @@ type storeCert struct {
 	DER []byte
 	// FriendlyName is CERT_FRIENDLY_NAME_PROP_ID, "" when unset.
 	FriendlyName string
-	// ref is the store's own handle for this context (a duplicated
-	// PCCERT_CONTEXT on Windows); only the certStore that returned it
-	// understands it, and only until Close.
-	ref any
 }
 
 // certStore is the seam over crypt32: one opened LocalMachine\ROOT.
@@ -100,12 +97,15 @@ type certStore interface {
 	// with CRYPT_E_EXISTS when an identical certificate is present, and
 	// leaves nothing behind when any step fails.
 	Add(der []byte, friendlyName string) error
-	// Delete removes exactly the context c (from this store's Enum).
-	Delete(c storeCert) error
+	// Delete removes every context whose encoding is exactly der, and
+	// fails with CRYPT_E_NOT_FOUND when there is none. No context is held
+	// between calls: a store provider may drop a change made while one of
+	// its contexts is still referenced (Wine's does).
+	Delete(der []byte) error
 	// Verify builds a chain for der with the machine's chain engine and
 	// returns nil when it ends in a trusted root.
 	Verify(der []byte) error
-	// Close releases the store and every context Enum returned.
+	// Close releases the store.
 	Close() error
 }
 
@@ -205,7 +205,11 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 }
 
 // Apply implements trust.Store. The store is opened and enumerated once per
-// batch; nothing is opened when the batch is empty.
+// batch; nothing is opened when the batch is empty. Roots added by the batch
+// are verified with the chain engine only after the writing handle is
+// closed, so that the engine reads ROOT as it is on disk: on Windows the
+// change is already there, and under Wine the engine builds from a cache a
+// still-open writer has not refreshed.
 func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
 	if len(changes) == 0 {
 		return nil
@@ -213,22 +217,35 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	results := make([]trust.Result, len(changes))
-	st, err := s.open(true)
+	added, err := s.write(ctx, changes, results)
 	if err != nil {
-		err = fmt.Errorf("trust/winroot: open %s for writing: %w", StorePath, err)
 		for i, c := range changes {
-			results[i] = trust.Failed(c, err)
+			if results[i].Status == "" {
+				results[i] = trust.Failed(c, err)
+			}
 		}
 		return results
 	}
-	defer st.Close()
+	s.verifyAdded(changes, results, added)
+	return results
+}
+
+// write performs the changes through one writing handle, which it closes
+// before returning. It fills results for every change except the installs
+// it returns (their indexes), which are in the store and await verification.
+func (s *Store) write(ctx context.Context, changes []trust.Change, results []trust.Result) (added []int, err error) {
+	st, err := s.open(true)
+	if err != nil {
+		return nil, fmt.Errorf("trust/winroot: open %s for writing: %w", StorePath, err)
+	}
+	defer func() {
+		if cerr := st.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("trust/winroot: close %s: %w", StorePath, cerr)
+		}
+	}()
 	certs, err := st.Enum()
 	if err != nil {
-		err = fmt.Errorf("trust/winroot: list %s: %w", StorePath, err)
-		for i, c := range changes {
-			results[i] = trust.Failed(c, err)
-		}
-		return results
+		return nil, fmt.Errorf("trust/winroot: list %s: %w", StorePath, err)
 	}
 	for i, c := range changes {
 		if err := ctx.Err(); err != nil {
@@ -236,68 +253,94 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			continue
 		}
 		var r trust.Result
-		certs, r = s.apply(st, certs, c)
+		var wrote bool
+		certs, r, wrote = s.apply(st, certs, c)
+		if wrote {
+			added = append(added, i)
+			continue
+		}
 		results[i] = r
+		if c.Op == trust.OpRemove && r.Status == trust.StatusOK {
+			// An install earlier in the batch did what it was asked; the
+			// root is gone again by request, so there is nothing to verify.
+			added = slices.DeleteFunc(added, func(j int) bool {
+				if changes[j].FP != c.FP {
+					return false
+				}
+				results[j] = trust.OK(changes[j])
+				return true
+			})
+		}
 	}
-	return results
+	return added, nil
+}
+
+// verifyAdded asks the machine's chain engine, through a fresh read-only
+// handle, whether each root the batch added is trusted.
+func (s *Store) verifyAdded(changes []trust.Change, results []trust.Result, added []int) {
+	if len(added) == 0 {
+		return
+	}
+	st, err := s.open(false)
+	if err != nil {
+		err = fmt.Errorf("trust/winroot: open %s to verify: %w", StorePath, err)
+		for _, i := range added {
+			results[i] = trust.Failed(changes[i], err)
+		}
+		return
+	}
+	defer st.Close()
+	for _, i := range added {
+		c := changes[i]
+		if err := st.Verify(c.Cert.X509.Raw); err != nil {
+			// It is in the store, but the machine does not trust it (a
+			// policy, or an explicit distrust entry): say so rather than OK.
+			results[i] = trust.Failed(c, fmt.Errorf("trust/winroot: %s added to %s but the chain engine does not trust it: %w", c.FP.Short(), StorePath, err))
+			continue
+		}
+		s.log.Info("root installed", "fingerprint", c.FP.Short(), "store", StorePath)
+		results[i] = trust.OK(c)
+	}
 }
 
 // apply performs one change against the enumerated contents and returns the
-// contents after it.
-func (s *Store) apply(st certStore, certs []storeCert, c trust.Change) ([]storeCert, trust.Result) {
+// contents after it. wrote reports an install that added the root, whose
+// result is left to verifyAdded.
+func (s *Store) apply(st certStore, certs []storeCert, c trust.Change) (_ []storeCert, _ trust.Result, wrote bool) {
 	if c.Target != (trust.Target{}) {
-		return certs, trust.Failed(c, fmt.Errorf("trust/winroot: unknown target %s (the store has one)", c.Target))
+		return certs, trust.Failed(c, fmt.Errorf("trust/winroot: unknown target %s (the store has one)", c.Target)), false
 	}
 	if err := c.Validate(); err != nil {
-		return certs, trust.Failed(c, fmt.Errorf("trust/winroot: %w", err))
+		return certs, trust.Failed(c, fmt.Errorf("trust/winroot: %w", err)), false
 	}
 	switch c.Op {
 	case trust.OpInstall:
 		der := c.Cert.X509.Raw
 		if len(matching(certs, c.FP)) > 0 {
-			return certs, trust.OK(c)
+			return certs, trust.OK(c), false
 		}
 		name := friendlyName(c.FP)
 		err := st.Add(der, name)
 		if err != nil && !errors.Is(err, ErrExists) {
-			return certs, trust.Failed(c, addHint(fmt.Errorf("trust/winroot: add %s to %s: %w", c.FP.Short(), StorePath, err)))
+			return certs, trust.Failed(c, addHint(fmt.Errorf("trust/winroot: add %s to %s: %w", c.FP.Short(), StorePath, err))), false
 		}
-		certs = append(certs, storeCert{DER: der, FriendlyName: name})
-		if err := st.Verify(der); err != nil {
-			// It is in the store, but the machine does not trust it (a
-			// policy, or an explicit distrust entry): say so rather than OK.
-			return certs, trust.Failed(c, fmt.Errorf("trust/winroot: %s added to %s but the chain engine does not trust it: %w", c.FP.Short(), StorePath, err))
-		}
-		s.log.Info("root installed", "fingerprint", c.FP.Short(), "store", StorePath)
-		return certs, trust.OK(c)
+		return append(certs, storeCert{DER: der, FriendlyName: name}), trust.Result{}, true
 	case trust.OpRemove:
-		idx := matching(certs, c.FP)
-		if anyUnenumerated(certs, idx) {
-			// Added earlier in this batch: the store has not handed out a
-			// context for it yet.
-			fresh, err := st.Enum()
-			if err != nil {
-				return certs, trust.Failed(c, fmt.Errorf("trust/winroot: list %s: %w", StorePath, err))
-			}
-			certs, idx = fresh, matching(fresh, c.FP)
-		}
 		// Delete exactly the contexts whose DER hashes to c.FP. truststore
 		// deletes every root with the same serial number, which removes
 		// other issuers' roots too; we never look at the serial.
-		for n, i := range idx {
-			if err := st.Delete(certs[i]); err != nil {
-				if errors.Is(err, ErrNotFound) {
-					continue // already gone: removing an absent root is OK
-				}
-				return removeIdx(certs, idx[:n]), trust.Failed(c, addHint(fmt.Errorf("trust/winroot: delete %s from %s: %w", c.FP.Short(), StorePath, err)))
-			}
+		idx := matching(certs, c.FP)
+		if len(idx) == 0 {
+			return certs, trust.OK(c), false
 		}
-		if len(idx) > 0 {
-			s.log.Info("root removed", "fingerprint", c.FP.Short(), "store", StorePath)
+		if err := st.Delete(certs[idx[0]].DER); err != nil && !errors.Is(err, ErrNotFound) {
+			// ErrNotFound: gone already, which is what was asked.
+			return certs, trust.Failed(c, addHint(fmt.Errorf("trust/winroot: delete %s from %s: %w", c.FP.Short(), StorePath, err))), false
 		}
-		return removeIdx(certs, idx), trust.OK(c)
+		s.log.Info("root removed", "fingerprint", c.FP.Short(), "store", StorePath)
+		return slices.DeleteFunc(certs, func(sc storeCert) bool { return sha256.Sum256(sc.DER) == c.FP }), trust.OK(c), false
 	default:
-		return certs, trust.Failed(c, fmt.Errorf("trust/winroot: unknown operation %q", c.Op))
+		return certs, trust.Failed(c, fmt.Errorf("trust/winroot: unknown operation %q", c.Op)), false
 	}
 }
 
@@ -317,32 +360,6 @@ func matching(certs []storeCert, fp trust.Fingerprint) []int {
 		}
 	}
 	return idx
-}
-
-func anyUnenumerated(certs []storeCert, idx []int) bool {
-	for _, i := range idx {
-		if certs[i].ref == nil {
-			return true
-		}
-	}
-	return false
-}
-
-func removeIdx(certs []storeCert, idx []int) []storeCert {
-	if len(idx) == 0 {
-		return certs
-	}
-	drop := make(map[int]bool, len(idx))
-	for _, i := range idx {
-		drop[i] = true
-	}
-	out := make([]storeCert, 0, len(certs)-len(idx))
-	for i, c := range certs {
-		if !drop[i] {
-			out = append(out, c)
-		}
-	}
-	return out
 }
 
 // friendlyName is the tag our entries carry.
