@@ -10,7 +10,10 @@ import (
 )
 
 // Deployer finishes pending transitions (pending_deployment → available,
-// pending_deletion → inactive) when their due time comes. Due times live in
+// pending_deletion → inactive): for an account with live inspection
+// gateways, when their reports say every one has loaded the root (or none
+// still holds it); for any other account, when the due time comes (the
+// deploy delay stands in for a gateway network). Due times live in
 // the database, so a restart mid-deployment still completes, and every
 // replica may run a Deployer: each transition is claimed by exactly one
 // (storage.Backend.CompleteTransition).
@@ -64,21 +67,27 @@ func (d *Deployer) Run(ctx context.Context) {
 
 // pass completes what is due and returns how long to sleep.
 func (d *Deployer) pass(ctx context.Context) time.Duration {
-	n, err := d.store.CompleteDue(ctx)
+	p, err := d.store.Deploy(ctx)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Error("complete due transitions", "error", err)
 		}
 		return d.poll
 	}
-	if n > 0 {
-		d.log.Info("completed transitions", "count", n)
+	if p.Done > 0 {
+		d.log.Info("completed transitions", "count", p.Done)
 	}
 	next, ok, err := d.store.NextDue(ctx)
 	if err != nil || !ok {
 		return d.poll
 	}
-	if until := next.Sub(d.store.Now()); until < d.poll {
+	until := next.Sub(d.store.Now())
+	if p.Waiting > 0 && until <= 0 {
+		// The due time belongs to a root that waits for gateways' reports,
+		// which arrive every few seconds: look again at the poll interval.
+		return d.poll
+	}
+	if until < d.poll {
 		// A floor keeps a transition that cannot be claimed yet (another
 		// replica is finishing it) from turning this into a busy loop.
 		return max(until, 5*time.Millisecond)

@@ -197,6 +197,8 @@ type Backend interface {
 	NextDue(ctx context.Context) (time.Time, bool, error)
 
 	DeviceBackend
+	// GatewayRegistry records the inspection gateways and what they loaded.
+	GatewayRegistry
 
 	Close() error
 }

@@ -21,6 +21,11 @@ type Options struct {
 	// account and its new revision (long-poll wake-ups, deployer kicks).
 	// It must not block.
 	OnChange func(accountID string, revision int64)
+	// GatewayLive is how recently a gateway must have reported to count
+	// as live; zero means DefaultGatewayLive. While an account has live
+	// gateways their reports, not the deploy delay, complete its pending
+	// transitions.
+	GatewayLive time.Duration
 }
 
 // Store enforces the lifecycle rules on top of a Backend.
@@ -33,6 +38,9 @@ type Store struct {
 func New(b Backend, opts Options) *Store {
 	if opts.Now == nil {
 		opts.Now = time.Now
+	}
+	if opts.GatewayLive <= 0 {
+		opts.GatewayLive = DefaultGatewayLive
 	}
 	return &Store{b: b, opts: opts}
 }
@@ -396,31 +404,65 @@ func (s *Store) Revision(ctx context.Context, accountID string) (int64, error) {
 	return s.b.Revision(ctx, accountID)
 }
 
-// CompleteDue finishes every pending transition whose due time has come and
-// returns how many this call finished. Safe to run on every replica at
-// once: each transition is claimed by exactly one.
+// DeployPass is what one Deploy call did.
+type DeployPass struct {
+	// Done counts transitions this call completed.
+	Done int
+	// Waiting counts pending certificates of accounts with live gateways
+	// that the gateways have not caught up with yet: their due time no
+	// longer applies, so the deployer polls for them instead.
+	Waiting int
+}
+
+// CompleteDue is Deploy's count of completed transitions.
 func (s *Store) CompleteDue(ctx context.Context) (int, error) {
+	p, err := s.Deploy(ctx)
+	return p.Done, err
+}
+
+// Deploy finishes every pending transition that may finish now. For an
+// account with live gateways (reported within GatewayLive) that is when the
+// gateways say so (Deployed): a root is available once every live gateway
+// has loaded it, inactive once none holds it. For any other account the
+// due time stands in. Safe to run on every replica at once: each
+// transition is claimed by exactly one (Backend.CompleteTransition).
+func (s *Store) Deploy(ctx context.Context) (DeployPass, error) {
 	now := s.Now()
-	done := 0
+	live, err := s.liveGateways(ctx, now)
+	if err != nil {
+		return DeployPass{}, err
+	}
+	var p DeployPass
+	p.Done, p.Waiting, err = s.completeByGateways(ctx, now, live)
+	if err != nil {
+		return p, err
+	}
+	// Due transitions of gateway accounts are skipped below; a page large
+	// enough to hold all of them and 100 others keeps them from starving
+	// the rest.
+	limit := 100 + p.Waiting
 	for {
-		due, err := s.b.DueTransitions(ctx, now, 100)
+		due, err := s.b.DueTransitions(ctx, now, limit)
 		if err != nil {
-			return done, err
+			return p, err
 		}
 		progress := false
 		for _, t := range due {
+			if _, gw := live[t.AccountID]; gw {
+				continue
+			}
 			ok, rev, err := s.b.CompleteTransition(ctx, t, now)
 			if err != nil {
-				return done, err
+				return p, err
 			}
 			if ok {
-				done++
+				p.Done++
 				progress = true
 				s.changed(t.AccountID, rev)
 			}
 		}
-		if len(due) < 100 || !progress {
-			return done, nil
+		if len(due) < limit || !progress {
+			return p, nil
 		}
 	}
 }

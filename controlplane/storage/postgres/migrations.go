@@ -102,7 +102,28 @@ create table device_roots (
 );
 create index device_roots_readiness on device_roots (account_id, fingerprint, state, last_seen);
 `,
+	// 4: inspection gateways and the roots each has loaded (sorted
+	// fingerprints, space-separated).
+	`
+create table gateways (
+	account_id text not null references accounts(id) on delete cascade,
+	id         text not null,
+	hostname   text not null,
+	listen     text not null,
+	version    text not null,
+	started_at bigint not null,
+	last_seen  bigint not null,
+	loaded     text not null,
+	signing    text not null,
+	revision   bigint not null,
+	primary key (account_id, id)
+);
+create index gateways_last_seen on gateways (last_seen);
+`,
 }
+
+// Latest returns the schema version this build migrates to.
+func Latest() int { return len(migrations) }
 
 // lockMigrate is the advisory lock key that serialises migrations when
 // several replicas start at once ("certplan" in ASCII).

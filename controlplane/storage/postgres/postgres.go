@@ -651,3 +651,54 @@ func (t *txn) RecordGeneration(at time.Time) error {
 	t.wrote = true
 	return nil
 }
+
+const gatewayCols = `account_id, id, hostname, listen, version, started_at, last_seen, loaded, signing, revision`
+
+// ReportGateway inserts or replaces a gateway's row.
+func (b *Backend) ReportGateway(ctx context.Context, g storage.Gateway) error {
+	_, err := b.pool.Exec(ctx, `insert into gateways (`+gatewayCols+`) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)
+		on conflict (account_id, id) do update set hostname = excluded.hostname, listen = excluded.listen,
+		version = excluded.version, started_at = excluded.started_at, last_seen = excluded.last_seen,
+		loaded = excluded.loaded, signing = excluded.signing, revision = excluded.revision`,
+		g.AccountID, g.ID, g.Hostname, g.Listen, g.Version, storage.EncodeTime(g.StartedAt), storage.EncodeTime(g.LastSeen),
+		storage.EncodeFingerprints(g.Loaded), g.Signing, g.Revision)
+	if isForeignKeyViolation(err) {
+		return storage.ErrNotFound
+	}
+	return wrap("report gateway", err)
+}
+
+// Gateways lists gateways seen since a time, of one account or all.
+func (b *Backend) Gateways(ctx context.Context, accountID string, since time.Time) ([]storage.Gateway, error) {
+	rows, err := b.pool.Query(ctx, `select `+gatewayCols+` from gateways
+		where ($1 = '' or account_id = $1) and last_seen >= $2 order by account_id, id`,
+		accountID, storage.EncodeTime(since))
+	if err != nil {
+		return nil, wrap("gateways", err)
+	}
+	defer rows.Close()
+	var out []storage.Gateway
+	for rows.Next() {
+		var g storage.Gateway
+		var started, seen int64
+		var loaded string
+		if err := rows.Scan(&g.AccountID, &g.ID, &g.Hostname, &g.Listen, &g.Version, &started, &seen, &loaded, &g.Signing, &g.Revision); err != nil {
+			return nil, wrap("gateways", err)
+		}
+		g.StartedAt, g.LastSeen, g.Loaded = storage.DecodeTime(started), storage.DecodeTime(seen), storage.DecodeFingerprints(loaded)
+		out = append(out, g)
+	}
+	return out, wrap("gateways", rows.Err())
+}
+
+// RemoveGateway deletes one gateway's row.
+func (b *Backend) RemoveGateway(ctx context.Context, accountID, id string) error {
+	tag, err := b.pool.Exec(ctx, `delete from gateways where account_id = $1 and id = $2`, accountID, id)
+	if err != nil {
+		return wrap("remove gateway", err)
+	}
+	if tag.RowsAffected() == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
+}

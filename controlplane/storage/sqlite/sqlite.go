@@ -202,6 +202,22 @@ var migrations = []string{
 		FOREIGN KEY (account_id, device_id) REFERENCES devices(account_id, id) ON DELETE CASCADE
 	) WITHOUT ROWID;
 	CREATE INDEX device_roots_readiness ON device_roots(account_id, fingerprint, state, last_seen);`,
+	// 4: inspection gateways and the roots each has loaded (sorted
+	// fingerprints, space-separated).
+	`CREATE TABLE gateways (
+		account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		id         TEXT NOT NULL,
+		hostname   TEXT NOT NULL,
+		listen     TEXT NOT NULL,
+		version    TEXT NOT NULL,
+		started_at INTEGER NOT NULL,
+		last_seen  INTEGER NOT NULL,
+		loaded     TEXT NOT NULL,
+		signing    TEXT NOT NULL,
+		revision   INTEGER NOT NULL,
+		PRIMARY KEY (account_id, id)
+	);
+	CREATE INDEX gateways_last_seen ON gateways(last_seen);`,
 }
 
 // SchemaVersion is the schema version this build migrates to.
@@ -726,4 +742,63 @@ func (d *DB) SampleSealedKey(ctx context.Context) (string, string, []byte, bool,
 		return "", "", nil, false, fmt.Errorf("storage/sqlite: sample key: %w", err)
 	}
 	return a, c, k, true, nil
+}
+
+const gatewayCols = `account_id, id, hostname, listen, version, started_at, last_seen, loaded, signing, revision`
+
+// ReportGateway implements storage.GatewayRegistry.
+func (d *DB) ReportGateway(ctx context.Context, g storage.Gateway) error {
+	_, err := d.w.ExecContext(ctx, `INSERT INTO gateways (`+gatewayCols+`) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+		ON CONFLICT (account_id, id) DO UPDATE SET hostname = excluded.hostname, listen = excluded.listen,
+		version = excluded.version, started_at = excluded.started_at, last_seen = excluded.last_seen,
+		loaded = excluded.loaded, signing = excluded.signing, revision = excluded.revision`,
+		g.AccountID, g.ID, g.Hostname, g.Listen, g.Version, storage.EncodeTime(g.StartedAt), storage.EncodeTime(g.LastSeen),
+		storage.EncodeFingerprints(g.Loaded), g.Signing, g.Revision)
+	if isForeignKey(err) {
+		return storage.ErrNotFound
+	}
+	if err != nil {
+		return fmt.Errorf("storage/sqlite: report gateway: %w", err)
+	}
+	return nil
+}
+
+// Gateways implements storage.GatewayRegistry.
+func (d *DB) Gateways(ctx context.Context, accountID string, since time.Time) ([]storage.Gateway, error) {
+	rows, err := d.r.QueryContext(ctx, `SELECT `+gatewayCols+` FROM gateways
+		WHERE (? = '' OR account_id = ?) AND last_seen >= ? ORDER BY account_id, id`,
+		accountID, accountID, storage.EncodeTime(since))
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: gateways: %w", err)
+	}
+	defer rows.Close()
+	var out []storage.Gateway
+	for rows.Next() {
+		var g storage.Gateway
+		var started, seen int64
+		var loaded string
+		if err := rows.Scan(&g.AccountID, &g.ID, &g.Hostname, &g.Listen, &g.Version, &started, &seen, &loaded, &g.Signing, &g.Revision); err != nil {
+			return nil, fmt.Errorf("storage/sqlite: gateways: %w", err)
+		}
+		g.StartedAt, g.LastSeen, g.Loaded = storage.DecodeTime(started), storage.DecodeTime(seen), storage.DecodeFingerprints(loaded)
+		out = append(out, g)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage/sqlite: gateways: %w", err)
+	}
+	return out, nil
+}
+
+// RemoveGateway implements storage.GatewayRegistry.
+func (d *DB) RemoveGateway(ctx context.Context, accountID, id string) error {
+	res, err := d.w.ExecContext(ctx, `DELETE FROM gateways WHERE account_id = ? AND id = ?`, accountID, id)
+	if err != nil {
+		return fmt.Errorf("storage/sqlite: remove gateway: %w", err)
+	}
+	if n, err := res.RowsAffected(); err != nil {
+		return fmt.Errorf("storage/sqlite: remove gateway: %w", err)
+	} else if n == 0 {
+		return storage.ErrNotFound
+	}
+	return nil
 }

@@ -159,6 +159,9 @@ func Run(t *testing.T, newBackend NewBackend) {
 		{"DeviceList", testDeviceList},
 		{"DeviceSettings", testDeviceSettings},
 		{"ConcurrentRegister", testConcurrentRegister},
+		{"GatewayRegistry", testGatewayRegistry},
+		{"GatewayDeployment", testGatewayDeployment},
+		{"GatewayWithdrawal", testGatewayWithdrawal},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
