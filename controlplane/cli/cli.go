@@ -72,6 +72,10 @@ Usage:
   certplane cert use        --account ID --id CERT|none [--json]
   certplane cert delete     --account ID --id CERT [--json]
   certplane cert download   --account ID --id CERT [--format pem|crt] [--out FILE]
+  certplane gateway --account ID [--listen 127.0.0.1:3128] [--upstream-ca FILE] [--no-inspect HOST,…] [--id ID]
+                                                                the inspection gateway: a forward proxy that signs
+                                                                inspected TLS with the account's in-use root
+  certplane gateway list --account ID [--json]                 registered gateways, last seen, loaded roots
   certplane version
 
 Every command takes --db and --data-dir. The default data directory is
@@ -144,6 +148,8 @@ func run(ctx context.Context, args []string, env Env) error {
 			return tokenAdmin(ctx, args[1], args[2:], env)
 		}
 		return fmt.Errorf("%w: unknown token command %q", errUsage, args[1])
+	case "gateway":
+		return gatewayCommand(ctx, args[1:], env)
 	case "cert":
 		if len(args) < 2 {
 			return fmt.Errorf("%w: want `cert list|generate|activate|deactivate|use|delete|download`", errUsage)
@@ -166,7 +172,7 @@ func newFlags(name string, env Env, c *common, example string) *flag.FlagSet {
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.db, "db", "", "database: sqlite:PATH or postgres://… (default sqlite:<data-dir>/certplane.db)")
 	fs.StringVar(&c.dataDir, "data-dir", "", "data directory for the database and the seal key (default $XDG_DATA_HOME/certplane or /var/lib/certplane)")
-	if name != "serve" {
+	if name != "serve" && name != "gateway" {
 		fs.BoolVar(&c.json, "json", false, "print JSON")
 	}
 	fs.Usage = func() {
