@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -13,6 +14,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 
 	"github.com/certagent/certagent/api"
+	"github.com/certagent/certagent/internal/atomicfile"
 	"github.com/certagent/certagent/internal/buildinfo"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
@@ -104,6 +106,9 @@ type Agent struct {
 
 	// passMu serialises passes (the loop, SyncOnce, Purge).
 	passMu sync.Mutex
+	// swept reports whether this process swept the leftovers of killed
+	// writes yet (sweep); guarded by passMu.
+	swept bool
 
 	// mu guards every field below it.
 	mu     sync.Mutex
@@ -510,11 +515,15 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 		}), hs
 	}
 	plan, handles := makePlan(ledger)
-	if !opt.dryRun && !plan.Empty() {
+	// A process killed mid-write leaves temporary files; the first pass of
+	// the next one sweeps them, under the lock so no other certagent is
+	// mid-write. Without a state dir nothing was ever written.
+	sweep := !opt.dryRun && !a.swept && dirExists(cfg.StateDir)
+	if !opt.dryRun && (!plan.Empty() || sweep) {
 		// Another certagent process (a `sync` or `uninstall --purge` next
 		// to the daemon) may be mid-pass: take the state lock, and plan
 		// again if the ledger moved while we were not holding it. Quiet
-		// passes never get here, so they create no lock file.
+		// passes never get here after the first, so they touch no lock.
 		if err := a.step("lock"); err != nil {
 			return rep, err
 		}
@@ -524,12 +533,13 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 			return rep, err
 		}
 		defer unlock()
+		swept := a.sweep(cfg, handles)
 		fresh, err := LoadLedger(cfg.LedgerPath())
 		if err != nil {
 			a.recordError(err)
 			return rep, err
 		}
-		if !fresh.Equal(ledger) {
+		if !fresh.Equal(ledger) || swept {
 			plan, handles = makePlan(fresh)
 		}
 	}
@@ -558,6 +568,44 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 	a.updateSnapshot(rep, cfg)
 	a.persistSnapshot(false)
 	return rep, nil
+}
+
+// sweep removes the leftovers of writes a killed process never finished:
+// in the state dir (ledger, status) and in every store that writes files
+// (only files with our names). The caller holds the state lock; every
+// pass that changes something sweeps too, so a leftover never outlives
+// the next change. It reports whether it removed anything.
+func (a *Agent) sweep(cfg *Config, handles []storeHandle) bool {
+	a.swept = true
+	ledger, status := filepath.Base(cfg.LedgerPath()), filepath.Base(cfg.StatusPath())
+	removed, err := atomicfile.Sweep(cfg.StateDir, func(b string) bool { return b == ledger || b == status })
+	a.logSweep("state_dir", removed, err)
+	any := len(removed) > 0
+	for _, h := range handles {
+		if h.openErr != nil {
+			continue
+		}
+		if sw, ok := h.store.(trust.Sweeper); ok {
+			removed, err := sw.Sweep()
+			a.logSweep(h.name, removed, err)
+			any = any || len(removed) > 0
+		}
+	}
+	return any
+}
+
+func (a *Agent) logSweep(where string, removed []string, err error) {
+	for _, p := range removed {
+		a.log.Info("removed the leftover of an interrupted write", "store", where, "file", p)
+	}
+	if err != nil {
+		a.log.Warn("sweeping leftovers of interrupted writes failed", "store", where, "error", err)
+	}
+}
+
+func dirExists(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.IsDir()
 }
 
 // inventory checks and lists one store; any failure makes it unusable for

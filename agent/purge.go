@@ -55,6 +55,10 @@ func Purge(ctx context.Context, cfg *Config, deps Deps) (*PurgeReport, error) {
 	// ledger's roots go.
 	plan := MakePlan(PlanInput{Authoritative: true, Ledger: ledger, Stores: states, Now: now})
 	a := &Agent{deps: deps, log: log}
+	if _, err := os.Stat(cfg.StateDir); err == nil {
+		// Under the lock: what killed writes left goes too.
+		a.sweep(cfg, handles)
+	}
 	shim := &Report{}
 	if !plan.Empty() {
 		if err := a.apply(ctx, &Config{StateDir: cfg.StateDir}, plan, handles, shim, now); err != nil {

@@ -15,6 +15,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 )
 
 // Tag marks entries certagent wrote: NSS nicknames, Java aliases, Windows
@@ -230,6 +231,34 @@ type Store interface {
 // it wrote.
 type Refresher interface {
 	Refresh(ctx context.Context) (bool, error)
+}
+
+// Sweeper is implemented by stores that write files (through
+// internal/atomicfile): Sweep removes what a write killed midway left
+// behind, only files with our names, and returns their paths. The agent
+// calls it under the pass lock, at the start of a process's first pass
+// and of every pass that changes something.
+type Sweeper interface {
+	Sweep() ([]string, error)
+}
+
+// IsOurFileName reports whether base is the name the file-based adapters
+// give one root's file: Tag, a dash, the fingerprint's 64 hex digits, ext.
+func IsOurFileName(base, ext string) bool {
+	hexPart, ok := strings.CutPrefix(base, Tag+"-")
+	if !ok {
+		return false
+	}
+	hexPart, ok = strings.CutSuffix(hexPart, ext)
+	if !ok || len(hexPart) != 64 {
+		return false
+	}
+	for _, r := range hexPart {
+		if !('0' <= r && r <= '9' || 'a' <= r && r <= 'f' || 'A' <= r && r <= 'F') {
+			return false
+		}
+	}
+	return true
 }
 
 // Install installs certs into every target of s that lacks them and returns

@@ -25,6 +25,8 @@ import (
 
 	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/certagent/certagent/internal/atomicfile"
 )
 
 // DefaultDebounce is how long a group must be quiet before it fires: long
@@ -248,7 +250,8 @@ func transient(base string) bool {
 			return true
 		}
 	}
-	return strings.HasPrefix(base, ".") && strings.Contains(base, ".tmp-")
+	// The private directory of atomic writes comes and goes with each one.
+	return base == atomicfile.TempDirName || (strings.HasPrefix(base, ".") && strings.Contains(base, ".tmp-"))
 }
 
 // affects reports whether a change to name may change target t: t itself,

@@ -678,4 +678,15 @@ func (s *Store) write(c *content, data []byte) error {
 	return nil
 }
 
-var _ trust.Store = (*Store)(nil)
+// Sweep implements trust.Sweeper: leftovers of the bundle's writes.
+func (s *Store) Sweep() ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	base := filepath.Base(s.path)
+	return atomicfile.Sweep(filepath.Dir(s.path), func(b string) bool { return b == base })
+}
+
+var (
+	_ trust.Store   = (*Store)(nil)
+	_ trust.Sweeper = (*Store)(nil)
+)

@@ -400,4 +400,14 @@ func (s *Store) remove(files []*file, fp trust.Fingerprint) ([]*file, error) {
 	return files, nil
 }
 
-var _ trust.Store = (*Store)(nil)
+// Sweep implements trust.Sweeper: leftovers of our root files' writes.
+func (s *Store) Sweep() ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return atomicfile.Sweep(s.path, func(base string) bool { return trust.IsOurFileName(base, ".pem") })
+}
+
+var (
+	_ trust.Store   = (*Store)(nil)
+	_ trust.Sweeper = (*Store)(nil)
+)

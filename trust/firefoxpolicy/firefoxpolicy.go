@@ -26,6 +26,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"sync"
@@ -334,6 +335,11 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			res[i] = trust.Failed(c, err)
 		}
 	}
+	// A change is done only once policies.json says so: every result that
+	// depends on the policy write waits in staged until the file is written
+	// and read back (a failed write or MkdirAll fails them all; it never
+	// leaves them ok).
+	staged := make(map[int]trust.Result, len(changes))
 	var toDelete []string
 	for i, c := range changes {
 		if res[i].Status != "" {
@@ -353,19 +359,51 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			if !contains(d.install, p) {
 				d.install = append(d.install, p)
 			}
-			res[i] = trust.OK(c)
+			staged[i] = trust.OK(c)
 		case trust.OpRemove:
-			res[i] = s.remove(d, c, &toDelete)
+			r := s.remove(d, c, &toDelete)
+			if r.Status == trust.StatusSkipped || r.Status == trust.StatusFailed {
+				res[i] = r
+			} else {
+				staged[i] = r
+			}
 		}
 	}
+	pending := make([]int, 0, len(staged))
+	for i := range staged {
+		pending = append(pending, i)
+	}
+	failPending := func(err error) []trust.Result {
+		trust.FailOpen(changes, pending, res, err)
+		return res
+	}
 	if b, err := d.encode(); err != nil {
-		return fail(fmt.Errorf("firefoxpolicy: encode: %w", err))
+		return failPending(fmt.Errorf("firefoxpolicy: encode: %w", err))
 	} else if err := os.MkdirAll(filepath.Dir(s.policy), 0o755); err != nil {
-		return fail(fmt.Errorf("firefoxpolicy: %w", err))
+		return failPending(fmt.Errorf("firefoxpolicy: %w", err))
 	} else if wrote, err := s.writeIfChanged(b); err != nil {
-		return fail(fmt.Errorf("firefoxpolicy: write %s: %w", s.policy, err))
+		return failPending(fmt.Errorf("firefoxpolicy: write %s: %w", s.policy, err))
 	} else if wrote {
 		s.log.Info("wrote firefox policy", "file", s.policy, "entries", len(d.install))
+	}
+	// Read back what Firefox will read.
+	after, err := s.read()
+	if err != nil {
+		return failPending(fmt.Errorf("firefoxpolicy: reading %s back: %w", s.policy, err))
+	}
+	for _, i := range pending {
+		c := changes[i]
+		named := contains(after.install, s.ourPath(c.FP))
+		switch {
+		case c.Op == trust.OpInstall && !named:
+			res[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %s does not name %s after the write", s.policy, c.FP.Short()))
+		case c.Op == trust.OpInstall && !holds(s.ourPath(c.FP), c.FP):
+			res[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %s does not hold %s after the write", s.ourPath(c.FP), c.FP.Short()))
+		case c.Op == trust.OpRemove && named:
+			res[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %s still names %s after the write", s.policy, c.FP.Short()))
+		default:
+			res[i] = staged[i]
+		}
 	}
 	// Our files go only after the policy no longer names them.
 	for _, p := range toDelete {
@@ -406,6 +444,16 @@ func (s *Store) removeFromProfiles(ctx context.Context, changes []trust.Change, 
 	if n > 0 {
 		s.log.Info("removed withdrawn roots from firefox profiles", "copies", n)
 	}
+}
+
+// holds reports whether the file at p holds the certificate fp.
+func holds(p string, fp trust.Fingerprint) bool {
+	for _, c := range readCerts(p) {
+		if c.FP == fp {
+			return true
+		}
+	}
+	return false
 }
 
 // writeIfChanged writes the policy unless it already holds the same JSON
@@ -513,3 +561,40 @@ func contains(list []string, s string) bool {
 	}
 	return false
 }
+
+// Sweep implements trust.Sweeper: leftovers of policies.json's writes and
+// of our certificate files', and our certificate files the policy no
+// longer names (a removal writes the policy first and deletes the file
+// after; a kill in between leaves the file).
+func (s *Store) Sweep() ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	policyBase := filepath.Base(s.policy)
+	removed, err1 := atomicfile.Sweep(filepath.Dir(s.policy), func(b string) bool { return b == policyBase })
+	more, err2 := atomicfile.Sweep(s.certDir, func(b string) bool { return trust.IsOurFileName(b, ".pem") })
+	removed = append(removed, more...)
+	errs := []error{err1, err2}
+	d, err := s.read()
+	if err != nil {
+		// Without the policy we cannot tell which files it names.
+		return removed, errors.Join(append(errs, err)...)
+	}
+	ents, err := os.ReadDir(s.certDir)
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		errs = append(errs, fmt.Errorf("firefoxpolicy: %w", err))
+	}
+	for _, e := range ents {
+		p := filepath.Join(s.certDir, e.Name())
+		if !e.Type().IsRegular() || !trust.IsOurFileName(e.Name(), ".pem") || contains(d.install, p) {
+			continue
+		}
+		if err := atomicfile.Remove(p); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		removed = append(removed, p)
+	}
+	return removed, errors.Join(errs...)
+}
+
+var _ trust.Sweeper = (*Store)(nil)

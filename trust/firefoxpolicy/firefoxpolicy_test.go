@@ -241,3 +241,48 @@ func FuzzPolicyMerge(f *testing.F) {
 		}
 	})
 }
+
+// TestFailedPolicyWriteIsNotOK: an install is ok only once policies.json
+// names it. When the policy's directory cannot be made (here: a dangling
+// link sits where a directory must go, so reading finds no policy but
+// MkdirAll fails), every install and removal of the batch fails, nothing
+// claims success, and the next batch fails the same way instead of
+// "installing" again.
+func TestFailedPolicyWriteIsNotOK(t *testing.T) {
+	dir := t.TempDir()
+	blocker := filepath.Join(dir, "etc/firefox")
+	require.NoError(t, os.MkdirAll(filepath.Dir(blocker), 0o755))
+	require.NoError(t, os.Symlink(filepath.Join(dir, "nowhere/firefox"), blocker))
+	s := New(Options{
+		PolicyFile: filepath.Join(blocker, "policies/policies.json"),
+		CertDir:    filepath.Join(dir, "share/certagent/firefox"),
+		SearchDirs: []string{filepath.Join(dir, "lib/mozilla/certificates")},
+	})
+	cas := trusttest.NewCAs(t, 2)
+	for round := 0; round < 2; round++ {
+		res := s.Apply(context.Background(), append(install(cas[0]), remove(cas[1].FP)...))
+		require.Len(t, res, 2)
+		for _, r := range res {
+			assert.Equal(t, trust.StatusFailed, r.Status, "round %d: %s", round, r.Change)
+			assert.ErrorContains(t, r.Err, "file exists")
+		}
+	}
+}
+
+// TestRemoveVerifiedFromThePolicy: an ok install or removal is what the
+// file on disk says.
+func TestRemoveVerifiedFromThePolicy(t *testing.T) {
+	s, _, policy := newStore(t)
+	cas := trusttest.NewCAs(t, 1)
+	requireOK(t, s.Apply(context.Background(), install(cas[0])))
+	inv, err := s.List(context.Background())
+	require.NoError(t, err)
+	require.Len(t, inv.Entries, 1)
+	b, err := os.ReadFile(policy)
+	require.NoError(t, err)
+	assert.Contains(t, string(b), s.ourPath(cas[0].FP))
+	requireOK(t, s.Apply(context.Background(), remove(cas[0].FP)))
+	b, err = os.ReadFile(policy)
+	require.NoError(t, err)
+	assert.NotContains(t, string(b), s.ourPath(cas[0].FP))
+}

@@ -42,6 +42,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/certagent/certagent/internal/atomicfile"
 	"github.com/certagent/certagent/internal/filestamp"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
@@ -356,3 +357,12 @@ func (s *Store) listLocked() (*trust.Inventory, error) {
 	trust.SortEntries(inv.Entries)
 	return inv, nil
 }
+
+// Sweep implements trust.Sweeper: leftovers of our anchor files' writes.
+func (s *Store) Sweep() ([]string, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return atomicfile.Sweep(s.fam.AnchorDir, func(base string) bool { return trust.IsOurFileName(base, s.fam.Ext) })
+}
+
+var _ trust.Sweeper = (*Store)(nil)
