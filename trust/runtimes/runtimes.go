@@ -329,3 +329,8 @@ var (
 	_ trust.Store     = (*Store)(nil)
 	_ trust.Refresher = (*Store)(nil)
 )
+
+// Sweep implements trust.Sweeper: leftovers of the bundle's writes.
+func (s *Store) Sweep() ([]string, error) { return s.bundle.Sweep() }
+
+var _ trust.Sweeper = (*Store)(nil)
