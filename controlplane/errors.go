@@ -74,6 +74,19 @@ func notFound(path string) *apiError {
 	return newError(http.StatusNotFound, CodeNotFound, "Could not route to %s, perhaps your object identifier is invalid?", path)
 }
 
+// ErrorResponse returns the HTTP status and the envelope errors the API
+// answers err with, so another front end on the same Service (the
+// dashboard) refuses with the same status and the same words. path is the
+// request path, used only by not-found messages. A status of 500 means err
+// is internal: its details belong in the log, never in a response.
+func ErrorResponse(err error, path string) (int, []api.Message) {
+	e := toAPIError(err, path)
+	return e.status, e.errs
+}
+
+// ErrReadOnly is the refusal of a change asked with a read token.
+var ErrReadOnly = errors.New("controlplane: the token's scope is read; this operation needs a write token")
+
 // toAPIError maps a Service error to its response.
 func toAPIError(err error, path string) *apiError {
 	var ae *apiError
@@ -131,6 +144,8 @@ func toAPIError(err error, path string) *apiError {
 		e := newError(http.StatusBadRequest, CodeBadPrivateKey, "%s", strings.TrimPrefix(err.Error(), "ca: "))
 		e.errs[0].Source = &api.Source{Pointer: "/private_key"}
 		return e
+	case errors.Is(err, ErrReadOnly):
+		return newError(http.StatusForbidden, CodeScope, "the token's scope is read; this operation needs a write token")
 	case errors.Is(err, ErrFormat):
 		return invalid("", "format must be pem or crt")
 	}

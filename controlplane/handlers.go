@@ -144,6 +144,15 @@ func optionalField(raw json.RawMessage, name string, v any) (bool, error) {
 	return true, nil
 }
 
+// CheckValidityDays refuses a validity_period_days outside 1..10950 with
+// the API's 400 (ErrorResponse turns it into the same status and message).
+func CheckValidityDays(d int) error {
+	if d < 1 || d > 10950 {
+		return invalid("/validity_period_days", "validity_period_days must be 1..10950, got %d", d)
+	}
+	return nil
+}
+
 func handleGenerate(c *call) (any, error) {
 	var b generateBody
 	if err := decodeBody(c, &b, true); err != nil {
@@ -157,8 +166,8 @@ func handleGenerate(c *call) (any, error) {
 	if sent, err := optionalField(b.ValidityPeriodDays, "validity_period_days", &days); err != nil {
 		return nil, err
 	} else if sent {
-		if days < 1 || days > 10950 {
-			return nil, invalid("/validity_period_days", "validity_period_days must be 1..10950, got %d", days)
+		if err := CheckValidityDays(days); err != nil {
+			return nil, err
 		}
 		req.ValidityDays = days
 	}

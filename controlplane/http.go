@@ -313,7 +313,7 @@ func (s *Service) authorize(c *call, dm string) *apiError {
 		return requireDeviceWriter(p)
 	}
 	if c.r.Method != http.MethodGet && c.r.Method != http.MethodHead && !p.CanWrite() {
-		return newError(http.StatusForbidden, CodeScope, "the token's scope is read; this operation needs a write token")
+		return toAPIError(ErrReadOnly, c.r.URL.Path)
 	}
 	return nil
 }

@@ -195,6 +195,10 @@ type Backend interface {
 	CompleteTransition(ctx context.Context, t Transition, now time.Time) (done bool, revision int64, err error)
 	// NextDue returns the earliest due time of any pending certificate.
 	NextDue(ctx context.Context) (time.Time, bool, error)
+	// GenerationTimes returns the times of the account's generations at or
+	// after since, oldest first, so the dashboard can say when the next one
+	// is allowed. ErrNotFound if the account is unknown.
+	GenerationTimes(ctx context.Context, accountID string, since time.Time) ([]time.Time, error)
 
 	DeviceBackend
 	// GatewayRegistry records the inspection gateways and what they loaded.

@@ -467,6 +467,38 @@ func (s *Store) Deploy(ctx context.Context) (DeployPass, error) {
 	}
 }
 
+// Quota is where an account stands against the generation limit.
+type Quota struct {
+	// Used counts generations in the GenerationWindow ending now.
+	Used int
+	// Limit is GenerationsPerDay.
+	Limit int
+	// NextAt is when the next generation is allowed; zero when one is
+	// allowed now.
+	NextAt time.Time
+}
+
+// Remaining returns how many generations are allowed now.
+func (q Quota) Remaining() int { return max(q.Limit-q.Used, 0) }
+
+// GenerationQuota reports how many generations the account used in the
+// rolling window and, at the limit, when the oldest of them leaves it.
+func (s *Store) GenerationQuota(ctx context.Context, accountID string) (Quota, error) {
+	now := s.Now()
+	times, err := s.b.GenerationTimes(ctx, accountID, now.Add(-GenerationWindow))
+	if err != nil {
+		return Quota{}, err
+	}
+	q := Quota{Used: len(times), Limit: GenerationsPerDay}
+	if q.Used >= q.Limit {
+		// The window admits a generation once fewer than Limit remain in
+		// it: just after GenerationWindow from the (Used-Limit+1)-th
+		// oldest (the window includes its start), as DailyLimitError says.
+		q.NextAt = times[q.Used-q.Limit].Add(GenerationWindow + time.Nanosecond)
+	}
+	return q, nil
+}
+
 // NextDue returns the earliest pending due time.
 func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) { return s.b.NextDue(ctx) }
 

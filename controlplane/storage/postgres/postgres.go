@@ -547,6 +547,28 @@ func (b *Backend) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return storage.DecodeTime(*due), true, nil
 }
 
+// GenerationTimes returns the account's generation times since since.
+func (b *Backend) GenerationTimes(ctx context.Context, accountID string, since time.Time) ([]time.Time, error) {
+	if _, err := b.Revision(ctx, accountID); err != nil {
+		return nil, err
+	}
+	rows, err := b.pool.Query(ctx, `select at from generations where account_id = $1 and at >= $2 order by at`,
+		accountID, storage.EncodeTime(since))
+	if err != nil {
+		return nil, wrap("generation times", err)
+	}
+	defer rows.Close()
+	var out []time.Time
+	for rows.Next() {
+		var at int64
+		if err := rows.Scan(&at); err != nil {
+			return nil, wrap("generation times", err)
+		}
+		out = append(out, storage.DecodeTime(at))
+	}
+	return out, wrap("generation times", rows.Err())
+}
+
 // txn is storage.Tx on a pgx transaction holding the account's row lock.
 type txn struct {
 	ctx     context.Context

@@ -621,6 +621,28 @@ func (d *DB) NextDue(ctx context.Context) (time.Time, bool, error) {
 	return storage.DecodeTime(due.Int64), true, nil
 }
 
+// GenerationTimes implements storage.Backend.
+func (d *DB) GenerationTimes(ctx context.Context, accountID string, since time.Time) ([]time.Time, error) {
+	if _, err := d.Revision(ctx, accountID); err != nil {
+		return nil, err
+	}
+	rows, err := d.r.QueryContext(ctx, `SELECT at FROM generations WHERE account_id = ? AND at >= ? ORDER BY at`,
+		accountID, storage.EncodeTime(since))
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: generation times: %w", err)
+	}
+	defer rows.Close()
+	var out []time.Time
+	for rows.Next() {
+		var at int64
+		if err := rows.Scan(&at); err != nil {
+			return nil, fmt.Errorf("storage/sqlite: generation times: %w", err)
+		}
+		out = append(out, storage.DecodeTime(at))
+	}
+	return out, rows.Err()
+}
+
 // tx0 is the storage.Tx of one Update or CreateAccount.
 type tx0 struct {
 	ctx     context.Context

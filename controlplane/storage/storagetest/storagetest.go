@@ -368,6 +368,14 @@ func testDailyLimit(t *testing.T, e *env) {
 	var dl *storage.DailyLimitError
 	require.ErrorAs(t, err, &dl)
 	assert.True(t, dl.Next.Equal(first.Add(storage.GenerationWindow+time.Nanosecond)), "next: got %v, want %v", dl.Next, first.Add(storage.GenerationWindow+time.Nanosecond))
+	// The quota says when: 24 h after the first of the three.
+	q, err := e.s.GenerationQuota(ctx, id)
+	require.NoError(t, err)
+	assert.Equal(t, storage.GenerationsPerDay, q.Used, "used")
+	assert.Equal(t, 0, q.Remaining(), "remaining")
+	assert.True(t, q.NextAt.Equal(dl.Next), "quota's next generation: got %v, want the refusal's %v", q.NextAt, dl.Next)
+	_, err = e.s.GenerationQuota(ctx, AccountID())
+	assert.ErrorIs(t, err, storage.ErrNotFound)
 	// Deleting does not give the generation back.
 	_, err = e.s.Delete(ctx, id, ids[0])
 	require.NoError(t, err)
@@ -382,6 +390,12 @@ func testDailyLimit(t *testing.T, e *env) {
 	certs, _, err := e.s.List(ctx, id)
 	require.NoError(t, err)
 	assert.Len(t, certs, 1+storage.GenerationsPerDay) // bootstrap + 3 - 1 deleted + 1
+
+	// A fresh account has its whole quota: the bootstrap root is not counted.
+	fresh, _ := e.account(t)
+	q, err = e.s.GenerationQuota(ctx, fresh)
+	require.NoError(t, err)
+	assert.Equal(t, storage.Quota{Used: 0, Limit: storage.GenerationsPerDay}, q)
 }
 
 func testActivateDeactivate(t *testing.T, e *env) {
