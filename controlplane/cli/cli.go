@@ -30,6 +30,7 @@ import (
 	"github.com/certagent/certagent/api"
 	"github.com/certagent/certagent/controlplane"
 	"github.com/certagent/certagent/controlplane/ca"
+	"github.com/certagent/certagent/controlplane/dashboard"
 	"github.com/certagent/certagent/controlplane/longpoll"
 	"github.com/certagent/certagent/controlplane/seal"
 	"github.com/certagent/certagent/controlplane/storage"
@@ -391,8 +392,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 
 	stopping, stop := context.WithCancel(context.Background())
 	defer stop()
+	dash, err := dashboard.New(dashboard.Options{Service: svc, Logger: log.Named("dashboard"), Secure: *tlsCert != "", Stopping: stopping})
+	if err != nil {
+		ln.Close()
+		return err
+	}
 	srv := &http.Server{
-		Handler:           svc.Handler(stopping),
+		Handler:           dash.Mount(svc.Handler(stopping)),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      longpoll.MaxWait + 30*time.Second,
@@ -419,6 +425,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 		scheme = "https"
 	}
 	log.Info("listening", "addr", ln.Addr().String(), "url", scheme+"://"+ln.Addr().String()+controlplane.APIPrefix,
+		"dashboard", scheme+"://"+ln.Addr().String()+dashboard.Prefix,
 		"db", redactDB(c.db), "deploy_delay", delay.String())
 	if tlsConfig == nil && !isLoopback(ln.Addr()) {
 		log.Warn("serving plain HTTP on a non-loopback address: API tokens and certificates cross the network in the clear; give --tls-cert and --tls-key, or listen on 127.0.0.1 behind a TLS proxy",
