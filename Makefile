@@ -19,13 +19,16 @@ all: build
 build:
 	CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o $(BIN)/ ./cmd/certagent ./cmd/certplane
 
-# go test -json through scripts/testsummary: the usual package lines, the
-# output of failing tests, the list of skipped tests, and a closing
-# "N passed, N failed, N skipped" line.
+# go test -race -json through scripts/testsummary: the usual package lines,
+# compiler errors, the output of failing tests, the list of skipped tests, a
+# "subtests: N passed, N failed, N skipped" line and a closing
+# "N passed, N failed, N skipped" line counting top-level tests (a package
+# that failed outside any test, e.g. did not build, counts as one failure).
+# -race: the daemon, the LocalAPI and the server are concurrent (cgo: gcc).
 test:
 	$(GO) vet ./...
 	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
-	$(GO) test -json -count=1 -timeout 40m ./... | $(BIN)/testsummary
+	CGO_ENABLED=1 $(GO) test -race -json -count=1 -timeout 60m ./... | $(BIN)/testsummary
 
 demo: build
 	./scripts/demo.sh

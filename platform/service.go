@@ -213,6 +213,12 @@ func Interactive() bool { return service.Interactive() }
 
 // State returns the service manager's view of the service.
 func (s *Service) State() (ServiceState, error) {
+	if st, ok, err := s.localState(); ok {
+		if err != nil {
+			return st, fmt.Errorf("platform: service status: %w", err)
+		}
+		return st, nil
+	}
 	st, err := s.svc.Status()
 	switch {
 	case errors.Is(err, service.ErrNotInstalled):
@@ -270,7 +276,8 @@ func (s *Service) afterInstall(wasRunning bool) error {
 func (s *Service) Uninstall() error {
 	st, _ := s.State()
 	if st == ServiceNotInstalled {
-		return nil
+		// Leftovers of an earlier uninstall (SysV runlevel links).
+		return s.postUninstall()
 	}
 	if st == ServiceRunning || st == ServiceUnknown || st == ServiceFailed {
 		// kardianos' systemd and Windows Uninstall leave it running.

@@ -21,3 +21,6 @@ func (s *Service) prepareReinstall(ServiceState) error {
 func (s *Service) updatedInPlace() (bool, error) { return false, nil }
 func (s *Service) postInstall() error            { return nil }
 func (s *Service) postUninstall() error          { return nil }
+
+// localState: kardianos' own status is right here.
+func (s *Service) localState() (ServiceState, bool, error) { return "", false, nil }

@@ -147,3 +147,88 @@ func TestSystemdUnitVerifies(t *testing.T) {
 	require.NoError(t, err, "systemd-analyze verify:\n%s", out)
 	require.Empty(t, strings.TrimSpace(string(out)), "systemd-analyze warnings")
 }
+
+// sysvNamespace is the shell that runs the test binary in a private mount
+// and PID namespace that looks like a SysV-init machine: /run is empty (no
+// /run/systemd/system), PID 1 is not systemd, and /etc/init.d, the runlevel
+// directories and /var/log are empty tmpfs, so nothing reaches the host
+// and every process started there dies with the namespace. sh stays PID 1
+// (the test binary is its child, not exec'd) because it reaps the daemons
+// the init script orphans, as init does; a zombie would look running to
+// the script's /proc check.
+const sysvNamespace = `set -e
+mount -t tmpfs tmpfs /run
+mount -t tmpfs tmpfs /etc/init.d
+mount -t tmpfs tmpfs /var/log
+for i in 0 1 2 3 4 5 6; do mkdir -p /etc/rc$i.d; mount -t tmpfs tmpfs /etc/rc$i.d; done
+"$0" -test.run "^$1\$" -test.v`
+
+// TestServiceInstallSysV installs, controls and removes the service for
+// real through kardianos/service on SysV init (what it picks without
+// systemd, OpenRC, upstart or procd), with the real `service` command and
+// the init script kardianos writes, in a namespace (sysvNamespace).
+// Before the fix, State was "unknown" for a service that is not installed,
+// and Install then failed removing an init script that did not exist.
+func TestServiceInstallSysV(t *testing.T) {
+	if os.Getenv("CERTAGENT_SVC_HELPER") == "sysv" {
+		serviceSysVInside(t)
+		return
+	}
+	testenv.RequireRoot(t, "a mount and PID namespace")
+	unshare := testenv.RequireTool(t, "unshare", "util-linux")
+	testenv.RequireTool(t, "service", "init-system-helpers")
+	self, err := os.Executable()
+	require.NoError(t, err)
+	daemon := filepath.Join(t.TempDir(), "fake-certagent")
+	require.NoError(t, os.WriteFile(daemon, []byte("#!/bin/sh\nexec sleep 600\n"), 0o755))
+	cmd := exec.Command(unshare, "--mount", "--pid", "--fork", "--mount-proc", "--propagation", "private",
+		"sh", "-c", sysvNamespace, self, "TestServiceInstallSysV")
+	cmd.Env = append(os.Environ(), "CERTAGENT_SVC_HELPER=sysv", "SVC_DAEMON="+daemon)
+	out, err := cmd.CombinedOutput()
+	require.NoError(t, err, "namespaced SysV test:\n%s", out)
+	require.Contains(t, string(out), "--- PASS: TestServiceInstallSysV")
+	_, err = os.Stat("/etc/init.d/" + ServiceName)
+	require.True(t, os.IsNotExist(err), "init script leaked to the host: %v", err)
+}
+
+func serviceSysVInside(t *testing.T) {
+	script := "/etc/init.d/" + ServiceName
+	daemon := os.Getenv("SVC_DAEMON")
+	s, err := NewService(ServiceOptions{Executable: daemon, Arguments: []string{"run"}}, nil)
+	require.NoError(t, err)
+	require.Equal(t, "unix-systemv", s.Platform())
+
+	state := func(want ServiceState) {
+		t.Helper()
+		st, err := s.State()
+		require.NoError(t, err)
+		require.Equal(t, want, st)
+	}
+	state(ServiceNotInstalled)
+	// Uninstalling what is not installed succeeds (package scripts re-run).
+	require.NoError(t, s.Uninstall())
+
+	require.NoError(t, s.Install())
+	fi, err := os.Stat(script)
+	require.NoError(t, err)
+	require.Equal(t, os.FileMode(0o755), fi.Mode().Perm())
+	link, err := os.Readlink("/etc/rc2.d/S50" + ServiceName)
+	require.NoError(t, err)
+	require.Equal(t, script, link)
+	state(ServiceStopped)
+	require.NoError(t, s.Start())
+	state(ServiceRunning)
+
+	// A package upgrade re-runs install: it succeeds and the service runs
+	// again afterwards.
+	require.NoError(t, s.Install())
+	state(ServiceRunning)
+
+	require.NoError(t, s.Uninstall())
+	state(ServiceNotInstalled)
+	_, err = os.Stat(script)
+	require.True(t, os.IsNotExist(err))
+	links, _ := filepath.Glob("/etc/rc?.d/*" + ServiceName)
+	require.Empty(t, links, "runlevel links left behind")
+	require.NoError(t, s.Uninstall())
+}

@@ -104,3 +104,6 @@ func quoteWinArgs(args []string) string {
 	}
 	return strings.Join(out, " ")
 }
+
+// localState: kardianos' own status is right here.
+func (s *Service) localState() (ServiceState, bool, error) { return "", false, nil }

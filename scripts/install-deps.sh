@@ -13,6 +13,10 @@ pkgs=(
 	default-jdk-headless
 	# unshare, findmnt
 	util-linux
+	# go test -race needs cgo: a C compiler and the C library headers
+	gcc libc6-dev
+	# service(8): the SysV-init service tests (no systemd) drive it
+	init-system-helpers
 	# systemd-analyze verify checks the rendered certagent.service
 	systemd
 	# the PostgreSQL storage backend's tests and fleet simulation (scripts/pg-start.sh)
