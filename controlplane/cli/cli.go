@@ -61,7 +61,9 @@ Usage:
   certplane serve   [--listen 127.0.0.1:8080] [--db sqlite:PATH|postgres://…] [--data-dir D]
                     [--tls-cert F --tls-key F] [--deploy-delay 2s] [--key-type ecdsa-p256|rsa-2048|rsa-3072]
   certplane account create --name NAME [--db …] [--json]        prints the new 32-hex account id
-  certplane token create --account ID --scope read|write [--db …] [--json]
+  certplane account set --account ID [--min-readiness 0.95] [--device-active-days 7] [--json]
+                                                                the readiness guard's settings
+  certplane token create --account ID --scope read|write|device [--db …] [--json]
                                                                 prints the token (shown only once)
   certplane token list   --account ID [--json]                  id, scope, created, revoked (never the secret)
   certplane token revoke --account ID --id TOKEN_ID|TOKEN [--json]
@@ -70,13 +72,18 @@ Usage:
   certplane cert generate   --account ID [--days 1825] [--key-type T] [--json]   prints the certificate id
   certplane cert activate   --account ID --id CERT [--json]
   certplane cert deactivate --account ID --id CERT [--json]
-  certplane cert use        --account ID --id CERT|none [--json]
+  certplane cert use        --account ID --id CERT|none [--force] [--json]
+                            refused while fewer active devices trust CERT than min_readiness
+  certplane cert readiness  --account ID --id CERT [--json]      devices that trust it, and those that do not
   certplane cert delete     --account ID --id CERT [--json]
   certplane cert download   --account ID --id CERT [--format pem|crt] [--out FILE]
   certplane gateway --account ID [--listen 127.0.0.1:3128] [--upstream-ca FILE] [--no-inspect HOST,…] [--id ID]
                                                                 the inspection gateway: a forward proxy that signs
                                                                 inspected TLS with the account's in-use root
   certplane gateway list --account ID [--json]                 registered gateways, last seen, loaded roots
+  certplane devices list    --account ID [--stale true|false] [--page N] [--per-page N] [--json]
+  certplane devices show    --account ID --id DEVICE [--json]
+  certplane devices delete  --account ID --id DEVICE [--json]   its next check-in registers it afresh
   certplane version
 
 Every command takes --db and --data-dir. The default data directory is
@@ -89,7 +96,7 @@ completes their activations and deactivations.
 Example: a server and an agent token in four lines
   certplane serve --db sqlite:/tmp/cp/certplane.db --data-dir /tmp/cp &
   ACCOUNT=$(certplane account create --db sqlite:/tmp/cp/certplane.db --data-dir /tmp/cp --name acme)
-  TOKEN=$(certplane token create --db sqlite:/tmp/cp/certplane.db --account "$ACCOUNT" --scope read)
+  TOKEN=$(certplane token create --db sqlite:/tmp/cp/certplane.db --account "$ACCOUNT" --scope device)
   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/client/v4/accounts/$ACCOUNT/gateway/certificates
 `
 
@@ -134,10 +141,18 @@ func run(ctx context.Context, args []string, env Env) error {
 	case "serve":
 		return serve(ctx, args[1:], env)
 	case "account":
+		if len(args) >= 2 && args[1] == "set" {
+			return accountSet(ctx, args[2:], env)
+		}
 		if len(args) < 2 || args[1] != "create" {
-			return fmt.Errorf("%w: want `account create`", errUsage)
+			return fmt.Errorf("%w: want `account create|set`", errUsage)
 		}
 		return accountCreate(ctx, args[2:], env)
+	case "devices":
+		if len(args) < 2 {
+			return fmt.Errorf("%w: want `devices list|show|delete`", errUsage)
+		}
+		return devicesCommand(ctx, args[1], args[2:], env)
 	case "token":
 		if len(args) < 2 {
 			return fmt.Errorf("%w: want `token create|list|revoke`", errUsage)
@@ -153,7 +168,7 @@ func run(ctx context.Context, args []string, env Env) error {
 		return gatewayCommand(ctx, args[1:], env)
 	case "cert":
 		if len(args) < 2 {
-			return fmt.Errorf("%w: want `cert list|generate|activate|deactivate|use|delete|download`", errUsage)
+			return fmt.Errorf("%w: want `cert list|generate|activate|deactivate|use|readiness|delete|download`", errUsage)
 		}
 		return certCommand(ctx, args[1], args[2:], env)
 	}
@@ -513,7 +528,7 @@ func tokenCreate(ctx context.Context, args []string, env Env) error {
 	var c common
 	fs := newFlags("token create", env, &c, `TOKEN=$(certplane token create --account "$ACCOUNT" --scope read)`)
 	account := fs.String("account", "", "account id (required)")
-	scope := fs.String("scope", "", "read (list and get) or write (everything) (required)")
+	scope := fs.String("scope", "", "read (list and get), write (everything) or device (what agents need: list certificates and check in) (required)")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -522,8 +537,8 @@ func tokenCreate(ctx context.Context, args []string, env Env) error {
 	if !api.ValidAccountID(*account) {
 		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
 	}
-	if *scope != storage.ScopeRead && *scope != storage.ScopeWrite {
-		return fmt.Errorf("%w: --scope must be read or write", errUsage)
+	if *scope != storage.ScopeRead && *scope != storage.ScopeWrite && *scope != storage.ScopeDevice {
+		return fmt.Errorf("%w: --scope must be read, write or device", errUsage)
 	}
 	svc, b, err := c.service(ctx, env, false, controlplane.Options{})
 	if err != nil {
@@ -643,6 +658,7 @@ func certCommand(ctx context.Context, sub string, args []string, env Env) error 
 	id := fs.String("id", "", "certificate id (or give it as the argument)")
 	var days *int
 	var keyType, format, out *string
+	var force *bool
 	switch sub {
 	case "generate":
 		days = fs.Int("days", ca.DefaultValidityDays, "validity in days, 1..10950")
@@ -650,7 +666,9 @@ func certCommand(ctx context.Context, sub string, args []string, env Env) error 
 	case "download":
 		format = fs.String("format", controlplane.FormatPEM, "pem or crt (DER)")
 		out = fs.String("out", "", "write to this file instead of stdout")
-	case "list", "activate", "deactivate", "use", "delete":
+	case "use":
+		force = fs.Bool("force", false, "turn it on even when fewer active devices trust it than min_readiness")
+	case "list", "activate", "deactivate", "delete", "readiness":
 	default:
 		return fmt.Errorf("%w: unknown cert command %q", errUsage, sub)
 	}
@@ -697,8 +715,15 @@ func certCommand(ctx context.Context, sub string, args []string, env Env) error 
 		if target == "none" {
 			target = api.NilUUID
 		}
-		a, err := svc.Use(ctx, *account, target)
+		use := svc.Use
+		if *force {
+			use = svc.UseForce
+		}
+		a, err := use(ctx, *account, target)
 		if err != nil {
+			if errors.Is(err, storage.ErrNotReady) {
+				return fmt.Errorf("%v; let more devices sync first, lower it (certplane account set --min-readiness), or add --force", err)
+			}
 			return explain(err)
 		}
 		if c.json {
@@ -714,6 +739,8 @@ func certCommand(ctx context.Context, sub string, args []string, env Env) error 
 			fmt.Fprintln(env.Stdout, a.InUseID)
 		}
 		return nil
+	case "readiness":
+		return certReadiness(ctx, svc, env, *account, *id, c.json)
 	case "download":
 		data, err := svc.Download(ctx, *account, *id, *format)
 		if err != nil {
