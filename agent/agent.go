@@ -39,6 +39,8 @@ type Deps struct {
 	Now func() time.Time
 	// Rand returns a uniform float in [0,1) for jitter; nil means math/rand.
 	Rand func() float64
+	// Hostname names the device in check-ins; nil means os.Hostname.
+	Hostname func() (string, error)
 
 	// hook, when set, is called between the steps of a pass ("lock",
 	// "intent", "apply:STORE", "commit"); a non-nil error aborts the pass there, as a
@@ -55,6 +57,9 @@ func (d Deps) withDefaults() Deps {
 	}
 	if d.Rand == nil {
 		d.Rand = rand.Float64
+	}
+	if d.Hostname == nil {
+		d.Hostname = os.Hostname
 	}
 	if d.OpenStore == nil {
 		env := stores.Env{Runner: d.Runner, Logger: d.Logger.Named("trust")}
@@ -134,6 +139,13 @@ type Agent struct {
 	// (longpoll.go); 0 when no long-poll runs.
 	watchLiveUntil atomic.Int64
 
+	// identity is the device id and secret (check-ins); guarded by mu.
+	identity DeviceIdentity
+	// checkInRunning reports a check-in in flight; guarded by mu.
+	checkInRunning bool
+	// checkIns counts check-in goroutines (WaitCheckIn).
+	checkIns sync.WaitGroup
+
 	trigger chan string
 	reload  chan struct{}
 }
@@ -160,7 +172,15 @@ func New(cfg *Config, deps Deps) (*Agent, error) {
 		// unchanged state is not rewritten.
 		a.snap.RetiredRemoved, a.snap.LastChange, a.snap.LastChanges = prev.RetiredRemoved, prev.LastChange, prev.LastChanges
 		a.snap.LastSuccess = prev.LastSuccess
+		a.snap.CheckIn = prev.CheckIn
 		a.persisted = material(*prev)
+	}
+	// A device id made by an earlier run; the first pass that can check
+	// in makes one otherwise (so a dry run or a read-only status writes
+	// nothing).
+	if id, err := ReadDeviceIdentity(cfg.StateDir); err == nil {
+		a.identity = id
+		a.snap.CheckIn.DeviceID = id.ID
 	}
 	return a, nil
 }
@@ -186,6 +206,10 @@ func (a *Agent) setConfig(cfg *Config) error {
 	if a.cfg != nil && (a.cfg.ControlPlaneURL != cfg.ControlPlaneURL || a.cfg.AccountID != cfg.AccountID) {
 		// Another account's answer says nothing about this one.
 		a.last, a.lastFetchOK = nil, false
+	}
+	if a.cfg != nil && (a.cfg.APIToken != cfg.APIToken || a.cfg.ControlPlaneURL != cfg.ControlPlaneURL || a.cfg.AccountID != cfg.AccountID) {
+		// A new token or control plane may accept what the old refused.
+		a.snap.CheckIn.Status = ""
 	}
 	a.cfg, a.source, a.stores = cfg, src, handles
 	a.failures, a.authBlocked = 0, false
@@ -566,7 +590,11 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 	}
 	a.refreshDerived(ctx, configured)
 	a.updateSnapshot(rep, cfg)
+	a.ensureIdentity(cfg)
 	a.persistSnapshot(false)
+	// After the pass, in the background: a slow or refusing control plane
+	// never delays an install, and never fails the pass.
+	a.maybeCheckIn()
 	return rep, nil
 }
 

@@ -213,7 +213,7 @@ func TestNoChangePassWritesNothing(t *testing.T) {
 	first := r.sync(a)
 	require.Equal(t, 8, first.Changes)
 	before := snapshotFiles(t, r.cfg.StateDir, dirPath)
-	require.Len(t, before, 7, "state dir, ledger, status, lock, anchors dir and two roots: %v", before)
+	require.Len(t, before, 8, "state dir, ledger, status, lock, device id, anchors dir and two roots: %v", before)
 	applies := r.applies()
 
 	for i, ag := range []*Agent{a, a, r.agent()} {

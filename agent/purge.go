@@ -81,7 +81,8 @@ func Purge(ctx context.Context, cfg *Config, deps Deps) (*PurgeReport, error) {
 	}
 	unlock()
 	unlock = func() {}
-	for _, f := range []string{cfg.LedgerPath(), cfg.StatusPath(), filepath.Join(cfg.StateDir, "lock")} {
+	for _, f := range []string{cfg.LedgerPath(), cfg.StatusPath(), filepath.Join(cfg.StateDir, "lock"),
+		filepath.Join(cfg.StateDir, deviceIDFile), filepath.Join(cfg.StateDir, deviceSecretFile)} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return rep, fmt.Errorf("agent: purge: %w", err)
 		}

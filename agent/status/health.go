@@ -44,6 +44,8 @@ const (
 	CodeUnreachable       = "control-plane-unreachable"
 	CodeTokenRejected     = "token-rejected"
 	CodeClockSkew         = "clock-skew"
+	CodeCheckInRefused    = "check-in-refused"
+	CodeCheckInFailed     = "check-in-failed"
 )
 
 // Thresholds.
@@ -100,6 +102,16 @@ func Evaluate(r *Report, now time.Time) []Warning {
 		add(CodeClockSkew, SeverityDegraded, "local clock is off",
 			fmt.Sprintf("the control plane's clock differs by %s", FormatSkew(d)),
 			ntpHint(r.OS))
+	}
+	switch r.Device.CheckIn {
+	case "refused":
+		add(CodeCheckInRefused, SeverityDegraded, "the control plane refused this device's check-in",
+			r.Device.Error+" (syncing is not affected; the control plane cannot count this device as ready for a new root)",
+			"give agents a device token (certplane token create --scope device); a device whose secret was lost is deleted with `certplane devices delete --id "+r.Device.ID+"` and registers again")
+	case "failed":
+		add(CodeCheckInFailed, SeverityDegraded, "the last check-in failed",
+			r.Device.Error+" (syncing is not affected; it is retried)",
+			"check this machine's route to the control plane; if it persists, see the control plane's log")
 	}
 	for _, s := range r.Stores {
 		if !s.Available {

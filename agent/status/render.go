@@ -57,6 +57,7 @@ func Render(w io.Writer, r *Report, now time.Time) error {
 		}
 	}
 	fmt.Fprintf(tw, "Last sync\t%s\n", last)
+	fmt.Fprintf(tw, "Device\t%s\n", deviceLine(r.Device, now))
 	fmt.Fprintf(tw, "Stores\t%s\n", storesLine(r.Stores))
 	tw.Flush()
 
@@ -347,4 +348,26 @@ func FormatSkew(d time.Duration) string {
 		return "-" + Duration(-d)
 	}
 	return "+" + Duration(d)
+}
+
+// deviceLine is the device id and its last check-in.
+func deviceLine(d Device, now time.Time) string {
+	if d.ID == "" {
+		return "no device id yet (made on the first sync)"
+	}
+	line := d.ID + "; check-in "
+	switch d.CheckIn {
+	case "":
+		line += "not yet"
+	case "accepted":
+		line += "accepted " + Ago(now, d.LastCheckIn)
+	case "unsupported":
+		line += "not offered by this control plane"
+	default:
+		line += d.CheckIn + " " + Ago(now, d.LastAttempt)
+		if !d.LastCheckIn.IsZero() {
+			line += "; last accepted " + Ago(now, d.LastCheckIn)
+		}
+	}
+	return line
 }

@@ -69,6 +69,10 @@ func FromSnapshot(s *agent.Snapshot, in Inputs) *Report {
 		LastSync:   s.LastPass,
 		LastChange: s.LastChange,
 	}
+	r.Device = Device{
+		ID: s.CheckIn.DeviceID, CheckIn: s.CheckIn.Status, Accepted: s.CheckIn.Status == agent.CheckInAccepted,
+		LastCheckIn: s.CheckIn.LastAccepted, LastAttempt: s.CheckIn.LastAttempt, Error: s.CheckIn.Error,
+	}
 	r.Stores = storesOf(s, in.StoreErrors)
 	r.Certificates = certificatesOf(s)
 	r.Retired = removalsOf(s)

@@ -37,8 +37,27 @@ type Report struct {
 	Certificates []Certificate `json:"certificates"`
 	// Retired are retired or withdrawn roots the agent removed.
 	Retired []Removal `json:"retired,omitempty"`
+	// Device is this device's id and its check-ins (rotation readiness).
+	Device Device `json:"device"`
 	// Health are the warnings, most severe first.
 	Health []Warning `json:"health"`
+}
+
+// Device is the device's identity towards the control plane and how its
+// last check-in went.
+type Device struct {
+	// ID is made on the first pass and kept in state_dir ("" before).
+	ID string `json:"id,omitempty"`
+	// CheckIn is accepted, refused, failed or unsupported ("" before the
+	// first attempt or when the daemon is down).
+	CheckIn string `json:"check_in,omitempty"`
+	// Accepted reports whether the last check-in was accepted.
+	Accepted bool `json:"accepted"`
+	// LastCheckIn is the last check-in the control plane accepted;
+	// LastAttempt the last one tried.
+	LastCheckIn time.Time `json:"last_check_in,omitzero"`
+	LastAttempt time.Time `json:"last_attempt,omitzero"`
+	Error       string    `json:"error,omitempty"`
 }
 
 // Daemon is the service's state as the CLI saw it.

@@ -48,6 +48,8 @@ func healthy() *Report {
 				{Store: "nss", User: "bob", State: PlacementSkipped, Reason: "no NSS database (never ran a browser)"},
 			},
 		}},
+		Device: Device{ID: "7d4e1f2a-3b5c-4d6e-8f90-a1b2c3d4e5f6", CheckIn: "accepted", Accepted: true,
+			LastCheckIn: now.Add(-2 * time.Hour), LastAttempt: now.Add(-2 * time.Hour)},
 		Retired: []Removal{{Fingerprint: fpR, Subject: "Cloudflare for Teams ECC Certificate Authority", Store: "system",
 			RemovedAt: now.Add(-2 * time.Hour), Why: "retired"}},
 	}
@@ -74,6 +76,8 @@ func degraded() *Report {
 		Certificate{ID: "5c1e2d3f-0000-4000-8000-000000000003", Fingerprint: strings.Repeat("AB:", 31) + "AB", Subject: "Weak Root",
 			State: CertRejected, Reason: "RSA key of 1024 bits (want ≥ 2048)"},
 	)
+	r.Device.CheckIn, r.Device.Accepted, r.Device.LastAttempt = "refused", false, now.Add(-time.Minute)
+	r.Device.Error = "api: PUT /accounts/0123456789abcdef0123456789abcdef/certplane/devices/7d4e1f2a-3b5c-4d6e-8f90-a1b2c3d4e5f6: HTTP 403: 10001 the token's scope is read; checking in needs a device token"
 	r.Health = Evaluate(r, now)
 	return r
 }
