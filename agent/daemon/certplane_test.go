@@ -44,7 +44,8 @@ func TestDaemonAgainstCertplane(t *testing.T) {
 	defer srv.Close()
 	acct, err := svc.CreateAccount(ctx, "acme")
 	require.NoError(t, err)
-	token, err := svc.CreateToken(ctx, acct.ID, storage.ScopeRead)
+	// A device token, as agents are given: it lists and checks in.
+	token, err := svc.CreateToken(ctx, acct.ID, storage.ScopeDevice)
 	require.NoError(t, err)
 
 	root := t.TempDir()
@@ -106,5 +107,12 @@ func TestDaemonAgainstCertplane(t *testing.T) {
 	}
 	require.Equal(t, 1, inUse)
 	require.Equal(t, 0, status.ExitCode(rep.Health), "%+v", rep.Health)
+	// The daemon checked in: status shows the device, and certplane knows it.
+	require.Eventually(t, func() bool {
+		rep, err = localapi.NewClient(socket).Status(ctx)
+		return err == nil && rep.Device.Accepted
+	}, 10*time.Second, 10*time.Millisecond, "%+v", rep.Device)
+	_, err = svc.Device(ctx, acct.ID, rep.Device.ID)
+	require.NoError(t, err)
 	require.False(t, strings.Contains(logs.String(), `"@level":"error"`), "no errors logged")
 }
