@@ -183,7 +183,7 @@ func checkLoadable(t *testing.T, w killWorld, k int, names map[trust.Fingerprint
 		{w.state(), ""},
 	} {
 		for _, e := range readDirNames(t, d.dir) {
-			if e == atomicfile.TempDirName || e == d.file || (d.file == "" && (e == "ledger.json" || e == "status.json" || e == "lock")) {
+			if e == atomicfile.TempDirName || e == d.file || (d.file == "" && (e == "ledger.json" || e == "status.json" || e == "lock" || e == "device_id")) {
 				continue
 			}
 			t.Errorf("step %d: stray %s in %s", k, e, d.dir)
@@ -238,7 +238,9 @@ func checkConverged(t *testing.T, w killWorld, k int, names map[trust.Fingerprin
 	sort.Strings(ffNames)
 	assert.Equal(t, []string{"B", "C"}, ffNames, "step %d: firefox policy", k)
 	assert.Equal(t, want, readDirNames(t, w.ffCerts()), "step %d: firefox certificate dir", k)
-	assert.Equal(t, []string{"ledger.json", "lock", "status.json"}, readDirNames(t, w.state()), "step %d: state dir", k)
+	// The device id is made on the first pass that can check in (the
+	// fake plane answers the check-in with 404, so no secret is kept).
+	assert.Equal(t, []string{"device_id", "ledger.json", "lock", "status.json"}, readDirNames(t, w.state()), "step %d: state dir", k)
 	l, err := LoadLedger(filepath.Join(w.state(), "ledger.json"))
 	require.NoError(t, err)
 	var entries []string
