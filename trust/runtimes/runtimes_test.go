@@ -220,6 +220,17 @@ func TestRefreshRepairsWiring(t *testing.T) {
 	require.NoError(t, err)
 	assert.False(t, wrote, "nothing to do writes nothing")
 	want := f.read(t, EnvironmentD)
+	// A later root changes the bundle only: sessions already running
+	// keep pointing at the same file and see it without a new login.
+	wiring := tree(t, filepath.Join(f.root, "etc"))
+	more := trusttest.NewCA(t)
+	res, err = trust.Install(ctx, f.store, more.Cert)
+	require.NoError(t, err)
+	require.NoError(t, trust.FirstError(res))
+	assert.Equal(t, wiring, tree(t, filepath.Join(f.root, "etc")))
+	n, err := countIn(f.store.BundlePath(), more.FP)
+	require.NoError(t, err)
+	assert.Equal(t, 1, n)
 	require.NoError(t, os.Remove(filepath.Join(f.root, EnvironmentD)))
 	wrote, err = f.store.Refresh(ctx)
 	require.NoError(t, err)
