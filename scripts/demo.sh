@@ -12,6 +12,12 @@
 #   5. roots are deactivated; the agent removes them and the handshake fails
 #   6. the daemon (certagent run) repairs a deleted root, reports status, and
 #      keeps everything when the control plane goes away (fail static)
+#
+# Every wait is for a condition (a server's own "listening" line, a TLS
+# handshake, a socket, a file), never for a fixed time: on a loaded machine
+# it waits longer, and after DEMO_TIMEOUT seconds (default 120) or when the
+# process it waits for has died, it stops with a message saying what it was
+# waiting for and the end of that process's log.
 set -euo pipefail
 
 cd "$(dirname "$0")/.."
@@ -40,6 +46,26 @@ ok() { printf '%s  ✓ %s%s\n' "$G" "$*" "$N"; }
 die() { printf '%s  ✗ %s%s\n' "$R" "$*" "$N" >&2; exit 1; }
 run() { printf '  $ %s\n' "$*"; "$@" 2>&1 | sed 's/^/    /'; return "${PIPESTATUS[0]}"; }
 
+DEMO_TIMEOUT=${DEMO_TIMEOUT:-120}
+# wait_for WHAT PID LOG CMD...: run CMD until it succeeds. Dies, naming WHAT
+# and showing the end of LOG, when PID has exited or DEMO_TIMEOUT passes.
+wait_for() {
+	local what=$1 pid=$2 log=$3
+	shift 3
+	local deadline=$((SECONDS + DEMO_TIMEOUT))
+	until "$@" 2>/dev/null; do
+		if [[ -n $pid ]] && ! kill -0 "$pid" 2>/dev/null; then
+			[[ -n $log ]] && tail -n 20 "$log" | sed 's/^/    | /' >&2
+			die "$what: the process ($pid) exited before it was ready (the end of $log is above)"
+		fi
+		if ((SECONDS >= deadline)); then
+			[[ -n $log ]] && tail -n 20 "$log" | sed 's/^/    | /' >&2
+			die "$what: still not ready after ${DEMO_TIMEOUT}s (DEMO_TIMEOUT); the end of $log is above"
+		fi
+		sleep 0.1
+	done
+}
+
 DATA=$WORK/certplane
 DB=sqlite:$DATA/certplane.db
 cp_() { "$BIN/certplane" "$@" --db "$DB" --data-dir "$DATA"; }
@@ -52,24 +78,20 @@ READ_TOKEN=$(cp_ token create --account "$ACCOUNT" --scope read 2>/dev/null)
 WRITE_TOKEN=$(cp_ token create --account "$ACCOUNT" --scope write 2>/dev/null)
 ok "account $ACCOUNT, a read token for the agent, a write token for the admin"
 "$BIN/certplane" serve --listen 127.0.0.1:0 --db "$DB" --data-dir "$DATA" --deploy-delay 1s >"$WORK/certplane.log" 2>&1 &
-PIDS+=($!)
+CERTPLANE=$!
+PIDS+=("$CERTPLANE")
 URL=
-for _ in $(seq 100); do
-	URL=$(json_field url <"$WORK/certplane.log")
-	[[ -n $URL ]] && break
-	sleep 0.1
-done
-[[ -n $URL ]] || { cat "$WORK/certplane.log"; die "certplane did not start"; }
+# certplane logs "listening" with the URL once its socket is bound.
+certplane_url() { URL=$(json_field url <"$WORK/certplane.log"); [[ -n $URL ]]; }
+wait_for "certplane serve (its \"listening\" line)" "$CERTPLANE" "$WORK/certplane.log" certplane_url
+wait_for "certplane serve (GET /healthz)" "$CERTPLANE" "$WORK/certplane.log" curl -fsS -o /dev/null "${URL%/client/v4}/healthz"
 ok "serving $URL"
 API=$URL/accounts/$ACCOUNT
 admin() { curl -sS -H "Authorization: Bearer $WRITE_TOKEN" -H 'Content-Type: application/json' "$@"; }
 
+is_available() { cp_ cert list --account "$ACCOUNT" 2>/dev/null | grep "^$1" | grep -q available; }
 wait_available() { # id
-	for _ in $(seq 100); do
-		if cp_ cert list --account "$ACCOUNT" 2>/dev/null | grep "^$1" | grep -q available; then return 0; fi
-		sleep 0.1
-	done
-	die "certificate $1 never became available"
+	wait_for "certificate $1 to become available (the deployer)" "$CERTPLANE" "$WORK/certplane.log" is_available "$1"
 }
 
 step "admin: generate and activate a second root (the account started with one)"
@@ -138,15 +160,17 @@ openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -subj "/CN=l
 printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' >"$WORK/leaf.ext"
 openssl x509 -req -in "$WORK/leaf.csr" -CA "$WORK/root.pem" -CAkey "$WORK/root.key" -CAcreateserial \
 	-days 30 -extfile "$WORK/leaf.ext" -out "$WORK/leaf.pem" 2>/dev/null
+# Port 0: the kernel picks a free one and s_server prints it ("ACCEPT
+# 127.0.0.1:PORT") once it listens.
+openssl s_server -accept 127.0.0.1:0 -cert "$WORK/leaf.pem" -key "$WORK/leaf.key" -www >"$WORK/s_server.log" 2>&1 &
+S_SERVER=$!
+PIDS+=("$S_SERVER")
 PORT=
-for _ in $(seq 50); do
-	p=$((20000 + RANDOM % 40000))
-	if ! (exec 3<>"/dev/tcp/127.0.0.1/$p") 2>/dev/null; then PORT=$p; break; fi
-done
-[[ -n $PORT ]] || die "no free port"
-openssl s_server -quiet -accept "$PORT" -cert "$WORK/leaf.pem" -key "$WORK/leaf.key" -www >"$WORK/s_server.log" 2>&1 &
-PIDS+=($!)
-for _ in $(seq 50); do (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && break; sleep 0.1; done
+s_server_port() { PORT=$(sed -n 's/^ACCEPT .*:\([0-9][0-9]*\)$/\1/p' "$WORK/s_server.log" | head -n1); [[ -n $PORT ]]; }
+wait_for "the test TLS server (openssl s_server's ACCEPT line)" "$S_SERVER" "$WORK/s_server.log" s_server_port
+# Ready means a TLS handshake completes, not just an open port.
+wait_for "a TLS handshake with the test server on port $PORT" "$S_SERVER" "$WORK/s_server.log" \
+	curl -fsSk -o /dev/null "https://localhost:$PORT/"
 if run curl -sS -o /dev/null -w 'HTTP %{http_code}, verify result %{ssl_verify_result}\n' --cacert "$CAFILE" "https://localhost:$PORT/"; then
 	ok "curl trusts https://localhost:$PORT through the roots certagent installed"
 else
@@ -173,22 +197,20 @@ step "certagent run: the daemon in the background (LocalAPI on $WORK/certagent.s
 "$BIN/certagent" run >"$WORK/daemon.log" 2>&1 &
 DAEMON=$!
 PIDS+=("$DAEMON")
-for _ in $(seq 100); do [[ -S $WORK/certagent.sock ]] && break; sleep 0.1; done
-[[ -S $WORK/certagent.sock ]] || { cat "$WORK/daemon.log"; die "the daemon did not start"; }
+wait_for "certagent run (its LocalAPI socket)" "$DAEMON" "$WORK/daemon.log" test -S "$WORK/certagent.sock"
 ok "daemon $DAEMON up"
 
 step "drift: delete the root behind the agent's back; the daemon puts it back"
 ROOTFILE=$(ls "$WORK"/anchors/*.pem)
 rm -f "$ROOTFILE"
-for _ in $(seq 100); do [[ -e $ROOTFILE ]] && break; sleep 0.1; done
-[[ -e $ROOTFILE ]] || die "the deleted root was not restored"
+wait_for "the daemon to restore the deleted $(basename "$ROOTFILE")" "$DAEMON" "$WORK/daemon.log" test -e "$ROOTFILE"
 ok "restored $(basename "$ROOTFILE")"
 
 step "certagent status (from the running daemon)"
 run "$BIN/certagent" status || true
 
 step "fail static: the control plane goes away, nothing is removed"
-kill "${PIDS[0]}"; wait "${PIDS[0]}" 2>/dev/null || true
+kill "$CERTPLANE"; wait "$CERTPLANE" 2>/dev/null || true
 run "$BIN/certagent" sync || true
 [[ $(ls "$WORK/anchors" | wc -l) -eq 1 ]] || die "a root was removed while the control plane was down"
 ok "still 1 root"
