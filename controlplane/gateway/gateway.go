@@ -114,6 +114,7 @@ type Gateway struct {
 	wake      chan struct{}
 
 	upstream *http.Transport
+	buffers  *bufferPool
 	dialer   *net.Dialer
 	proxy    *httputil.ReverseProxy // origins of intercepted requests
 	plain    *httputil.ReverseProxy // absolute-URI http:// requests

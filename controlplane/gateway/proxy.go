@@ -47,10 +47,24 @@ func (c *clientConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 type ctxKey struct{}
 
+// bufferPool lends the 32 KiB copy buffers of response bodies and tunnels,
+// so a request does not allocate one (ReverseProxy otherwise does).
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if v, ok := b.p.Get().(*[]byte); ok {
+		return *v
+	}
+	return make([]byte, 32<<10)
+}
+
+func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
+
 // setupHTTP builds the proxy-side server, the intercepted-side server and
 // the origin transport.
 func (g *Gateway) setupHTTP() {
 	errLog := g.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
+	g.buffers = &bufferPool{}
 	g.dialer = &net.Dialer{Timeout: g.cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	g.upstream = &http.Transport{
 		DialContext:            g.dialer.DialContext,
@@ -74,6 +88,7 @@ func (g *Gateway) setupHTTP() {
 		Transport:    g.upstream,
 		ErrorHandler: g.originError,
 		ErrorLog:     errLog,
+		BufferPool:   g.buffers,
 	}
 	g.plain = &httputil.ReverseProxy{
 		Rewrite: func(pr *httputil.ProxyRequest) {
@@ -82,6 +97,7 @@ func (g *Gateway) setupHTTP() {
 		Transport:    g.upstream,
 		ErrorHandler: g.originError,
 		ErrorLog:     errLog,
+		BufferPool:   g.buffers,
 	}
 	g.outer = &http.Server{
 		Handler:           http.HandlerFunc(g.serveProxy),
@@ -270,7 +286,8 @@ func (g *Gateway) tunnel(w http.ResponseWriter, r *http.Request, target string) 
 	// finished sending still receives the answer; anything else ends both.
 	pipe := func(dst, src net.Conn) {
 		defer wg.Done()
-		buf := make([]byte, 32<<10)
+		buf := g.buffers.Get()
+		defer g.buffers.Put(buf)
 		for {
 			_ = src.SetReadDeadline(time.Now().Add(idle))
 			n, err := src.Read(buf)
