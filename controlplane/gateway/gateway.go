@@ -114,13 +114,14 @@ type Gateway struct {
 	wake      chan struct{}
 
 	upstream *http.Transport
-	buffers  *bufferPool
-	dialer   *net.Dialer
-	proxy    *httputil.ReverseProxy // origins of intercepted requests
-	plain    *httputil.ReverseProxy // absolute-URI http:// requests
-	outer    *http.Server
-	inner    *http.Server
-	innerLn  *chanListener
+	// buffers serve ReverseProxy's copies, tunnelBuffers the tunnels.
+	buffers, tunnelBuffers *bufferPool
+	dialer                 *net.Dialer
+	proxy                  *httputil.ReverseProxy // origins of intercepted requests
+	plain                  *httputil.ReverseProxy // absolute-URI http:// requests
+	outer                  *http.Server
+	inner                  *http.Server
+	innerLn                *chanListener
 }
 
 // New returns a gateway over svc, which must have been built with the

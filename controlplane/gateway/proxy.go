@@ -47,15 +47,18 @@ func (c *clientConn) Read(p []byte) (int, error) { return c.r.Read(p) }
 
 type ctxKey struct{}
 
-// bufferPool lends the 32 KiB copy buffers of response bodies and tunnels,
-// so a request does not allocate one (ReverseProxy otherwise does).
-type bufferPool struct{ p sync.Pool }
+// bufferPool lends copy buffers of one size, so a proxied response or a
+// tunnel does not allocate its own (ReverseProxy otherwise does).
+type bufferPool struct {
+	size int
+	p    sync.Pool
+}
 
 func (b *bufferPool) Get() []byte {
 	if v, ok := b.p.Get().(*[]byte); ok {
 		return *v
 	}
-	return make([]byte, 32<<10)
+	return make([]byte, b.size)
 }
 
 func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
@@ -64,7 +67,10 @@ func (b *bufferPool) Put(buf []byte) { b.p.Put(&buf) }
 // the origin transport.
 func (g *Gateway) setupHTTP() {
 	errLog := g.log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true})
-	g.buffers = &bufferPool{}
+	g.buffers = &bufferPool{size: 32 << 10}
+	// A tunnel holds one buffer per direction for as long as it is open
+	// (a blocked Read keeps it): small ones keep an idle tunnel cheap.
+	g.tunnelBuffers = &bufferPool{size: 8 << 10}
 	g.dialer = &net.Dialer{Timeout: g.cfg.DialTimeout, KeepAlive: 30 * time.Second}
 	g.upstream = &http.Transport{
 		DialContext:     g.dialer.DialContext,
@@ -289,8 +295,8 @@ func (g *Gateway) tunnel(w http.ResponseWriter, r *http.Request, target string) 
 	// finished sending still receives the answer; anything else ends both.
 	pipe := func(dst, src net.Conn) {
 		defer wg.Done()
-		buf := g.buffers.Get()
-		defer g.buffers.Put(buf)
+		buf := g.tunnelBuffers.Get()
+		defer g.tunnelBuffers.Put(buf)
 		for {
 			_ = src.SetReadDeadline(time.Now().Add(idle))
 			n, err := src.Read(buf)
