@@ -99,6 +99,27 @@ func Render(w io.Writer, r *Report, now time.Time) error {
 		tw.Flush()
 	}
 
+	if len(r.Runtimes) > 0 {
+		b.WriteString("\nRuntimes (will each trust the in-use root?)\n")
+		nameW := 0
+		for _, rt := range r.Runtimes {
+			nameW = max(nameW, len(rt.Name))
+		}
+		for _, rt := range r.Runtimes {
+			verdict := "unknown"
+			if rt.Trusted != nil {
+				verdict = map[bool]string{true: "yes", false: "NO"}[*rt.Trusted]
+			}
+			fmt.Fprintf(b, "  %-*s  %-7s  %s\n", nameW, rt.Name, verdict, rt.Program)
+			for _, src := range rt.Sources {
+				fmt.Fprintf(b, "  %-*s           reads %s\n", nameW, "", src)
+			}
+			if rt.Detail != "" {
+				fmt.Fprintf(b, "  %-*s           %s\n", nameW, "", rt.Detail)
+			}
+		}
+	}
+
 	b.WriteString("\nHealth\n")
 	if len(r.Health) == 0 {
 		b.WriteString("  ok: every available root is installed and trusted where configured\n")

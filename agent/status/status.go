@@ -41,6 +41,27 @@ type Report struct {
 	Device Device `json:"device"`
 	// Health are the warnings, most severe first.
 	Health []Warning `json:"health"`
+	// Runtimes are the programs found on this machine that keep trust
+	// stores of their own, and whether each will trust the in-use root
+	// (filled by the CLI, which reads each one's CA store; never by the
+	// daemon).
+	Runtimes []Runtime `json:"runtimes,omitempty"`
+}
+
+// Runtime is one program found on the machine and whether it will trust
+// the in-use root.
+type Runtime struct {
+	// Name is the runtime ("node", "python requests", "Firefox").
+	Name string `json:"name"`
+	// Program is where it was found.
+	Program string `json:"program"`
+	// Sources are the CA stores it loads, each as "what: path".
+	Sources []string `json:"sources"`
+	// Trusted reports whether it will trust the in-use root; nil when that
+	// could not be told (no root in use, or a store could not be read).
+	Trusted *bool `json:"trusted,omitempty"`
+	// Detail says why, or what is missing.
+	Detail string `json:"detail,omitempty"`
 }
 
 // Device is the device's identity towards the control plane and how its

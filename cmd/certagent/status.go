@@ -17,6 +17,8 @@ import (
 	"github.com/certagent/certagent/agent/status"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
+	"github.com/certagent/certagent/trust/runtimes"
+	"github.com/certagent/certagent/trust/stores"
 )
 
 // cmdStatus is `certagent status [--json]`: the daemon's live status over
@@ -25,6 +27,7 @@ import (
 func cmdStatus(args []string) int {
 	fset := flag.NewFlagSet("status", flag.ContinueOnError)
 	asJSON := fset.Bool("json", false, "print the full report as JSON (for fleet tools)")
+	probe := fset.Bool("runtimes", true, "find node, python, pip, aws, gcloud, git, curl, java, Firefox and Chromium and check the CA store each reads")
 	if err := fset.Parse(args); err != nil {
 		return 2
 	}
@@ -33,6 +36,9 @@ func cmdStatus(args []string) int {
 	paths := platform.DefaultPaths()
 	rep := gatherStatus(ctx, paths)
 	checkOSTrust(ctx, paths, rep)
+	if *probe {
+		checkRuntimes(ctx, rep)
+	}
 	var err error
 	if *asJSON {
 		err = status.WriteJSON(os.Stdout, rep)
@@ -75,6 +81,35 @@ func checkOSTrust(ctx context.Context, paths platform.Paths, rep *status.Report)
 		return
 	}
 	_ = status.ApplyOSTrust(rep, certs, time.Now())
+}
+
+// runtimesTimeout bounds the whole runtime probe: each program it asks
+// gets its own shorter timeout, and they run side by side.
+const runtimesTimeout = 20 * time.Second
+
+// checkRuntimes finds the runtimes on this machine and whether each will
+// trust the in-use root, by reading the CA store each one loads. It runs
+// here, in the CLI, never in the daemon's passes.
+func checkRuntimes(ctx context.Context, rep *status.Report) {
+	ctx, cancel := context.WithTimeout(ctx, runtimesTimeout)
+	defer cancel()
+	found := runtimes.Probe(ctx, runtimes.ProbeOptions{Timeout: 10 * time.Second, Browsers: browserInventories})
+	status.ApplyRuntimes(rep, found)
+}
+
+// browserInventories lists Firefox's policy roots and every user's NSS
+// databases through the stores that write them.
+func browserInventories(ctx context.Context) (policy *trust.Inventory, policyErr error, nssInv *trust.Inventory, nssErr error) {
+	list := func(name string) (*trust.Inventory, error) {
+		st, err := stores.Open(name, stores.Env{})
+		if err != nil {
+			return nil, err
+		}
+		return st.List(ctx)
+	}
+	policy, policyErr = list("firefox-policy")
+	nssInv, nssErr = list("nss")
+	return policy, policyErr, nssInv, nssErr
 }
 
 // offlineStatus builds the report from the config and the status file the

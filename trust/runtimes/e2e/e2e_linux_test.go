@@ -442,6 +442,7 @@ func TestRuntimesAsUsers(t *testing.T) {
 	for _, u := range users {
 		assert.Equal(t, want(), trustTable(t, s, u.name), "%s before certagent", u.name)
 	}
+	assert.Equal(t, want(), probeTable(t, ca.FP), "status's verdicts before certagent")
 
 	rt := runtimes.New(runtimes.Options{})
 	require.NoError(t, rt.Check(ctx))
@@ -451,6 +452,7 @@ func TestRuntimesAsUsers(t *testing.T) {
 	for _, u := range users {
 		assert.Equal(t, want("node", "python3 requests", "pip"), trustTable(t, s, u.name), "%s with the runtimes store", u.name)
 	}
+	assert.Equal(t, want("node", "python3 requests", "pip"), probeTable(t, ca.FP), "status's verdicts agree with the programs")
 
 	sys := linuxca.New(linuxca.Options{})
 	res, err = trust.Install(ctx, sys, ca.Cert)
@@ -459,6 +461,7 @@ func TestRuntimesAsUsers(t *testing.T) {
 	for _, u := range users {
 		assert.Equal(t, want("node", "python3 requests", "pip", "git", "curl"), trustTable(t, s, u.name), "%s with the runtimes and system stores", u.name)
 	}
+	assert.Equal(t, want("node", "python3 requests", "pip", "git", "curl"), probeTable(t, ca.FP), "status's verdicts agree with the programs")
 
 	// Withdrawn from both, as the agent does: removals of our own copy.
 	for _, st := range []trust.Store{rt, sys} {
@@ -468,6 +471,38 @@ func TestRuntimesAsUsers(t *testing.T) {
 		assert.Equal(t, want(), trustTable(t, s, u.name), "%s after the withdrawal", u.name)
 	}
 	assert.Equal(t, before, wiringFiles(t), "every file is as it was before")
+	assert.Equal(t, want(), probeTable(t, ca.FP), "status's verdicts after the withdrawal")
+}
+
+// probeTable is what `certagent status` concludes for the same tools: the
+// probe as a new login of dana's would see it (certagent's profile script,
+// not this test process's environment), programs from /usr/bin.
+func probeTable(t *testing.T, fp trust.Fingerprint) map[string]bool {
+	t.Helper()
+	wired := runtimes.WiredSettings("")
+	found := runtimes.Probe(context.Background(), runtimes.ProbeOptions{
+		LookPath: func(n string) (string, error) {
+			p := filepath.Join("/usr/bin", n)
+			if _, err := os.Stat(p); err != nil {
+				return "", err
+			}
+			return p, nil
+		},
+		Getenv: func(n string) (string, string) { return wired[n], runtimes.ProfileScript },
+		Home:   "/home/dana",
+	})
+	names := map[string]string{"node": "node", "python requests": "python3 requests", "pip": "pip", "git": "git", "curl": "curl"}
+	got := want()
+	for _, f := range found {
+		name, ok := names[f.Runtime]
+		if !ok {
+			continue
+		}
+		trusted, known := f.Trusts(fp)
+		require.True(t, known, "%s: %+v", f.Runtime, f.Sources)
+		got[name] = trusted
+	}
+	return got
 }
 
 // The Firefox checks.
