@@ -65,6 +65,8 @@ type Service struct {
 	log      hclog.Logger
 	keyType  string
 	hub      *longpoll.Hub
+	// changes wakes on every committed change (ChangeHub).
+	changes *longpoll.Hub
 	deployer *Deployer
 	// checkins rate-limits each device's check-ins.
 	checkins *rateLimiter
@@ -95,6 +97,7 @@ func New(b storage.Backend, opts Options) (*Service, error) {
 		OnChange:    s.changed,
 	})
 	s.hub = longpoll.New(s.visibleNow, opts.PollInterval)
+	s.changes = longpoll.New(s.store.Revision, opts.PollInterval)
 	s.deployer = NewDeployer(s.store, opts.Logger.Named("deployer"), opts.PollInterval)
 	return s, nil
 }
@@ -106,6 +109,7 @@ func New(b storage.Backend, opts Options) (*Service, error) {
 func (s *Service) changed(accountID string, rev int64) {
 	s.memo.putRevision(0, accountID, rev, false)
 	s.deployer.Kick()
+	s.changes.Notify(accountID)
 	if s.hub.Waiting(accountID) > 0 {
 		s.refresh(accountID)
 	}
@@ -146,9 +150,14 @@ func (s *Service) visibleNow(ctx context.Context, accountID string) (int64, erro
 // Store returns the rule layer, for reads.
 func (s *Service) Store() *storage.Store { return s.store }
 
-// Hub returns the long-poll hub, so another backend's change feed (such
-// as PostgreSQL LISTEN/NOTIFY) can wake waiters with Hub().Notify.
+// Hub returns the agents' long-poll hub: its waiters are woken only when
+// what agents act on changes (Service.view), not at every revision.
 func (s *Service) Hub() *longpoll.Hub { return s.hub }
+
+// ChangeHub returns a hub woken at every committed change of an account,
+// this replica's or (through the feed) another's, pending states
+// included: for views of the whole lifecycle such as the dashboard.
+func (s *Service) ChangeHub() *longpoll.Hub { return s.changes }
 
 // Deployer returns the deployer.
 func (s *Service) Deployer() *Deployer { return s.deployer }
@@ -158,6 +167,7 @@ func (s *Service) Deployer() *Deployer { return s.deployer }
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.hub.Run(ctx) })
+	wg.Go(func() { s.changes.Run(ctx) })
 	wg.Go(func() { s.runPurger(ctx, time.Hour) })
 	wg.Go(func() { _ = s.Follow(ctx) })
 	s.deployer.Run(ctx)

@@ -66,13 +66,10 @@ func handleList(c *call) (any, error) {
 // wait (or at shutdown, or when the client leaves) it answers 304 with the
 // client's tag.
 func hold(c *call, tags []clientTag, wait time.Duration) (any, error) {
-	wctx, cancel := context.WithCancel(c.r.Context())
-	defer cancel()
-	stop := context.AfterFunc(c.stopping, cancel)
-	defer stop()
+	ctx := c.r.Context()
 	var cur *listView
 	var held clientTag
-	changed, err := c.s.hub.Wait(wctx, c.account, wait, func(ctx context.Context) (int64, bool, error) {
+	changed, err := c.s.hub.Wait(ctx, c.stopping.Done(), c.account, wait, func(ctx context.Context) (int64, bool, error) {
 		v, err := c.s.view(ctx, c.account)
 		if err != nil {
 			return 0, false, err
@@ -86,7 +83,7 @@ func hold(c *call, tags []clientTag, wait time.Duration) (any, error) {
 		}
 		return int64(v.vis), false, nil
 	})
-	if err != nil && wctx.Err() == nil {
+	if err != nil && ctx.Err() == nil {
 		return nil, err
 	}
 	if changed {

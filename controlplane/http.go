@@ -482,6 +482,12 @@ func (r *statusRecorder) Write(b []byte) (int, error) {
 func (s *Service) logRequests(next http.Handler) http.Handler {
 	log := s.log.Named("http")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !log.IsInfo() {
+			// Not logged: no recorder, no request copy (a held long-poll
+			// would keep them for its whole wait).
+			next.ServeHTTP(w, r)
+			return
+		}
 		start := time.Now()
 		info := &reqInfo{}
 		rec := &statusRecorder{ResponseWriter: w}

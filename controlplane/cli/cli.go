@@ -362,6 +362,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 	delay := fs.Duration("deploy-delay", controlplane.DefaultDeployDelay, "how long pending_deployment and pending_deletion last")
 	keyType := fs.String("key-type", ca.KeyECDSAP256, "key of generated roots: ecdsa-p256, rsa-2048 or rsa-3072")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
+	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof/ on this loopback address (profiling; off by default)")
 	if pos, err := parse(fs, args); err != nil {
 		return err
 	} else if len(pos) > 0 {
@@ -411,6 +412,13 @@ func serve(ctx context.Context, args []string, env Env) error {
 	if err != nil {
 		ln.Close()
 		return err
+	}
+	if *pprofAddr != "" {
+		stopProf, err := servePprof(*pprofAddr, log)
+		if err != nil {
+			return err
+		}
+		defer stopProf()
 	}
 	srv := &http.Server{
 		Handler:           dash.Mount(svc.Handler(stopping)),

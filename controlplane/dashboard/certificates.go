@@ -219,15 +219,13 @@ func (d *Dashboard) certificatesJSON(w http.ResponseWriter, r *http.Request, ss 
 			d.jsonError(w, http.StatusBadRequest, "since must be a revision number")
 			return
 		}
-		wctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		stop := context.AfterFunc(d.stopping, cancel)
-		defer stop()
-		_, err = d.svc.Hub().Wait(wctx, account, min(25*time.Second, longpoll.MaxWait), func(ctx context.Context) (int64, bool, error) {
+		// ChangeHub: every committed change, pending states included (the
+		// agents' hub wakes only for what agents act on).
+		_, err = d.svc.ChangeHub().Wait(ctx, d.stopping.Done(), account, min(25*time.Second, longpoll.MaxWait), func(ctx context.Context) (int64, bool, error) {
 			rev, err := d.svc.Store().Revision(ctx, account)
 			return rev, rev == seen, err
 		})
-		if err != nil && wctx.Err() == nil {
+		if err != nil && ctx.Err() == nil {
 			d.log.Error("dashboard live update failed", "account", account, "error", err)
 			d.jsonError(w, http.StatusInternalServerError, "internal error")
 			return

@@ -89,41 +89,48 @@ func New(revision RevisionFunc, interval time.Duration) *Hub {
 // that a change between the read and the wait is not lost; then tell the
 // hub that revision with seen, for the safety check. Most callers want Wait.
 func (h *Hub) Subscribe(accountID string) (changed <-chan struct{}, seen func(rev int64), release func()) {
+	a := h.subscribe(accountID)
+	var once sync.Once
+	return a.ch, func(rev int64) { h.seen(accountID, a, rev) }, func() { once.Do(func() { h.release(accountID, a) }) }
+}
+
+// subscribe joins the account's current generation of waiters.
+func (h *Hub) subscribe(accountID string) *account {
 	h.mu.Lock()
+	defer h.mu.Unlock()
 	a := h.accounts[accountID]
 	if a == nil {
 		a = &account{ch: make(chan struct{})}
 		h.accounts[accountID] = a
 	}
 	a.waiters++
-	ch := a.ch
-	h.mu.Unlock()
-	seen = func(rev int64) {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		// Keep the oldest revision any waiter compared against: if the
-		// account moved past it, the safety check wakes everyone and
-		// waiters that are already current simply wait again.
-		if cur := h.accounts[accountID]; cur != nil && cur.ch == ch && !cur.haveRev {
-			cur.rev, cur.haveRev = rev, true
+	return a
+}
+
+// seen records the revision a waiter of generation a compared against.
+func (h *Hub) seen(accountID string, a *account, rev int64) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// Keep the oldest revision any waiter compared against: if the
+	// account moved past it, the safety check wakes everyone and waiters
+	// that are already current simply wait again.
+	if h.accounts[accountID] == a && !a.haveRev {
+		a.rev, a.haveRev = rev, true
+	}
+}
+
+// release leaves generation a; call it once per subscribe.
+func (h *Hub) release(accountID string, a *account) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	// The account entry may have been replaced by a wake-up; only count
+	// down the generation we joined.
+	if h.accounts[accountID] == a {
+		a.waiters--
+		if a.waiters == 0 {
+			delete(h.accounts, accountID)
 		}
 	}
-	var once sync.Once
-	release = func() {
-		once.Do(func() {
-			h.mu.Lock()
-			defer h.mu.Unlock()
-			// The account entry may have been replaced by a wake-up; only
-			// count down the generation we joined.
-			if cur := h.accounts[accountID]; cur != nil && cur.ch == ch {
-				cur.waiters--
-				if cur.waiters == 0 {
-					delete(h.accounts, accountID)
-				}
-			}
-		})
-	}
-	return ch, seen, release
 }
 
 // CheckFunc reports the account's current revision and whether the
@@ -131,28 +138,34 @@ func (h *Hub) Subscribe(accountID string) (changed <-chan struct{}, seen func(re
 type CheckFunc func(ctx context.Context) (rev int64, current bool, err error)
 
 // Wait holds the caller until check reports that its copy is no longer
-// current, or wait elapses, or ctx ends. It returns whether the copy
-// changed; wake-ups that find the copy still current (another account's
-// change on a shared notification, a safety-check false alarm) wait again.
-func (h *Hub) Wait(ctx context.Context, accountID string, wait time.Duration, check CheckFunc) (changed bool, err error) {
+// current, or wait elapses, or ctx ends, or stop is closed (nil: never).
+// It returns whether the copy changed; wake-ups that find the copy still
+// current (another account's change on a shared notification, a
+// safety-check false alarm) wait again. A held request costs its
+// goroutine, one timer and a few words here: no goroutine or context of
+// its own.
+func (h *Hub) Wait(ctx context.Context, stop <-chan struct{}, accountID string, wait time.Duration, check CheckFunc) (changed bool, err error) {
 	timer := time.NewTimer(wait)
 	defer timer.Stop()
 	for {
-		ch, seen, release := h.Subscribe(accountID)
+		a := h.subscribe(accountID)
 		rev, current, err := check(ctx)
 		if err != nil || !current {
-			release()
+			h.release(accountID, a)
 			return !current && err == nil, err
 		}
-		seen(rev)
+		h.seen(accountID, a, rev)
 		select {
-		case <-ch:
-			release()
+		case <-a.ch:
+			h.release(accountID, a)
 		case <-timer.C:
-			release()
+			h.release(accountID, a)
+			return false, nil
+		case <-stop:
+			h.release(accountID, a)
 			return false, nil
 		case <-ctx.Done():
-			release()
+			h.release(accountID, a)
 			return false, ctx.Err()
 		}
 	}

@@ -60,7 +60,7 @@ func TestWaitReturnsAtOnceWhenStale(t *testing.T) {
 	h := New(nil, 0)
 	var f fakeAccount
 	f.rev.Store(2)
-	changed, err := h.Wait(context.Background(), acct, time.Hour, f.check(1))
+	changed, err := h.Wait(context.Background(), nil, acct, time.Hour, f.check(1))
 	require.NoError(t, err)
 	assert.True(t, changed)
 	assert.Equal(t, 0, h.Waiting(acct))
@@ -73,7 +73,7 @@ func TestWaitWokenByNotify(t *testing.T) {
 		f.rev.Store(1)
 		done := make(chan bool)
 		go func() {
-			changed, err := h.Wait(context.Background(), acct, 30*time.Second, f.check(1))
+			changed, err := h.Wait(context.Background(), nil, acct, 30*time.Second, f.check(1))
 			assert.NoError(t, err)
 			done <- changed
 		}()
@@ -94,7 +94,7 @@ func TestWaitIgnoresSpuriousWakeups(t *testing.T) {
 		start := time.Now()
 		done := make(chan bool)
 		go func() {
-			changed, err := h.Wait(context.Background(), acct, 30*time.Second, f.check(1))
+			changed, err := h.Wait(context.Background(), nil, acct, 30*time.Second, f.check(1))
 			assert.NoError(t, err)
 			done <- changed
 		}()
@@ -114,13 +114,13 @@ func TestWaitTimesOutAndHonoursContext(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		h := New(nil, 0)
 		var f fakeAccount
-		changed, err := h.Wait(context.Background(), acct, 10*time.Second, f.check(0))
+		changed, err := h.Wait(context.Background(), nil, acct, 10*time.Second, f.check(0))
 		require.NoError(t, err)
 		assert.False(t, changed)
 
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		defer cancel()
-		changed, err = h.Wait(ctx, acct, time.Minute, f.check(0))
+		changed, err = h.Wait(ctx, nil, acct, time.Minute, f.check(0))
 		require.ErrorIs(t, err, context.DeadlineExceeded)
 		assert.False(t, changed)
 		assert.Equal(t, 0, h.Waiting(acct))
@@ -130,7 +130,7 @@ func TestWaitTimesOutAndHonoursContext(t *testing.T) {
 func TestWaitPassesCheckErrors(t *testing.T) {
 	h := New(nil, 0)
 	boom := errors.New("db down")
-	changed, err := h.Wait(context.Background(), acct, time.Minute, func(context.Context) (int64, bool, error) {
+	changed, err := h.Wait(context.Background(), nil, acct, time.Minute, func(context.Context) (int64, bool, error) {
 		return 0, false, boom
 	})
 	require.ErrorIs(t, err, boom)
@@ -152,7 +152,7 @@ func TestSafetyCheckWakesOnMissedNotification(t *testing.T) {
 		start := time.Now()
 		done := make(chan bool)
 		go func() {
-			changed, err := h.Wait(context.Background(), acct, 50*time.Second, f.check(7))
+			changed, err := h.Wait(context.Background(), nil, acct, 50*time.Second, f.check(7))
 			assert.NoError(t, err)
 			done <- changed
 		}()
@@ -171,7 +171,7 @@ func TestOtherAccountsAreNotWoken(t *testing.T) {
 		var f fakeAccount
 		done := make(chan bool)
 		go func() {
-			changed, _ := h.Wait(context.Background(), acct, 20*time.Second, f.check(0))
+			changed, _ := h.Wait(context.Background(), nil, acct, 20*time.Second, f.check(0))
 			done <- changed
 		}()
 		synctest.Wait()
@@ -191,7 +191,7 @@ func TestManyWaitersOneNotify(t *testing.T) {
 		var wg sync.WaitGroup
 		for range n {
 			wg.Go(func() {
-				if changed, _ := h.Wait(context.Background(), acct, time.Minute, f.check(0)); changed {
+				if changed, _ := h.Wait(context.Background(), nil, acct, time.Minute, f.check(0)); changed {
 					woken.Add(1)
 				}
 			})

@@ -3,7 +3,11 @@ package main
 import (
 	"context"
 	"fmt"
+	"io"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
 	"net/http/httptrace"
 	"sync"
 	"sync/atomic"
@@ -28,6 +32,13 @@ type holdSample struct {
 	FDs      int     `json:"fds"`
 	Threads  int     `json:"threads"`
 	Answered int64   `json:"answered_early"`
+	// From the server's own runtime (certplane only, via --pprof): Go's
+	// MemStats while the requests are held.
+	StackInuse float64 `json:"stack_inuse_mib,omitempty"`
+	HeapInuse  float64 `json:"heap_inuse_mib,omitempty"`
+	Goroutines int     `json:"goroutines,omitempty"`
+	// Profiles are the files the heap and goroutine profiles went to.
+	Profiles []string `json:"profiles,omitempty"`
 }
 
 // holdBench opens n connections to a real certplane, each holding a
@@ -35,7 +46,7 @@ type holdSample struct {
 // server's RSS, then does the same against the bare baseline server whose
 // handler just waits: the difference is what certplane adds per held
 // request.
-func holdBench(ctx context.Context, o benchOptions, n int, logf func(string, ...any)) (*holdResult, error) {
+func holdBench(ctx context.Context, o benchOptions, n int, outDir string, logf func(string, ...any)) (*holdResult, error) {
 	res := &holdResult{Started: time.Now().UTC(), DB: o.DB, Held: n, LoadAvg: loadavg()}
 	pl, err := startPlane(ctx, o.WorkDir, "hold", o.DB, o.PGDSN, o.Certplane, time.Second)
 	if err != nil {
@@ -45,7 +56,9 @@ func holdBench(ctx context.Context, o benchOptions, n int, logf func(string, ...
 	srv, acct, tok := pl.server, pl.Account, pl.ReadToken
 	path := "/accounts/" + acct + "/gateway/certificates?wait=50s"
 	logf("hold: %d long-polls on certplane (%s)", n, o.DB)
-	res.Certplane, err = holdOn(ctx, srv.URL+path, tok, pl.ETag, n, srv.Pid())
+	res.Certplane, err = holdOn(ctx, srv.URL+path, tok, pl.ETag, n, srv.Pid(), func(s *holdSample) {
+		profileHeld(ctx, srv.Pprof, filepath.Join(outDir, "hold-"+o.DB+"-"+res.Started.Format("20060102T150405")), s, logf)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -59,7 +72,7 @@ func holdBench(ctx context.Context, o benchOptions, n int, logf func(string, ...
 	defer base.Stop()
 	addr := base.Addr
 	logf("hold: %d held requests on the bare net/http server", n)
-	res.Baseline, err = holdOn(ctx, "http://"+addr+"/client/v4"+path, tok, baselineETag, n, base.Pid)
+	res.Baseline, err = holdOn(ctx, "http://"+addr+"/client/v4"+path, tok, baselineETag, n, base.Pid, nil)
 	if err != nil {
 		return nil, err
 	}
@@ -70,7 +83,7 @@ func holdBench(ctx context.Context, o benchOptions, n int, logf func(string, ...
 // holdOn sends n held requests, each on its own connection, waits until
 // all are written and the server has had a moment to park them, samples
 // the server, and cancels them.
-func holdOn(ctx context.Context, target, tok, etag string, n, pid int) (holdSample, error) {
+func holdOn(ctx context.Context, target, tok, etag string, n, pid int, whileHeld func(*holdSample)) (holdSample, error) {
 	var out holdSample
 	idle, err := sampleProc(pid)
 	if err != nil {
@@ -118,5 +131,56 @@ func holdOn(ctx context.Context, target, tok, etag string, n, pid int) (holdSamp
 	out.PerHeld = float64(s.RSS-idle.RSS) / 1024 / float64(n)
 	out.FDs, out.Threads = s.FDs, s.Threads
 	out.Answered = answered.Load()
+	if whileHeld != nil {
+		whileHeld(&out)
+	}
 	return out, nil
+}
+
+// profileHeld saves the server's heap profile (text form, which ends with
+// Go's MemStats) and goroutine profile (stacks grouped, with counts) while
+// the requests are held, and notes the stack and heap in use.
+func profileHeld(ctx context.Context, addr, prefix string, s *holdSample, logf func(string, ...any)) {
+	for _, p := range []struct{ name, query string }{{"heap", "gc=1&debug=1"}, {"goroutine", "debug=1"}} {
+		body, err := fetchText(ctx, "http://"+addr+"/debug/pprof/"+p.name+"?"+p.query)
+		if err != nil {
+			logf("hold: %s profile: %v", p.name, err)
+			continue
+		}
+		file := prefix + "-" + p.name + ".txt"
+		if err := os.WriteFile(file, body, 0o644); err != nil {
+			logf("hold: %v", err)
+			continue
+		}
+		s.Profiles = append(s.Profiles, filepath.Base(file))
+		for line := range strings.Lines(string(body)) {
+			var v float64
+			switch {
+			case p.name == "heap" && strings.HasPrefix(line, "# Stack = "):
+				fmt.Sscan(strings.TrimPrefix(line, "# Stack = "), &v)
+				s.StackInuse = v / (1 << 20)
+			case p.name == "heap" && strings.HasPrefix(line, "# HeapInuse = "):
+				fmt.Sscan(strings.TrimPrefix(line, "# HeapInuse = "), &v)
+				s.HeapInuse = v / (1 << 20)
+			case p.name == "goroutine" && strings.HasPrefix(line, "goroutine profile: total "):
+				fmt.Sscan(strings.TrimPrefix(line, "goroutine profile: total "), &s.Goroutines)
+			}
+		}
+	}
+}
+
+func fetchText(ctx context.Context, url string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("%s: %s", url, resp.Status)
+	}
+	return io.ReadAll(resp.Body)
 }

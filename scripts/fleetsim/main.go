@@ -71,6 +71,7 @@ func run(ctx context.Context, args []string) error {
 	threads := fs.Int("threads", 2, "bench: wrk threads")
 	rounds := fs.Int("rounds", 5, "bench: alternating rounds per target")
 	listen := fs.String("listen", "127.0.0.1:0", "baseline: address")
+	cpuProfile := fs.String("cpuprofile", "", "run: write the fleet's own CPU profile of the convergence phase here")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -112,7 +113,7 @@ func run(ctx context.Context, args []string) error {
 	switch args[0] {
 	case "run":
 		o := runOptions{Agents: *agents, DB: *db, LongPoll: *longPoll, Poll: *poll, DeployDelay: *deployDelay,
-			Window: *window, Timeout: *timeout, Certplane: *bin, WorkDir: *workDir, PGDSN: os.Getenv("CERTAGENT_PG_DSN")}
+			Window: *window, Timeout: *timeout, Certplane: *bin, WorkDir: *workDir, PGDSN: os.Getenv("CERTAGENT_PG_DSN"), CPUProfile: *cpuProfile}
 		if o.Agents < 1 {
 			return errors.New("fleetsim: -agents must be at least 1")
 		}
@@ -125,7 +126,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	case "hold":
 		o := benchOptions{DB: *db, Certplane: *bin, WorkDir: *workDir, PGDSN: os.Getenv("CERTAGENT_PG_DSN")}
-		res, err := holdBench(ctx, o, *agents, logf)
+		res, err := holdBench(ctx, o, *agents, *out, logf)
 		if err != nil {
 			return err
 		}

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 	"sync"
 	"time"
@@ -27,6 +28,9 @@ type runOptions struct {
 	Certplane   string
 	WorkDir     string
 	PGDSN       string
+	// CPUProfile, if set, is where the simulated fleet's own CPU profile
+	// of the convergence phase goes (what the agents spend, not certplane).
+	CPUProfile string
 }
 
 // runResult is one simulation's numbers; JSON in the results directory.
@@ -180,6 +184,17 @@ func simulate(parent context.Context, o runOptions, logf func(string, ...any)) (
 	logf("%s: activating; waiting for %d agents", o.name(), o.Agents)
 	c0, p0 = f.m.snapshot(), p1
 	f.m.startRecording()
+	if o.CPUProfile != "" {
+		pf, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return nil, err
+		}
+		if err := pprof.StartCPUProfile(pf); err != nil {
+			pf.Close()
+			return nil, err
+		}
+		defer func() { pprof.StopCPUProfile(); pf.Close() }()
+	}
 	t0 := time.Now()
 	if _, err := admin.Activate(ctx, next.ID); err != nil {
 		return nil, fmt.Errorf("fleetsim: activate: %w", err)
@@ -191,6 +206,9 @@ func simulate(parent context.Context, o runOptions, logf func(string, ...any)) (
 		convErr = fmt.Errorf("fleetsim: only %d of %d agents converged before the deadline", f.count(1), o.Agents)
 	}
 	lat = f.m.stopRecording()
+	if o.CPUProfile != "" {
+		pprof.StopCPUProfile()
+	}
 	c1 = f.m.snapshot()
 	p1, err = sampleProc(srv.Pid())
 	if err != nil {

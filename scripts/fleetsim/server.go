@@ -29,6 +29,8 @@ type server struct {
 	URL string
 	// Addr is host:port.
 	Addr string
+	// Pprof is where the server serves /debug/pprof/ (certplane --pprof).
+	Pprof string
 
 	mu       sync.Mutex
 	stderr   bytes.Buffer // last output, for error messages; guarded by mu
@@ -118,9 +120,13 @@ func startServer(ctx context.Context, bin, db, dataDir string, deployDelay time.
 	if err != nil {
 		return nil, fmt.Errorf("fleetsim: pick a port: %w", err)
 	}
-	s := &server{bin: bin, db: db, dataDir: dataDir, Addr: addr, URL: "http://" + addr + "/client/v4", done: make(chan error, 1)}
+	prof, err := freePort()
+	if err != nil {
+		return nil, fmt.Errorf("fleetsim: pick a port: %w", err)
+	}
+	s := &server{bin: bin, db: db, dataDir: dataDir, Addr: addr, URL: "http://" + addr + "/client/v4", Pprof: prof, done: make(chan error, 1)}
 	s.cmd = exec.Command(bin, "serve", "--listen", addr, "--db", db, "--data-dir", dataDir,
-		"--deploy-delay", deployDelay.String(), "--log-level", "warn")
+		"--deploy-delay", deployDelay.String(), "--log-level", "warn", "--pprof", prof)
 	s.cmd.Stdout = &lockedWriter{s: s}
 	s.cmd.Stderr = &lockedWriter{s: s}
 	if err := s.cmd.Start(); err != nil {
