@@ -114,6 +114,8 @@ type Agent struct {
 	// swept reports whether this process swept the leftovers of killed
 	// writes yet (sweep); guarded by passMu.
 	swept bool
+	// memo is guarded by passMu.
+	memo passMemo
 
 	// mu guards every field below it.
 	mu     sync.Mutex
@@ -432,7 +434,6 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 	a.mu.Unlock()
 
 	// 1. The desired set.
-	var certs []api.Certificate
 	var ev *Evaluation
 	policy := trust.Policy{Now: a.deps.Now}
 	retired := cfg.Retired()
@@ -457,13 +458,13 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 				break
 			}
 			last = &answer{certs: res.Certificates, etag: res.ETag, at: now}
-			certs, ev, authoritative = last.certs, fresh, true
+			ev, authoritative = fresh, true
 		case errors.Is(err, api.ErrNotModified) && last != nil:
 			rep.Fetch = FetchReport{Status: "not_modified"}
 			if res != nil {
 				rep.Fetch.ServerDate = res.Date
 			}
-			certs, authoritative = last.certs, true
+			authoritative = true
 		default:
 			if errors.Is(err, api.ErrNotModified) {
 				err = fmt.Errorf("%w: 304 Not Modified to a request without If-None-Match", api.ErrMalformed)
@@ -481,15 +482,11 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 		a.mu.Unlock()
 	}
 	if rep.Fetch.Status == "error" || rep.Fetch.Status == "auth_error" {
-		certs, authoritative = nil, false
-		if last != nil {
-			certs = last.certs
-		}
-	} else if !opt.fetch && last != nil {
-		certs = last.certs
+		// The last good answer (if any) stands in, but removes nothing.
+		authoritative = false
 	}
 
-	ledger, err := LoadLedger(cfg.LedgerPath())
+	ledger, err := a.memo.loadLedger(cfg.LedgerPath())
 	if err != nil {
 		// Without the ledger we do not know what is ours: refuse the pass.
 		a.recordError(err)
@@ -508,7 +505,7 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
 	default:
 		// The last good answer, judged again against the clock: a root
 		// that expired since is no longer desired.
-		ev, err = Evaluate(certs, policy, retired)
+		ev, err = a.memo.evaluate(last, cfg, policy, now)
 		if err != nil {
 			// Cannot happen for an answer adopted above; be safe anyway.
 			a.recordError(err)

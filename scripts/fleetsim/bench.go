@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os/exec"
 	"sort"
 	"strconv"
@@ -21,10 +22,23 @@ const baselineETag = `"0123abcd-1"`
 // writes a fixed 304 with an ETag, no auth, no database. It is what a 304
 // costs in Go's HTTP stack alone; certplane's number divided by it says
 // how much our auth and revision read add.
-func serveBaseline(ctx context.Context, listen string) error {
+func serveBaseline(ctx context.Context, listen, pprofAddr string) error {
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("fleetsim: baseline listen: %w", err)
+	}
+	if pprofAddr != "" {
+		// Profiles on their own listener, as certplane --pprof serves them,
+		// so the held requests' memory can be compared like for like.
+		pl, err := net.Listen("tcp", pprofAddr)
+		if err != nil {
+			return fmt.Errorf("fleetsim: baseline pprof listen: %w", err)
+		}
+		mux := http.NewServeMux()
+		mux.HandleFunc("/debug/pprof/", pprof.Index)
+		ps := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go func() { _ = ps.Serve(pl) }()
+		defer ps.Close()
 	}
 	srv := &http.Server{
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

@@ -72,7 +72,9 @@ func holdBench(ctx context.Context, o benchOptions, n int, outDir string, logf f
 	defer base.Stop()
 	addr := base.Addr
 	logf("hold: %d held requests on the bare net/http server", n)
-	res.Baseline, err = holdOn(ctx, "http://"+addr+"/client/v4"+path, tok, baselineETag, n, base.Pid, nil)
+	res.Baseline, err = holdOn(ctx, "http://"+addr+"/client/v4"+path, tok, baselineETag, n, base.Pid, func(s *holdSample) {
+		profileHeld(ctx, base.Pprof, filepath.Join(outDir, "hold-baseline-"+res.Started.Format("20060102T150405")), s, logf)
+	})
 	if err != nil {
 		return nil, err
 	}

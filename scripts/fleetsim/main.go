@@ -71,12 +71,13 @@ func run(ctx context.Context, args []string) error {
 	threads := fs.Int("threads", 2, "bench: wrk threads")
 	rounds := fs.Int("rounds", 5, "bench: alternating rounds per target")
 	listen := fs.String("listen", "127.0.0.1:0", "baseline: address")
+	pprofAddr := fs.String("pprof", "", "baseline: also serve /debug/pprof/ here")
 	cpuProfile := fs.String("cpuprofile", "", "run: write the fleet's own CPU profile of the convergence phase here")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
 	if args[0] == "baseline" {
-		return serveBaseline(ctx, *listen)
+		return serveBaseline(ctx, *listen, *pprofAddr)
 	}
 	if *out == "" {
 		return errors.New("fleetsim: -out DIR is required")

@@ -271,7 +271,9 @@ func (p *plane) Close() {
 type baseline struct {
 	cmd  *exec.Cmd
 	Addr string
-	Pid  int
+	// Pprof is where it serves /debug/pprof/.
+	Pprof string
+	Pid   int
 }
 
 func startBaseline(ctx context.Context) (*baseline, error) {
@@ -283,12 +285,16 @@ func startBaseline(ctx context.Context) (*baseline, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(self, "baseline", "-listen", addr)
+	prof, err := freePort()
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(self, "baseline", "-listen", addr, "-pprof", prof)
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("fleetsim: start baseline: %w", err)
 	}
-	b := &baseline{cmd: cmd, Addr: addr, Pid: cmd.Process.Pid}
+	b := &baseline{cmd: cmd, Addr: addr, Pprof: prof, Pid: cmd.Process.Pid}
 	if err := waitListening(ctx, addr); err != nil {
 		b.Stop()
 		return nil, err
