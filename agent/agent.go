@@ -48,7 +48,9 @@ type Deps struct {
 	hook func(step string) error
 }
 
-func (d Deps) withDefaults() Deps {
+// withDefaults fills in the defaults; stateDir is where the stores keep
+// their caches (stores.Env.StateDir).
+func (d Deps) withDefaults(stateDir string) Deps {
 	if d.Logger == nil {
 		d.Logger = hclog.NewNullLogger()
 	}
@@ -62,7 +64,7 @@ func (d Deps) withDefaults() Deps {
 		d.Hostname = os.Hostname
 	}
 	if d.OpenStore == nil {
-		env := stores.Env{Runner: d.Runner, Logger: d.Logger.Named("trust")}
+		env := stores.Env{Runner: d.Runner, Logger: d.Logger.Named("trust"), StateDir: stateDir}
 		d.OpenStore = func(spec string) (trust.Store, error) { return stores.Open(spec, env) }
 	}
 	return d
@@ -159,7 +161,7 @@ func New(cfg *Config, deps Deps) (*Agent, error) {
 	if cfg == nil {
 		return nil, fmt.Errorf("%w: no config", ErrConfig)
 	}
-	deps = deps.withDefaults()
+	deps = deps.withDefaults(cfg.StateDir)
 	a := &Agent{
 		deps:    deps,
 		log:     deps.Logger,

@@ -6,6 +6,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+
+	"github.com/certagent/certagent/trust/stores"
 )
 
 // PurgeReport is what uninstall --purge did.
@@ -24,7 +26,7 @@ type PurgeReport struct {
 // ledger keeps what is left and Purge returns an error, so running it again
 // finishes the job.
 func Purge(ctx context.Context, cfg *Config, deps Deps) (*PurgeReport, error) {
-	deps = deps.withDefaults()
+	deps = deps.withDefaults(cfg.StateDir)
 	log := deps.Logger
 	rep := &PurgeReport{}
 	// Serialise with a daemon's pass; a state dir that does not exist has
@@ -82,7 +84,8 @@ func Purge(ctx context.Context, cfg *Config, deps Deps) (*PurgeReport, error) {
 	unlock()
 	unlock = func() {}
 	for _, f := range []string{cfg.LedgerPath(), cfg.StatusPath(), filepath.Join(cfg.StateDir, "lock"),
-		filepath.Join(cfg.StateDir, deviceIDFile), filepath.Join(cfg.StateDir, deviceSecretFile)} {
+		filepath.Join(cfg.StateDir, deviceIDFile), filepath.Join(cfg.StateDir, deviceSecretFile),
+		filepath.Join(cfg.StateDir, stores.NSSCacheFile)} {
 		if err := os.Remove(f); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return rep, fmt.Errorf("agent: purge: %w", err)
 		}

@@ -171,3 +171,12 @@ func ParseOnePEM(data []byte) (*Cert, error) {
 	}
 	return cs[0], nil
 }
+
+// ParseDER parses one DER certificate.
+func ParseDER(der []byte) (*Cert, error) {
+	c, err := x509.ParseCertificate(der)
+	if err != nil {
+		return nil, fmt.Errorf("trust: %w", err)
+	}
+	return NewCert(c), nil
+}

@@ -74,6 +74,7 @@ func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx [
 		return
 	}
 	changed := false
+	var added []*trust.Cert
 	for _, i := range idx {
 		c := changes[i]
 		switch c.Op {
@@ -90,6 +91,7 @@ func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx [
 				continue
 			}
 			changed = true
+			added = append(added, c.Cert)
 		case trust.OpRemove:
 			nicks, why := removable(entries, c.FP)
 			if why != "" {
@@ -107,8 +109,10 @@ func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx [
 		}
 	}
 	if changed {
-		s.invalidate(d.dir)
-		entries, err = s.listDB(ctx, d)
+		// One listing confirms every change: the roots we just added are
+		// listed under nicknames that name their fingerprints.
+		before := s.invalidate(d.dir)
+		entries, err = s.relistDB(ctx, d, knownCerts(before, added))
 		if err != nil {
 			fail(err)
 			return

@@ -79,6 +79,11 @@ type Options struct {
 	Workers int
 	// Runner runs certutil; nil means a new platform.ExecRunner.
 	Runner platform.Runner
+	// CacheFile, if set, keeps the databases' listings across processes
+	// (a one-shot `certagent sync` next to the daemon, a restart), each
+	// under its cert9.db's stamp, so a pass with nothing to change runs no
+	// certutil at all. It should live in the agent's state directory.
+	CacheFile string
 	// Logger; nil means none.
 	Logger hclog.Logger
 }
@@ -98,8 +103,12 @@ type Store struct {
 	// dbLocks serialise changes per database directory.
 	dbLocks sync.Map // string → *sync.Mutex
 
-	mu    sync.Mutex // guards cache
+	mu    sync.Mutex // guards cache and cacheLoaded
 	cache map[string]cached
+	// cacheFile is Options.CacheFile; cacheLoaded reports whether it was
+	// read (once, at the first listing).
+	cacheFile   string
+	cacheLoaded bool
 }
 
 // cached is one database's listing while its cert9.db is unchanged.
@@ -122,7 +131,7 @@ type nssEntry struct {
 func New(o Options) *Store {
 	s := &Store{
 		users: o.Users, systemDB: o.SystemDB, certutil: o.Certutil, osRelease: o.OSRelease,
-		workers: o.Workers, run: o.Runner, log: o.Logger, cache: make(map[string]cached),
+		workers: o.Workers, run: o.Runner, log: o.Logger, cache: make(map[string]cached), cacheFile: o.CacheFile,
 	}
 	if s.users == nil {
 		uo := o.UsersOptions
@@ -230,19 +239,38 @@ func (s *Store) listDB(ctx context.Context, d db) ([]nssEntry, error) {
 		return nil, fmt.Errorf("nss: %s: %w", d.target, err)
 	}
 	s.mu.Lock()
+	s.loadCacheLocked()
 	c, ok := s.cache[d.dir]
 	s.mu.Unlock()
 	if ok && c.key == key {
 		return c.entries, nil
 	}
-	es, err := s.listDBNow(ctx, d)
+	// What the last listing knew stands in for exports of our own
+	// nicknames (they name the fingerprint they hold).
+	es, err := s.listDBNow(ctx, d, knownCerts(c.entries, nil))
 	if err != nil {
 		return nil, err
 	}
 	s.mu.Lock()
 	s.cache[d.dir] = cached{key: key, entries: es}
+	s.saveCacheLocked()
 	s.mu.Unlock()
 	return es, nil
+}
+
+// knownCerts maps our nicknames to the certificates they hold, from a
+// previous listing and from roots just added.
+func knownCerts(es []nssEntry, added []*trust.Cert) map[string]*trust.Cert {
+	m := make(map[string]*trust.Cert, len(es)+len(added))
+	for _, e := range es {
+		if e.ours && !e.shared {
+			m[e.nick] = e.cert
+		}
+	}
+	for _, c := range added {
+		m[nickname(c.FP)] = c
+	}
+	return m
 }
 
 func (s *Store) certutilCmd(d db, args ...string) platform.Cmd {
@@ -255,8 +283,11 @@ func (s *Store) runCertutil(ctx context.Context, c platform.Cmd) ([]byte, error)
 }
 
 // listDBNow runs certutil -L, then -L -n NICK -a for every nickname
-// trusted for TLS, to learn the certificates' fingerprints.
-func (s *Store) listDBNow(ctx context.Context, d db) ([]nssEntry, error) {
+// trusted for TLS, to learn the certificates' fingerprints; except for our
+// own nicknames ("certagent <sha256>") that known already holds, as long
+// as the listing shows each once: those name their fingerprint, so a
+// verification after adding 9 roots is one listing, not 9 exports.
+func (s *Store) listDBNow(ctx context.Context, d db, known map[string]*trust.Cert) ([]nssEntry, error) {
 	out, err := s.runCertutil(ctx, s.certutilCmd(d, "-L"))
 	if err != nil {
 		return nil, fmt.Errorf("nss: certutil -L (%s): %w", d.target, err)
@@ -273,6 +304,10 @@ func (s *Store) listDBNow(ctx context.Context, d db) ([]nssEntry, error) {
 			continue
 		}
 		done[l.nick] = true
+		if c := known[l.nick]; c != nil && count[l.nick] == 1 && l.nick == nickname(c.FP) {
+			es = append(es, nssEntry{nick: l.nick, cert: c, ours: true})
+			continue
+		}
 		pemOut, err := s.runCertutil(ctx, s.certutilCmd(d, "-L", "-n", l.nick, "-a"))
 		if err != nil {
 			return nil, fmt.Errorf("nss: certutil -L -n %q (%s): %w", l.nick, d.target, err)
@@ -292,10 +327,14 @@ func (s *Store) listDBNow(ctx context.Context, d db) ([]nssEntry, error) {
 // so listing and removal are exact.
 func nickname(fp trust.Fingerprint) string { return trust.Tag + " " + fp.Hex() }
 
-func (s *Store) invalidate(dir string) {
+// invalidate forgets dir's listing and returns it, so the relisting can
+// reuse what it knew.
+func (s *Store) invalidate(dir string) []nssEntry {
 	s.mu.Lock()
+	defer s.mu.Unlock()
+	c := s.cache[dir]
 	delete(s.cache, dir)
-	s.mu.Unlock()
+	return c.entries
 }
 
 func (s *Store) lockDB(dir string) func() {
@@ -303,4 +342,24 @@ func (s *Store) lockDB(dir string) func() {
 	mu := m.(*sync.Mutex)
 	mu.Lock()
 	return mu.Unlock
+}
+
+// relistDB lists d after a change, with known standing in for exports of
+// our own nicknames, and caches the result. The caller holds d's lock.
+func (s *Store) relistDB(ctx context.Context, d db, known map[string]*trust.Cert) ([]nssEntry, error) {
+	// Stamped before the listing, as in listDB: a write after it moves
+	// the stamp, so the next pass lists again.
+	key, err := filestamp.Of(filepath.Join(d.dir, "cert9.db"))
+	if err != nil {
+		return nil, fmt.Errorf("nss: %s: %w", d.target, err)
+	}
+	es, err := s.listDBNow(ctx, d, known)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	s.cache[d.dir] = cached{key: key, entries: es}
+	s.saveCacheLocked()
+	s.mu.Unlock()
+	return es, nil
 }

@@ -250,3 +250,64 @@ func TestChromium(t *testing.T) {
 		assert.True(t, check(t, u), "chromium does not read the database we created")
 	})
 }
+
+// TestRealBatchAndPersistedListing: installing 9 roots into one database
+// runs certutil at most 11 times (list, 9 adds, one confirming list: our
+// nicknames name their fingerprints, so nothing is exported), and another
+// Store over the same CacheFile (a one-shot `certagent sync` next to the
+// daemon) lists without running certutil at all, until the database
+// changes.
+func TestRealBatchAndPersistedListing(t *testing.T) {
+	requireReal(t)
+	t.Parallel()
+	carol := newUser(t, "carol")
+	dbDir := filepath.Join(carol.Home, ".pki/nssdb")
+	newDB(t, &carol, dbDir)
+	cache := filepath.Join(t.TempDir(), "nss-cache.json")
+	ctx := context.Background()
+
+	cr := &platform.CountingRunner{Runner: &platform.ExecRunner{}}
+	s := New(Options{Users: usersFunc(carol), SystemDB: "-", Runner: cr, CacheFile: cache})
+	cas := trusttest.NewCAs(t, 9)
+	certs := make([]*trust.Cert, len(cas))
+	for i, ca := range cas {
+		certs[i] = ca.Cert
+	}
+	res, err := trust.Install(ctx, s, certs...)
+	require.NoError(t, err)
+	require.Len(t, res, 9)
+	require.NoError(t, trust.FirstError(res))
+	assert.LessOrEqual(t, cr.Count(), int64(11), "certutil runs to install 9 roots into one database")
+	for _, ca := range cas {
+		out := certutil(t, &carol, nil, "-L", "-d", "sql:"+dbDir, "-n", nickname(ca.FP))
+		assert.Contains(t, out, "Trusted CA")
+	}
+	st, err := os.Stat(cache)
+	require.NoError(t, err)
+	assert.Equal(t, os.FileMode(0o600), st.Mode().Perm())
+
+	// Another process: nothing runs while cert9.db keeps its stamp.
+	cr2 := &platform.CountingRunner{Runner: &platform.ExecRunner{}}
+	s2 := New(Options{Users: usersFunc(carol), SystemDB: "-", Runner: cr2, CacheFile: cache})
+	inv, err := s2.List(ctx)
+	require.NoError(t, err)
+	for _, ca := range cas {
+		assert.True(t, inv.Has(trust.Target{User: carol.Name, Path: dbDir}, ca.FP))
+	}
+	assert.Zero(t, cr2.Count(), "a listing with the database unchanged ran certutil")
+
+	// The database changes behind our back: the next listing sees it.
+	certutil(t, &carol, nil, "-D", "-d", "sql:"+dbDir, "-n", nickname(cas[0].FP))
+	s3 := New(Options{Users: usersFunc(carol), SystemDB: "-", Runner: &platform.ExecRunner{}, CacheFile: cache})
+	inv, err = s3.List(ctx)
+	require.NoError(t, err)
+	assert.False(t, inv.Has(trust.Target{User: carol.Name, Path: dbDir}, cas[0].FP), "a stale listing survived a change")
+
+	// A cache file others could write is not believed.
+	require.NoError(t, os.Chmod(cache, 0o666))
+	cr4 := &platform.CountingRunner{Runner: &platform.ExecRunner{}}
+	s4 := New(Options{Users: usersFunc(carol), SystemDB: "-", Runner: cr4, CacheFile: cache})
+	_, err = s4.List(ctx)
+	require.NoError(t, err)
+	assert.NotZero(t, cr4.Count(), "a world-writable cache file was believed")
+}

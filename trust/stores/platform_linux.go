@@ -3,6 +3,7 @@ package stores
 import (
 	"fmt"
 	"os"
+	"path/filepath"
 
 	"github.com/certagent/certagent/trust"
 	"github.com/certagent/certagent/trust/firefoxpolicy"
@@ -20,7 +21,11 @@ func openPlatform(kind string, env Env) (trust.Store, error) {
 	case "system":
 		return linuxca.New(linuxca.Options{Runner: env.Runner, Logger: env.Logger}), nil
 	case "nss":
-		return nss.New(nss.Options{Runner: env.Runner, Logger: env.Logger}), nil
+		o := nss.Options{Runner: env.Runner, Logger: env.Logger}
+		if env.StateDir != "" {
+			o.CacheFile = filepath.Join(env.StateDir, NSSCacheFile)
+		}
+		return nss.New(o), nil
 	case "firefox-policy":
 		// The nss store takes withdrawn roots out of the profiles
 		// Firefox copied them into.

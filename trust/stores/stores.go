@@ -19,7 +19,14 @@ type Env struct {
 	Runner platform.Runner
 	// Logger is the agent's logger; nil means a null logger.
 	Logger hclog.Logger
+	// StateDir is the agent's state directory, where stores keep what
+	// must outlive one process (the nss listing cache, NSSCacheFile);
+	// "" means nothing is kept.
+	StateDir string
 }
+
+// NSSCacheFile is the nss store's listing cache in the state directory.
+const NSSCacheFile = "nss-listing.json"
 
 func (e Env) withDefaults() Env {
 	if e.Runner == nil {
