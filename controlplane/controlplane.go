@@ -60,13 +60,13 @@ type Options struct {
 
 // Service is one certplane instance over a backend.
 type Service struct {
-	store    *storage.Store
-	sealer   *seal.Sealer
-	log      hclog.Logger
-	keyType  string
-	hub      *longpoll.Hub
+	store   *storage.Store
+	sealer  *seal.Sealer
+	log     hclog.Logger
+	keyType string
+	hub     *longpoll.Hub
 	// changes wakes on every committed change (ChangeHub).
-	changes *longpoll.Hub
+	changes  *longpoll.Hub
 	deployer *Deployer
 	// checkins rate-limits each device's check-ins.
 	checkins *rateLimiter

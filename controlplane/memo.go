@@ -227,6 +227,8 @@ func (f feed) Revoked(tokenID string) { f.s.memo.revoked(tokenID) }
 func (f feed) Reset(live bool) {
 	f.s.memo.reset(live)
 	f.s.deployer.Kick()
+	// Changes may have been missed: every change waiter looks again.
+	f.s.changes.NotifyAll()
 	// Any account with held requests may have changed meanwhile: rebuild
 	// its list, which wakes them if what agents act on moved.
 	for _, id := range f.s.hub.Accounts() {
