@@ -1,18 +1,14 @@
 package agent
 
+import "github.com/certagent/certagent/trust"
+
 // This file holds the small additions the daemon (agent/daemon) needs from
 // the engine: which paths each store wants watched, and which stores could
 // not be opened. They read state under a.mu and change nothing.
 
-// watchPather is the optional interface of stores that can name the files
-// and directories whose change may mean they drifted (see agent/watch).
-type watchPather interface {
-	WatchPaths() []string
-}
-
 // StoreWatchPaths returns, for every configured store, the paths the store
-// itself asks to be watched; a store that does not say (or could not be
-// opened) maps to nil and the daemon derives paths from its name.
+// declares (trust.PathDeclarer's Watch); a store that declares none (or
+// could not be opened) maps to nil and is repaired by polling.
 func (a *Agent) StoreWatchPaths() map[string][]string {
 	a.mu.Lock()
 	handles := append([]storeHandle(nil), a.stores...)
@@ -20,8 +16,8 @@ func (a *Agent) StoreWatchPaths() map[string][]string {
 	out := make(map[string][]string, len(handles))
 	for _, h := range handles {
 		var paths []string
-		if w, ok := h.store.(watchPather); ok && h.store != nil {
-			paths = w.WatchPaths()
+		if d, ok := h.store.(trust.PathDeclarer); ok && h.openErr == nil {
+			paths = d.Paths().Watch
 		}
 		out[h.name] = paths
 	}

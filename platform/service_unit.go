@@ -7,33 +7,12 @@ import (
 	"strings"
 )
 
-// systemdWritable are the directories the Linux stores write, whatever the
-// distro: anchors, the generated bundles and hashed links, Firefox policy
-// and certificate directories, JDK keystores. A leading "-" tells systemd
-// to ignore a missing one, so one unit serves every distro.
-var systemdWritable = []string{
-	"/usr/local/share/ca-certificates", // Debian/Ubuntu anchors (update-ca-certificates)
-	"/etc/ssl",                         // Debian's certs/ and ca-certificates.crt, SUSE's ca-bundle.pem, Java's cacerts
-	"/etc/ca-certificates",             // Debian update.d state, Arch trust-source/anchors
-	"/var/lib/ca-certificates",         // SUSE's generated bundles
-	"/etc/pki",                         // RHEL/Fedora/SUSE anchors, extracted bundles, the system NSS DB, Java
-	"/etc/firefox",                     // Firefox policies.json (deb)
-	"/etc/firefox-esr",                 // Firefox ESR policies.json
-	"/usr/lib/firefox/distribution",    // Firefox policies.json (tarball layout)
-	"/usr/lib64/firefox/distribution",  // Firefox policies.json (rpm layout)
-	"/usr/lib/mozilla/certificates",    // policies.json Certificates.Install search path
-	"/usr/lib64/mozilla/certificates",  // same, rpm layout
-	"/usr/lib/jvm",                     // JDK cacerts that are not links to /etc
-}
-
-// systemdHomes are where NSS databases live: every user's home.
-var systemdHomes = []string{"/home", "/root", "/var/home"}
-
 // SystemdUnit renders certagent's systemd unit. Every directive carries a
 // comment saying why: the unit is read by admins deciding whether to trust
-// it. exe and args start the daemon; extraWritable are further directories
-// the service writes (a non-default state_dir, dir: and bundle: stores).
-func SystemdUnit(description, exe string, args, extraWritable []string) string {
+// it. exe and args start the daemon; writable are the directories the
+// service writes: the state dir and what the trust stores declare
+// (trust/stores.SandboxPaths), never a copy of their layouts kept here.
+func SystemdUnit(description, exe string, args, writable []string) string {
 	var b strings.Builder
 	w := func(format string, a ...any) { fmt.Fprintf(&b, format+"\n", a...) }
 	w("# certagent: keeps the organisation's inspection roots trusted in this machine's stores.")
@@ -75,16 +54,14 @@ func SystemdUnit(description, exe string, args, extraWritable []string) string {
 	w("NoNewPrivileges=yes")
 	w("# The whole file system is read-only to the service, except the ReadWritePaths below.")
 	w("ProtectSystem=strict")
-	w("# The trust stores it manages on every distro; \"-\" skips those this distro lacks.")
-	w("ReadWritePaths=%s", dashList(systemdWritable))
 	w("# Homes stay visible (not ProtectHome): the nss store writes every user's NSS databases,")
 	w("# ~/.pki/nssdb and Firefox profiles, snap and flatpak ones included.")
 	w("ProtectHome=no")
-	w("# ProtectSystem=strict covers homes too, so they need write access for those databases.")
-	w("ReadWritePaths=%s", dashList(systemdHomes))
-	if extra := cleanDirs(extraWritable); len(extra) > 0 {
-		w("# From the config: state_dir, dir: and bundle: stores outside the paths above.")
-		w("ReadWritePaths=%s", dashList(extra))
+	if dirs := cleanDirs(writable); len(dirs) > 0 {
+		w("# What the trust stores declare they write (each store names its own directories: anchors,")
+		w("# the refresh tool's output, NSS homes, Firefox policy, JDKs, dir: and bundle: stores) and a")
+		w("# non-default state_dir; \"-\" skips those this machine lacks.")
+		w("ReadWritePaths=%s", dashList(dirs))
 	}
 	w("# Its own /tmp: tool temp files are invisible to users and immune to /tmp races.")
 	w("PrivateTmp=yes")
@@ -147,10 +124,10 @@ func quoteUnitPath(p string) string {
 	return p
 }
 
-// cleanDirs keeps absolute, clean, unique paths that the fixed lists do not
-// already cover, sorted.
+// cleanDirs keeps absolute, clean, unique paths that the unit's own
+// directories and each other do not already cover, sorted.
 func cleanDirs(dirs []string) []string {
-	covered := append(append([]string{"/var/lib/certagent", "/run/certagent", "/var/log/certagent"}, systemdWritable...), systemdHomes...)
+	covered := []string{"/var/lib/certagent", "/run/certagent", "/var/log/certagent"}
 	seen := map[string]bool{}
 	var out []string
 	for _, d := range dirs {
@@ -165,7 +142,14 @@ func cleanDirs(dirs []string) []string {
 		out = append(out, d)
 	}
 	sort.Strings(out)
-	return out
+	// Sorted, a directory comes before everything under it.
+	kept := out[:0]
+	for _, d := range out {
+		if !under(d, kept) {
+			kept = append(kept, d)
+		}
+	}
+	return kept
 }
 
 func under(p string, roots []string) bool {

@@ -233,6 +233,29 @@ type Refresher interface {
 	Refresh(ctx context.Context) (bool, error)
 }
 
+// Paths are where a store lives on disk, declared by the store itself so
+// that nothing else keeps a copy of its layout: the service sandbox's
+// writable directories (ReadWritePaths= of the systemd unit) and the
+// daemon's watch list are asked of the configured stores.
+type Paths struct {
+	// Write are the directories the store, or the tool it runs, writes in.
+	Write []string
+	// Create are those of Write the store creates on its first write; a
+	// service install creates them beforehand, because a sandbox can only
+	// grant a directory that exists.
+	Create []string
+	// Watch are the files and directories whose change may mean the store
+	// drifted; empty means the store relies on polling.
+	Watch []string
+}
+
+// PathDeclarer is implemented by every store that keeps its state in
+// files. Stores that keep it elsewhere (keychains, registries) declare
+// what they can watch, or nothing.
+type PathDeclarer interface {
+	Paths() Paths
+}
+
 // Sweeper is implemented by stores that write files (through
 // internal/atomicfile): Sweep removes what a write killed midway left
 // behind, only files with our names, and returns their paths. The agent

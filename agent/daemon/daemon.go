@@ -57,9 +57,6 @@ type Options struct {
 	// ServiceState says how the daemon runs, for status ("running" under a
 	// service manager, "foreground" in a terminal); "" means "running".
 	ServiceState string
-	// Users lists local users for deriving NSS watch paths; nil means
-	// platform.LocalUsers with defaults.
-	Users func() ([]platform.User, error)
 	// Ready, when set, is called once the LocalAPI listens (tests).
 	Ready func()
 }
@@ -114,9 +111,6 @@ func New(o Options) (*Daemon, error) {
 	}
 	if o.ServiceState == "" {
 		o.ServiceState = "running"
-	}
-	if o.Users == nil {
-		o.Users = func() ([]platform.User, error) { return platform.LocalUsers(platform.UsersOptions{}) }
 	}
 	o.Deps.Logger = o.Logger.Named("agent")
 	d := &Daemon{
@@ -365,9 +359,8 @@ func (d *Daemon) refreshWatches() {
 	own := ag.StoreWatchPaths()
 	groups := map[string]bool{}
 	for name, paths := range own {
-		if paths == nil {
-			paths = DerivedWatchPaths(name, d.o.Users)
-		}
+		// Each store names its own paths (trust.PathDeclarer); one that
+		// names none is repaired by polling.
 		g := "store:" + name
 		groups[g] = true
 		d.w.Set(g, paths)

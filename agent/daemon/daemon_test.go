@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -88,7 +87,6 @@ func startDaemon(t *testing.T, cas ...*trusttest.CA) (*env, *localapi.Client) {
 			Paths:    platform.Paths{ConfigFile: e.cfgPath, StateDir: e.state, Socket: e.socket},
 			Logger:   log,
 			Debounce: 50 * time.Millisecond,
-			Users:    func() ([]platform.User, error) { return nil, nil },
 			Ready:    func() { close(ready) },
 		})
 	}()
@@ -274,25 +272,6 @@ func TestDaemonWaitsForConfig(t *testing.T) {
 	eventually(t, "the agent to start on the new config", func() bool { return exists(filepath.Join(anchors, dir.FileName(ca.FP))) })
 	cancel()
 	require.NoError(t, <-done)
-}
-
-func TestDerivedWatchPaths(t *testing.T) {
-	home := t.TempDir()
-	prof := filepath.Join(home, ".mozilla", "firefox", "ab.default-release")
-	require.NoError(t, os.MkdirAll(prof, 0o700))
-	require.NoError(t, os.WriteFile(filepath.Join(prof, "cert9.db"), nil, 0o600))
-	users := func() ([]platform.User, error) { return []platform.User{{Name: "alice", Home: home}}, nil }
-
-	require.Equal(t, []string{"/srv/roots"}, DerivedWatchPaths("dir:/srv/roots/", users))
-	require.Equal(t, []string{"/etc/ssl/bundle.pem"}, DerivedWatchPaths("bundle:/etc/ssl/bundle.pem", users))
-	require.Nil(t, DerivedWatchPaths("dir:relative", users))
-	nss := DerivedWatchPaths("nss", users)
-	require.Contains(t, nss, filepath.Join(home, ".pki", "nssdb"))
-	require.Contains(t, nss, filepath.Join(home, ".mozilla", "firefox"))
-	require.Contains(t, nss, prof, "existing profiles are watched individually")
-	if runtime.GOOS == "linux" {
-		require.Contains(t, DerivedWatchPaths("system", users), "/usr/local/share/ca-certificates")
-	}
 }
 
 func hasCode(ws []status.Warning, code string) bool {

@@ -58,7 +58,6 @@ func TestDaemonRepairsNSSEntry(t *testing.T) {
 			Logger:   NewLogger(LogOptions{Output: logs, Level: "debug"}),
 			Deps:     agent.Deps{OpenStore: func(spec string) (trust.Store, error) { return store, nil }},
 			Debounce: 100 * time.Millisecond,
-			Users:    users,
 			Ready:    func() { close(ready) },
 		})
 	}()

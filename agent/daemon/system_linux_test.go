@@ -47,7 +47,6 @@ func TestDaemonRepairsSystemAnchor(t *testing.T) {
 			Logger:   NewLogger(LogOptions{Output: logs, Level: "trace"}),
 			Deps:     agent.Deps{OpenStore: func(string) (trust.Store, error) { return store, nil }},
 			Debounce: 100 * time.Millisecond,
-			Users:    func() ([]platform.User, error) { return nil, nil },
 			Ready:    func() { close(ready) },
 		})
 	}()

@@ -50,9 +50,10 @@ func cmdService(args []string) int {
 	switch action {
 	case "install":
 		// systemd ignores a ReadWritePaths= directory that does not exist,
-		// and the daemon could then never create it: make the runtimes
-		// store's drop-in directories now (empty ones change nothing).
-		for _, d := range runtimesDirs(paths) {
+		// and the daemon could then never create it: make the directories
+		// the configured stores create on their first write now (empty
+		// ones change nothing).
+		for _, d := range createDirs(paths) {
 			if err := os.MkdirAll(d, 0o755); err != nil {
 				fmt.Fprintln(os.Stderr, "certagent service install:", err)
 				return 1
@@ -109,37 +110,30 @@ func cmdService(args []string) int {
 }
 
 // serviceOptions are the service's settings: run the daemon, with write
-// access to the non-default directories the config names.
+// access to the state dir and to what the stores declare they write.
 func serviceOptions(paths platform.Paths) platform.ServiceOptions {
 	o := platform.ServiceOptions{Arguments: []string{"run"}}
 	// Local: a service installed before its token is provisioned still
 	// gets the right writable paths.
+	var configured []string
 	if cfg, err := agent.LoadConfig(paths, agent.LoadOptions{Local: true}); err == nil {
 		o.ReadWritePaths = append(o.ReadWritePaths, cfg.StateDir)
-		for _, name := range cfg.Stores {
-			// LoadConfig parsed every name; one that fails here writes nowhere.
-			if spec, err := stores.ParseSpec(name); err == nil {
-				o.ReadWritePaths = append(o.ReadWritePaths, spec.WritePaths()...)
-			}
-		}
-
+		configured = cfg.Stores
 	}
+	write, _ := stores.SandboxPaths(configured, stores.Env{})
+	o.ReadWritePaths = append(o.ReadWritePaths, write...)
 	return o
 }
 
-// runtimesDirs are the directories the runtimes store writes when the
-// config names it.
-func runtimesDirs(paths platform.Paths) []string {
+// createDirs are the directories the configured stores create on their
+// first write.
+func createDirs(paths platform.Paths) []string {
 	cfg, err := agent.LoadConfig(paths, agent.LoadOptions{Local: true})
 	if err != nil {
 		return nil
 	}
-	for _, name := range cfg.Stores {
-		if spec, err := stores.ParseSpec(name); err == nil && spec.Kind == "runtimes" {
-			return spec.WritePaths()
-		}
-	}
-	return nil
+	_, create := stores.SandboxPaths(cfg.Stores, stores.Env{})
+	return create
 }
 
 // cmdRunDaemon is `certagent run`: the daemon in the foreground, under the

@@ -678,6 +678,14 @@ func (s *Store) write(c *content, data []byte) error {
 	return nil
 }
 
+// Paths implements trust.PathDeclarer: the bundle's directory is written
+// (an atomic replacement makes a temporary file there) and created when
+// missing; the bundle is watched.
+func (s *Store) Paths() trust.Paths {
+	d := filepath.Dir(s.path)
+	return trust.Paths{Write: []string{d}, Create: []string{d}, Watch: []string{s.path}}
+}
+
 // Sweep implements trust.Sweeper: leftovers of the bundle's writes.
 func (s *Store) Sweep() ([]string, error) {
 	s.mu.Lock()
@@ -687,6 +695,7 @@ func (s *Store) Sweep() ([]string, error) {
 }
 
 var (
-	_ trust.Store   = (*Store)(nil)
-	_ trust.Sweeper = (*Store)(nil)
+	_ trust.Store        = (*Store)(nil)
+	_ trust.Sweeper      = (*Store)(nil)
+	_ trust.PathDeclarer = (*Store)(nil)
 )

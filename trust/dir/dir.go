@@ -400,6 +400,12 @@ func (s *Store) remove(files []*file, fp trust.Fingerprint) ([]*file, error) {
 	return files, nil
 }
 
+// Paths implements trust.PathDeclarer: the folder is written, created when
+// missing, and watched.
+func (s *Store) Paths() trust.Paths {
+	return trust.Paths{Write: []string{s.path}, Create: []string{s.path}, Watch: []string{s.path}}
+}
+
 // Sweep implements trust.Sweeper: leftovers of our root files' writes.
 func (s *Store) Sweep() ([]string, error) {
 	s.mu.Lock()
@@ -408,6 +414,7 @@ func (s *Store) Sweep() ([]string, error) {
 }
 
 var (
-	_ trust.Store   = (*Store)(nil)
-	_ trust.Sweeper = (*Store)(nil)
+	_ trust.Store        = (*Store)(nil)
+	_ trust.Sweeper      = (*Store)(nil)
+	_ trust.PathDeclarer = (*Store)(nil)
 )

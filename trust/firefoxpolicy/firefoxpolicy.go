@@ -597,4 +597,16 @@ func (s *Store) Sweep() ([]string, error) {
 	return removed, errors.Join(errs...)
 }
 
-var _ trust.Sweeper = (*Store)(nil)
+// Paths implements trust.PathDeclarer: policies.json's directory and our
+// certificate directory are written (and created when missing); they and
+// the directories Firefox searches for a relative Install entry are
+// watched.
+func (s *Store) Paths() trust.Paths {
+	own := []string{filepath.Dir(s.policy), s.certDir}
+	return trust.Paths{Write: own, Create: own, Watch: append(append([]string(nil), own...), s.search...)}
+}
+
+var (
+	_ trust.Sweeper      = (*Store)(nil)
+	_ trust.PathDeclarer = (*Store)(nil)
+)

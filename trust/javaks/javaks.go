@@ -155,6 +155,20 @@ func New(o Options) *Store {
 // Name implements trust.Store.
 func (s *Store) Name() string { return Name }
 
+// Paths implements trust.PathDeclarer: keytool rewrites the JDKs' own
+// cacerts under the JVM directories (and $JAVA_HOME); the distributions'
+// generated keystores are the system store's. Nothing is watched: a
+// keystore changes only through keytool, and polling repairs it.
+func (s *Store) Paths() trust.Paths {
+	w := append([]string(nil), s.o.JVMDirs...)
+	if s.o.JavaHome != "" {
+		w = append(w, s.o.JavaHome)
+	}
+	return trust.Paths{Write: w}
+}
+
+var _ trust.PathDeclarer = (*Store)(nil)
+
 // Runs returns how many times keytool has run.
 func (s *Store) Runs() int { return int(s.runs.Load()) }
 

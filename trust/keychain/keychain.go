@@ -134,6 +134,10 @@ func (s *Store) WatchPaths() []string {
 	return []string{s.opts.Keychain, AdminTrustSettings}
 }
 
+// Paths implements trust.PathDeclarer: what WatchPaths names. security
+// writes the keychain itself; no service sandbox applies on macOS.
+func (s *Store) Paths() trust.Paths { return trust.Paths{Watch: s.WatchPaths()} }
+
 // Check implements trust.Store: the tool and the keychain must exist, and
 // the keychain must list.
 func (s *Store) Check(ctx context.Context) error {

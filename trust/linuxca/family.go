@@ -35,6 +35,9 @@ type Family struct {
 	// Bundle is the extracted PEM bundle the refresh writes: what curl,
 	// OpenSSL and Go actually read, so List checks it.
 	Bundle string
+	// Writes are the directories the refresh tool (and the hooks it runs)
+	// writes besides AnchorDir: links, extracted bundles, Java keystores.
+	Writes []string
 	// Package provides the refresh tool, for "install it" hints.
 	Package string
 	// Unsupported, when set, says why we never write here.
@@ -54,6 +57,9 @@ var Families = []Family{
 		Tools: []string{"/usr/sbin/update-ca-certificates", "/usr/bin/update-ca-certificates", "/sbin/update-ca-certificates"},
 		Args:  nil, RemoveArgs: []string{"--fresh"},
 		Bundle: "/etc/ssl/certs/ca-certificates.crt", Package: "ca-certificates",
+		// certs/ holds the links, the bundle and (jks-keystore hook) java/cacerts;
+		// /etc/ca-certificates the hooks' state.
+		Writes: []string{"/etc/ssl/certs", "/etc/ca-certificates"},
 	},
 	// Fedora, RHEL, CentOS, Rocky, Alma, Oracle, Amazon Linux (ID_LIKE
 	// carries fedora or rhel): p11-kit reads every file in the anchors dir,
@@ -64,6 +70,7 @@ var Families = []Family{
 		Tools:  []string{"/usr/bin/update-ca-trust", "/usr/sbin/update-ca-trust"},
 		Args:   []string{"extract"},
 		Bundle: "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", Package: "ca-certificates",
+		Writes: []string{"/etc/pki/ca-trust/extracted"},
 	},
 	// Arch, Manjaro, EndeavourOS (ID_LIKE=arch): p11-kit's trust tool
 	// extracts the compat bundles (ca-certificates-utils).
@@ -73,6 +80,7 @@ var Families = []Family{
 		Tools:  []string{"/usr/bin/trust"},
 		Args:   []string{"extract-compat"},
 		Bundle: "/etc/ca-certificates/extracted/tls-ca-bundle.pem", Package: "p11-kit",
+		Writes: []string{"/etc/ca-certificates/extracted", "/etc/ssl/certs"},
 	},
 	// openSUSE Leap/Tumbleweed, SLES (ID_LIKE "suse opensuse"): admins use
 	// /etc/pki/trust/anchors (/usr/share/pki/trust/anchors is for packages);
@@ -82,6 +90,7 @@ var Families = []Family{
 		AnchorDir: "/etc/pki/trust/anchors", Ext: ".pem",
 		Tools:  []string{"/usr/sbin/update-ca-certificates", "/usr/bin/update-ca-certificates"},
 		Bundle: "/var/lib/ca-certificates/ca-bundle.pem", Package: "ca-certificates",
+		Writes: []string{"/var/lib/ca-certificates", "/etc/ssl/certs"},
 	},
 	// Alpine: its own C update-ca-certificates, Debian's layout, *.crt.
 	{
@@ -89,6 +98,7 @@ var Families = []Family{
 		AnchorDir: "/usr/local/share/ca-certificates", Ext: ".crt", Consumes: []string{".crt"},
 		Tools:  []string{"/usr/sbin/update-ca-certificates", "/usr/bin/update-ca-certificates"},
 		Bundle: "/etc/ssl/certs/ca-certificates.crt", Package: "ca-certificates",
+		Writes: []string{"/etc/ssl/certs"},
 	},
 	// Gentoo ships Debian's update-ca-certificates script and layout.
 	{
@@ -97,6 +107,7 @@ var Families = []Family{
 		Tools:      []string{"/usr/sbin/update-ca-certificates", "/usr/bin/update-ca-certificates"},
 		RemoveArgs: []string{"--fresh"},
 		Bundle:     "/etc/ssl/certs/ca-certificates.crt", Package: "app-misc/ca-certificates",
+		Writes: []string{"/etc/ssl/certs", "/etc/ca-certificates"},
 	},
 	// NixOS builds /etc/ssl/certs from configuration.nix into the read-only
 	// /nix/store: anything we wrote would be gone at the next rebuild.

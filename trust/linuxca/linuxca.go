@@ -358,6 +358,26 @@ func (s *Store) listLocked() (*trust.Inventory, error) {
 	return inv, nil
 }
 
+// Paths implements trust.PathDeclarer for the detected distribution: the
+// anchor directory (created when missing) and what its refresh tool
+// writes; the anchor directory and the extracted bundle are watched (a
+// rebuilt bundle without our anchor is drift too). Nothing on a
+// distribution we do not write to.
+func (s *Store) Paths() trust.Paths {
+	if s.famErr != nil || s.fam.Unsupported != "" || s.fam.AnchorDir == "" {
+		return trust.Paths{}
+	}
+	p := trust.Paths{
+		Write:  append([]string{s.fam.AnchorDir}, s.fam.Writes...),
+		Create: []string{s.fam.AnchorDir},
+		Watch:  []string{s.fam.AnchorDir},
+	}
+	if s.fam.Bundle != "" {
+		p.Watch = append(p.Watch, s.fam.Bundle)
+	}
+	return p
+}
+
 // Sweep implements trust.Sweeper: leftovers of our anchor files' writes.
 func (s *Store) Sweep() ([]string, error) {
 	s.mu.Lock()
@@ -365,4 +385,7 @@ func (s *Store) Sweep() ([]string, error) {
 	return atomicfile.Sweep(s.fam.AnchorDir, func(base string) bool { return trust.IsOurFileName(base, s.fam.Ext) })
 }
 
-var _ trust.Sweeper = (*Store)(nil)
+var (
+	_ trust.Sweeper      = (*Store)(nil)
+	_ trust.PathDeclarer = (*Store)(nil)
+)

@@ -295,3 +295,78 @@ func trustedForTLS(attrs string) bool {
 	ssl, _, _ := strings.Cut(attrs, ",")
 	return strings.ContainsRune(ssl, 'C')
 }
+
+// Paths implements trust.PathDeclarer. Write: every local user's home
+// (certutil creates ~/.pki/nssdb and changes profile databases) and the
+// directories homes live in, so a user added later is covered, plus the
+// system database. Watch: the database directories and profile roots of
+// every user (a new profile, a deleted entry), each Firefox profile that
+// holds a database, and the system database.
+func (s *Store) Paths() trust.Paths {
+	var p trust.Paths
+	seen := map[string]bool{}
+	add := func(list *[]string, d string) {
+		if !seen[d] {
+			seen[d] = true
+			*list = append(*list, d)
+		}
+	}
+	users, err := s.users()
+	if err != nil {
+		users = nil
+	}
+	for _, u := range users {
+		if u.Home == "" || !filepath.IsAbs(u.Home) || filepath.Clean(u.Home) == "/" {
+			continue
+		}
+		home := filepath.Clean(u.Home)
+		if parent := filepath.Dir(home); parent != "/" {
+			add(&p.Write, parent)
+		}
+		add(&p.Write, home)
+	}
+	if s.systemDB != "" {
+		add(&p.Write, s.systemDB)
+	}
+	seen = map[string]bool{}
+	for _, u := range users {
+		if u.Home == "" || !filepath.IsAbs(u.Home) {
+			continue
+		}
+		for _, rel := range chromiumDBs {
+			add(&p.Watch, filepath.Join(u.Home, rel))
+		}
+		for _, rel := range firefoxRoots {
+			root := filepath.Join(u.Home, rel)
+			add(&p.Watch, root)
+			for _, d := range profileDBDirs(root) {
+				add(&p.Watch, d)
+			}
+		}
+	}
+	if s.systemDB != "" {
+		add(&p.Watch, s.systemDB)
+	}
+	return p
+}
+
+// profileDBDirs lists the subdirectories of root that hold an NSS database.
+func profileDBDirs(root string) []string {
+	ents, err := os.ReadDir(root)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range ents {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, e.Name())
+		if _, err := os.Stat(filepath.Join(dir, "cert9.db")); err == nil {
+			out = append(out, dir)
+		}
+	}
+	return out
+}
+
+var _ trust.PathDeclarer = (*Store)(nil)

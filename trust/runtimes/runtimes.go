@@ -330,7 +330,18 @@ var (
 	_ trust.Refresher = (*Store)(nil)
 )
 
+// Paths implements trust.PathDeclarer: WritePaths are written and created
+// when missing; the bundle's directory is watched (the wiring is checked
+// at every pass, in Refresh).
+func (s *Store) Paths() trust.Paths {
+	w := s.WritePaths()
+	return trust.Paths{Write: w, Create: w, Watch: []string{s.dir}}
+}
+
 // Sweep implements trust.Sweeper: leftovers of the bundle's writes.
 func (s *Store) Sweep() ([]string, error) { return s.bundle.Sweep() }
 
-var _ trust.Sweeper = (*Store)(nil)
+var (
+	_ trust.Sweeper      = (*Store)(nil)
+	_ trust.PathDeclarer = (*Store)(nil)
+)

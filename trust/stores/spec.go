@@ -55,31 +55,3 @@ func (s Spec) String() string {
 	}
 	return s.Kind + ":" + s.Path
 }
-
-// WritesNextTo reports the directory that writes to the store touch, for
-// a service sandbox's writable paths: a dir: store's own directory, the
-// directory holding a bundle: (atomic replacement puts a temporary file
-// beside it). Empty for the stores of the OS and the tools.
-func (s Spec) WritesNextTo() string {
-	switch s.Kind {
-	case "dir":
-		return s.Path
-	case "bundle":
-		return filepath.Dir(s.Path)
-	}
-	return ""
-}
-
-// WritePaths are the directories writes to the store touch beyond the OS
-// stores' well-known ones, for a service sandbox's writable paths: the
-// WritesNextTo directory, or the directories a store declares (runtimes:
-// its bundle and its drop-in directories).
-func (s Spec) WritePaths() []string {
-	if s.Kind == runtimes.Name {
-		return runtimes.New(runtimes.Options{}).WritePaths()
-	}
-	if d := s.WritesNextTo(); d != "" {
-		return []string{d}
-	}
-	return nil
-}

@@ -1,7 +1,6 @@
 package stores
 
 import (
-	"path/filepath"
 	"runtime"
 	"testing"
 )
@@ -14,16 +13,15 @@ func TestParseSpec(t *testing.T) {
 		name     string
 		want     Spec
 		wantName string
-		wantNext string
 		wantErr  bool
 	}{
 		{name: "system", want: Spec{Kind: "system"}, wantName: "system"},
 		{name: "nss", want: Spec{Kind: "nss"}, wantName: "nss"},
 		{name: "firefox-policy", want: Spec{Kind: "firefox-policy"}, wantName: "firefox-policy"},
 		{name: "java", want: Spec{Kind: "java"}, wantName: "java"},
-		{name: "dir:/srv/ca/", want: Spec{Kind: "dir", Path: "/srv/ca"}, wantName: "dir:/srv/ca", wantNext: "/srv/ca"},
-		{name: "dir:/srv//x/../ca", want: Spec{Kind: "dir", Path: "/srv/ca"}, wantName: "dir:/srv/ca", wantNext: "/srv/ca"},
-		{name: "bundle:/etc/ssl/ours.pem", want: Spec{Kind: "bundle", Path: "/etc/ssl/ours.pem"}, wantName: "bundle:/etc/ssl/ours.pem", wantNext: "/etc/ssl"},
+		{name: "dir:/srv/ca/", want: Spec{Kind: "dir", Path: "/srv/ca"}, wantName: "dir:/srv/ca"},
+		{name: "dir:/srv//x/../ca", want: Spec{Kind: "dir", Path: "/srv/ca"}, wantName: "dir:/srv/ca"},
+		{name: "bundle:/etc/ssl/ours.pem", want: Spec{Kind: "bundle", Path: "/etc/ssl/ours.pem"}, wantName: "bundle:/etc/ssl/ours.pem"},
 		{name: "system:/etc", wantErr: true},
 		{name: "nss:", wantErr: true},
 		{name: "dir", wantErr: true},
@@ -53,9 +51,6 @@ func TestParseSpec(t *testing.T) {
 			}
 			if got.String() != tt.wantName {
 				t.Errorf("String: got %q, want %q", got.String(), tt.wantName)
-			}
-			if got.WritesNextTo() != filepath.FromSlash(tt.wantNext) {
-				t.Errorf("WritesNextTo: got %q, want %q", got.WritesNextTo(), tt.wantNext)
 			}
 			again, err := ParseSpec(got.String())
 			if err != nil || again != got {

@@ -54,3 +54,53 @@ func Open(spec string, env Env) (trust.Store, error) {
 	}
 	return openPlatform(sp.Kind, env)
 }
+
+// Kinds are the store kinds that take no path, in the order ParseSpec
+// lists them.
+var Kinds = []string{"system", "nss", "firefox-policy", "java", runtimes.Name}
+
+// SandboxPaths are what a service sandbox (the systemd unit's
+// ReadWritePaths=) must grant, asked of the stores themselves
+// (trust.PathDeclarer): Write, the directories every store kind of this
+// platform writes, so that adding a kind to the config later needs no new
+// unit, plus those of the configured dir: and bundle: stores; Create, the
+// directories the configured stores create on their first write, which
+// the service install makes beforehand (a sandbox grants only what
+// exists). Names that do not parse or open are left out: they write
+// nowhere.
+func SandboxPaths(configured []string, env Env) (write, create []string) {
+	seenW, seenC := map[string]bool{}, map[string]bool{}
+	ask := func(name string, creates bool) {
+		s, err := Open(name, env)
+		if err != nil {
+			return
+		}
+		d, ok := s.(trust.PathDeclarer)
+		if !ok {
+			return
+		}
+		p := d.Paths()
+		for _, w := range p.Write {
+			if !seenW[w] {
+				seenW[w] = true
+				write = append(write, w)
+			}
+		}
+		if !creates {
+			return
+		}
+		for _, c := range p.Create {
+			if !seenC[c] {
+				seenC[c] = true
+				create = append(create, c)
+			}
+		}
+	}
+	for _, k := range Kinds {
+		ask(k, false)
+	}
+	for _, name := range configured {
+		ask(name, true)
+	}
+	return write, create
+}
