@@ -3,6 +3,7 @@ package dashboard_test
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -19,9 +20,11 @@ import (
 	"github.com/chromedp/cdproto/browser"
 	"github.com/chromedp/cdproto/network"
 	"github.com/chromedp/chromedp"
+	"github.com/google/uuid"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/certagent/certagent/api"
 	"github.com/certagent/certagent/controlplane/cli"
 	"github.com/certagent/certagent/internal/nstest"
 )
@@ -58,6 +61,7 @@ type plane struct {
 	account string
 	write   string // a write token
 	read    string // a read token
+	device  string // a device token, made by the first checkIn
 	logs    *lockedBuffer
 }
 
@@ -116,6 +120,40 @@ func (p *plane) api(t *testing.T, method, path string, body io.Reader) (int, []b
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(t, err)
 	return resp.StatusCode, b
+}
+
+// apiPath calls the certplane API at an account path with the write token.
+func (p *plane) apiPath(t *testing.T, method, path string) (int, []byte) {
+	t.Helper()
+	return p.api(t, method, path, nil)
+}
+
+// resultOf returns the envelope's result.
+func resultOf(t *testing.T, body []byte) json.RawMessage {
+	t.Helper()
+	var env struct {
+		Result json.RawMessage `json:"result"`
+	}
+	require.NoError(t, json.Unmarshal(body, &env), "%s", body)
+	return env.Result
+}
+
+// checkIn reports a device holding the given roots trusted in every store
+// it manages (system, and nss for one user), as certagent does.
+func (p *plane) checkIn(t *testing.T, host, osName string, fingerprints ...string) {
+	t.Helper()
+	if p.device == "" {
+		p.device = runCLI(t, "token", "create", "--data-dir", p.dataDir, "--account", p.account, "--scope", "device")
+	}
+	c, err := api.NewClient(p.base+"/client/v4", p.account, p.device)
+	require.NoError(t, err)
+	in := api.CheckIn{Hostname: host, OS: osName, OSVersion: "1.0", AgentVersion: "0.9.0", SyncedAt: api.Time{Time: time.Now()}}
+	for _, fp := range fingerprints {
+		in.Roots = append(in.Roots, api.RootState{Fingerprint: fp, Stores: []api.StoreState{
+			{Store: "system", State: api.StateTrusted}, {Store: "nss", User: "alice", State: api.StateTrusted}}})
+	}
+	_, err = c.CheckIn(context.Background(), uuid.NewString(), "", in)
+	require.NoError(t, err, "check in %s", host)
 }
 
 // newBrowser starts headless chromium with its own profile and a download

@@ -67,7 +67,11 @@ type certRow struct {
 	Created      time.Time
 	Expires      time.Time
 	Expired      bool
-	Readiness    string
+	// Readiness is "trusted on N of M devices"; ReadinessPercent the
+	// ratio; ReadinessBelow whether the guard would refuse turning it on.
+	Readiness        string
+	ReadinessPercent string
+	ReadinessBelow   bool
 
 	Activate, TurnOn, Deactivate, Delete action
 }
@@ -195,8 +199,13 @@ func (d *Dashboard) renderCertificates(w http.ResponseWriter, r *http.Request, s
 		d.internalError(w, r, ss, err)
 		return
 	}
+	rs := rows(certs, d.now())
+	if err := d.addReadiness(ctx, ss.p.AccountID, rs); err != nil {
+		d.internalError(w, r, ss, err)
+		return
+	}
 	body := certificatesBody{
-		Rows: rows(certs, d.now()), Revision: rev, Quota: q, DefaultDays: 1825, MaxDays: 10950,
+		Rows: rs, Revision: rev, Quota: q, DefaultDays: 1825, MaxDays: 10950,
 		MaxCustom: storage.MaxCustom, MaxAvailable: storage.MaxAvailable, GenerationCap: storage.GenerationsPerDay,
 	}
 	if refusal != "" {
@@ -371,15 +380,27 @@ type turnOnBody struct {
 	Row certRow
 	// InUse is the row of the certificate in use now, if any.
 	InUse *certRow
+	// Readiness of Row; NotReady the first devices not ready for it.
+	Readiness readiness
+	NotReady  []storage.NotReadyDevice
+	// Guard is the readiness guard's answer: "" when it allows turning
+	// the certificate on, else the API's refusal.
+	Guard string
+	// Force keeps the override ticked after a refusal.
+	Force bool
 }
+
+// notReadyShown is how many not-ready devices the turn-on page lists.
+const notReadyShown = 10
 
 func (d *Dashboard) turnOnPage(w http.ResponseWriter, r *http.Request, ss *session) {
 	d.renderTurnOn(w, r, ss, http.StatusOK, "")
 }
 
 func (d *Dashboard) renderTurnOn(w http.ResponseWriter, r *http.Request, ss *session, status int, refusal string) {
+	ctx := r.Context()
 	id := certID(r)
-	certs, _, err := d.svc.Store().List(r.Context(), ss.p.AccountID)
+	certs, _, err := d.svc.Store().List(ctx, ss.p.AccountID)
 	if err != nil {
 		d.internalError(w, r, ss, err)
 		return
@@ -399,24 +420,48 @@ func (d *Dashboard) renderTurnOn(w http.ResponseWriter, r *http.Request, ss *ses
 		d.refuse(w, r, ss, storage.ErrNotFound)
 		return
 	}
+	body.Readiness, body.NotReady, err = d.certReadiness(ctx, ss.p.AccountID, id, 0, notReadyShown)
+	if err != nil {
+		d.internalError(w, r, ss, err)
+		return
+	}
+	body.Row.Readiness = body.Readiness.Text()
+	if err := d.svc.Store().CheckReady(ctx, ss.p.AccountID, id); err != nil {
+		st, msg := errorMessage(err, r.URL.Path)
+		if st >= 500 {
+			d.internalError(w, r, ss, err)
+			return
+		}
+		body.Guard = msg
+	}
+	body.Force = r.Method == http.MethodPost && r.PostFormValue("force") == "1"
 	d.render(w, r, ss, status, "turn-on", page{Title: "Confirm and turn on certificate", Nav: "certificates",
 		Flash: refusal, FlashErr: refusal != "", Body: body})
 }
 
+// turnOn turns the certificate on, through the readiness guard unless the
+// admin ticked the override.
 func (d *Dashboard) turnOn(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := certID(r)
 	if id == "" {
 		d.refuse(w, r, ss, storage.ErrNotFound)
 		return
 	}
-	if _, err := d.svc.Use(r.Context(), ss.p.AccountID, id); err != nil {
-		status, msgs := controlplane.ErrorResponse(err, r.URL.Path)
+	use := d.svc.Use
+	if r.PostFormValue("force") == "1" {
+		use = d.svc.UseForce
+	}
+	if _, err := use(r.Context(), ss.p.AccountID, id); err != nil {
+		status, msg := errorMessage(err, r.URL.Path)
 		if status == http.StatusConflict {
-			d.renderTurnOn(w, r, ss, status, "Refused: "+msgs[0].Message)
+			d.renderTurnOn(w, r, ss, status, msg)
 			return
 		}
 		d.refuse(w, r, ss, err)
 		return
+	}
+	if r.PostFormValue("force") == "1" {
+		d.log.Warn("certificate turned on past the readiness guard", "account", ss.p.AccountID, "certificate", id, "token_id", ss.p.TokenID)
 	}
 	d.done(w, r, ss, "Turned on: Gateway now inspects with this certificate (Available and In-Use).")
 }

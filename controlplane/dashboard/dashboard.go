@@ -147,6 +147,9 @@ func (d *Dashboard) Handler() http.Handler {
 	mux.HandleFunc("GET /dashboard/certificates/{id}/turn-on", d.authed(d.turnOnPage, false))
 	mux.HandleFunc("POST /dashboard/certificates/{id}/turn-on", d.authed(d.turnOn, true))
 	mux.HandleFunc("GET /dashboard/certificates/{id}/download", d.authed(d.download, false))
+	mux.HandleFunc("GET /dashboard/devices", d.authed(d.devicesPage, false))
+	mux.HandleFunc("GET /dashboard/settings", d.authed(d.settingsPage, false))
+	mux.HandleFunc("POST /dashboard/settings", d.authed(d.saveSettings, true))
 
 	mux.HandleFunc("/dashboard/", func(w http.ResponseWriter, r *http.Request) {
 		d.errorPage(w, r, nil, http.StatusNotFound, "No such page.")

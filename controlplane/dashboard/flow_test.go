@@ -55,7 +55,6 @@ func TestBrowserWriteFlow(t *testing.T) {
 	require.NoError(t, json.Unmarshal(body, &got))
 	assert.Equal(t, "inactive", got.Result.Status)
 	assert.Contains(t, eval[string](t, ctx, `document.getElementById("quota").textContent`), "1 of 3 generations used")
-	screenshot(t, ctx, "dashboard-certificates")
 
 	// Activate: Pending, then Available on screen without a reload.
 	submit(t, ctx, "activate", chromedp.CSS(fmt.Sprintf(`#cert-%s button.activate`, id)))
@@ -66,15 +65,80 @@ func TestBrowserWriteFlow(t *testing.T) {
 	assert.Contains(t, eval[string](t, ctx, `document.getElementById("live").textContent`), "is now Available",
 		"the change is announced to screen readers")
 
-	// Confirm and turn on.
+	// Two devices check in: one trusts both roots, one only the first.
+	// Readiness is 1 of 2 (50%), below the default minimum of 95%.
+	fps := map[string]string{}
+	for _, c := range []string{initial, id} {
+		code, body := p.api(t, http.MethodGet, "/gateway/certificates/"+c, nil)
+		require.Equal(t, http.StatusOK, code)
+		var cert struct {
+			Result struct{ Fingerprint string } `json:"result"`
+		}
+		require.NoError(t, json.Unmarshal(body, &cert))
+		fps[c] = cert.Result.Fingerprint
+	}
+	p.checkIn(t, "laptop-ready", "linux", fps[initial], fps[id])
+	p.checkIn(t, "laptop-behind", "darwin", fps[initial])
+	step(t, ctx, "reload the list", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("certs")))
+	assert.Equal(t, "trusted on 1 of 2 devices", eval[string](t, ctx,
+		fmt.Sprintf(`document.querySelector("#cert-%s td.readiness a").textContent`, id)))
+	screenshot(t, ctx, "dashboard-certificates")
+
+	// Turning it on is refused by the guard, with the API's message; the
+	// override turns it on.
 	step(t, ctx, "open the turn-on page", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#cert-%s a.turnon`, id))),
 		chromedp.WaitVisible(chromedp.ID("confirm-turn-on")))
+	assert.Contains(t, eval[string](t, ctx, `document.getElementById("readiness").textContent`), "trusted on 1 of 2 devices (50%")
+	assert.Contains(t, eval[string](t, ctx, `document.getElementById("guard").textContent`), "laptop-behind", "the guard lists the device not ready")
 	checkAccessible(t, ctx, "turn-on")
 	screenshot(t, ctx, "dashboard-turn-on")
-	submit(t, ctx, "confirm", chromedp.CSS("#confirm-turn-on"))
+	submit(t, ctx, "confirm without the override", chromedp.CSS("#confirm-turn-on"))
+	code, apiBody := p.api(t, http.MethodPatch, "/gateway/configuration",
+		strings.NewReader(fmt.Sprintf(`{"settings":{"certificate":{"id":%q}}}`, id)))
+	require.Equal(t, http.StatusConflict, code, "%s", apiBody)
+	var guard struct {
+		Errors []struct{ Message string } `json:"errors"`
+	}
+	require.NoError(t, json.Unmarshal(apiBody, &guard))
+	assert.Equal(t, "Refused: "+guard.Errors[0].Message, flash(t, ctx), "the dashboard refuses with the API's message")
+	assert.Contains(t, guard.Errors[0].Message, "ready on 1 of 2 active devices (50%), below the minimum of 95%")
+	step(t, ctx, "tick the override", chromedp.Click(chromedp.ID("force")))
+	submit(t, ctx, "confirm with the override", chromedp.CSS("#confirm-turn-on"))
 	assert.Contains(t, flash(t, ctx), "Turned on")
 	assert.Equal(t, "Available and In-Use", rowStatus(t, ctx, id))
 	assert.Equal(t, "Available", rowStatus(t, ctx, initial), "the previous root is demoted to Available")
+
+	// The devices page lists both; filtered to the new root, only the one
+	// not ready.
+	step(t, ctx, "open the devices page", chromedp.Click(chromedp.CSS(`nav a[href="/dashboard/devices"]`)),
+		chromedp.WaitVisible(chromedp.ID("devices")))
+	checkAccessible(t, ctx, "devices")
+	hosts := eval[[]string](t, ctx, `Array.prototype.map.call(document.querySelectorAll("#devices tbody .name"),function(e){return e.textContent})`)
+	assert.ElementsMatch(t, []string{"laptop-ready", "laptop-behind"}, hosts)
+	screenshot(t, ctx, "dashboard-devices")
+	step(t, ctx, "filter to not ready", chromedp.SetValue(chromedp.ID("not_ready"), id), chromedp.Click(chromedp.ID("filter")),
+		chromedp.WaitVisible(chromedp.ID("filter-summary")))
+	step(t, ctx, "wait for the filtered list", chromedp.WaitVisible(chromedp.CSS(`#devices td[data-label="Missing from"]`)))
+	hosts = eval[[]string](t, ctx, `Array.prototype.map.call(document.querySelectorAll("#devices tbody .name"),function(e){return e.textContent})`)
+	assert.Equal(t, []string{"laptop-behind"}, hosts, "devices not ready for the new root")
+
+	// Settings: a refused value gets the API's words; a good one is saved.
+	step(t, ctx, "open settings", chromedp.Click(chromedp.CSS(`nav a[href="/dashboard/settings"]`)),
+		chromedp.WaitVisible(chromedp.ID("settings-form")))
+	checkAccessible(t, ctx, "settings")
+	assert.Equal(t, "95", eval[string](t, ctx, `document.getElementById("min_readiness").value`))
+	screenshot(t, ctx, "dashboard-settings")
+	step(t, ctx, "bad active days", chromedp.SetValue(chromedp.ID("device_active_days"), "0"),
+		chromedp.Evaluate[chromedp.Void](`document.getElementById("settings-form").noValidate = true`))
+	submit(t, ctx, "save bad settings", chromedp.CSS("#save-settings"))
+	assert.Contains(t, flash(t, ctx), "device_active_days must be 1..")
+	step(t, ctx, "good settings", chromedp.SetValue(chromedp.ID("min_readiness"), "50"), chromedp.SetValue(chromedp.ID("device_active_days"), "14"))
+	submit(t, ctx, "save settings", chromedp.CSS("#save-settings"))
+	assert.Equal(t, "Settings saved.", flash(t, ctx))
+	code, body = p.apiPath(t, http.MethodGet, "/certplane/settings")
+	require.Equal(t, http.StatusOK, code)
+	assert.JSONEq(t, `{"min_readiness":0.5,"device_active_days":14}`, string(resultOf(t, body)))
+	step(t, ctx, "back to the list", chromedp.Click(chromedp.CSS(`nav a[href="/dashboard/certificates"]`)), chromedp.WaitVisible(chromedp.ID("certs")))
 
 	// Download both formats and compare them with the API's.
 	for _, format := range []string{"pem", "crt"} {
@@ -92,7 +156,7 @@ func TestBrowserWriteFlow(t *testing.T) {
 		var csrf=document.querySelector('input[name=csrf_token]').value;
 		return fetch("/dashboard/certificates/%s/deactivate",{method:"POST",body:new URLSearchParams({csrf_token:csrf})})
 			.then(function(r){return r.text().then(function(t){return [String(r.status),t]})});})()`, id))
-	code, apiBody := p.api(t, http.MethodPost, "/gateway/certificates/"+id+"/deactivate", nil)
+	code, apiBody = p.api(t, http.MethodPost, "/gateway/certificates/"+id+"/deactivate", nil)
 	require.Equal(t, http.StatusConflict, code)
 	var env struct {
 		Errors []struct{ Message string } `json:"errors"`

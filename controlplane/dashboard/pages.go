@@ -67,7 +67,7 @@ var templateFuncs = template.FuncMap{
 // parsePages parses each page with the shared layout.
 func parsePages() (map[string]*template.Template, error) {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"login", "error", "certificates", "turn-on"} {
+	for _, name := range []string{"login", "error", "certificates", "turn-on", "devices", "settings"} {
 		t, err := template.New("layout.html").Funcs(templateFuncs).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("dashboard: template %s: %w", name, err)
@@ -87,7 +87,9 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, ss *session, 
 		if a, err := d.svc.Store().Account(r.Context(), ss.p.AccountID); err == nil {
 			p.AccountName = a.Name
 		}
-		if p.Flash == "" {
+		// The live update's refetch (?live=1) must not eat a message meant
+		// for the page the browser is about to load.
+		if p.Flash == "" && r.URL.Query().Get("live") == "" {
 			p.Flash, p.FlashErr = d.sessions.takeFlash(ss)
 		}
 	}
@@ -117,21 +119,27 @@ func (d *Dashboard) internalError(w http.ResponseWriter, r *http.Request, ss *se
 // refuse answers a Service error with the API's status and message,
 // showing the certificates page (or the turn-on page) with the refusal.
 func (d *Dashboard) refuse(w http.ResponseWriter, r *http.Request, ss *session, err error) {
-	status, msgs := controlplane.ErrorResponse(err, r.URL.Path)
+	status, msg := errorMessage(err, r.URL.Path)
 	if status >= 500 {
 		d.internalError(w, r, ss, err)
 		return
 	}
-	parts := make([]string, len(msgs))
-	for i, m := range msgs {
-		parts[i] = m.Message
-	}
-	msg := "Refused: " + strings.Join(parts, "; ")
 	if status == http.StatusUnauthorized || status == http.StatusForbidden {
 		d.errorPage(w, r, ss, status, msg)
 		return
 	}
 	d.renderCertificates(w, r, ss, status, msg)
+}
+
+// errorMessage is the API's status and message for a Service error, as
+// the dashboard shows it.
+func errorMessage(err error, path string) (int, string) {
+	status, msgs := controlplane.ErrorResponse(err, path)
+	parts := make([]string, len(msgs))
+	for i, m := range msgs {
+		parts[i] = m.Message
+	}
+	return status, "Refused: " + strings.Join(parts, "; ")
 }
 
 // done records a success message and sends the browser back to the list

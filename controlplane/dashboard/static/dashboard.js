@@ -47,17 +47,25 @@
     var announce = document.getElementById("live");
     var rev = table.dataset.revision;
     var delay = 0;
+    // Leaving the page (a form submission, a link) stops the feed, so a
+    // refetch never races the page the browser is loading.
+    var stopped = false;
+    var ctl = new AbortController();
+    function stop() { stopped = true; ctl.abort(); }
+    document.addEventListener("submit", stop);
+    window.addEventListener("pagehide", stop);
     function statuses(t) {
       var m = {};
       t.querySelectorAll("tbody tr[data-id]").forEach(function (tr) { m[tr.dataset.id] = tr.dataset.status; });
       return m;
     }
     function swap() {
-      return fetch(window.location.pathname, { credentials: "same-origin", cache: "no-store" }).then(function (r) {
+      return fetch(window.location.pathname + "?live=1", { credentials: "same-origin", cache: "no-store", signal: ctl.signal }).then(function (r) {
         if (r.status === 401 || r.redirected) { window.location.assign("/dashboard/login"); throw new Error("session ended"); }
         if (!r.ok) throw new Error("HTTP " + r.status);
         return r.text();
       }).then(function (html) {
+        if (stopped) return;
         var doc = new DOMParser().parseFromString(html, "text/html");
         var fresh = doc.getElementById("certs");
         var cur = document.getElementById("certs");
@@ -89,7 +97,8 @@
       });
     }
     function poll() {
-      fetch("/dashboard/certificates.json?since=" + encodeURIComponent(rev), { credentials: "same-origin", cache: "no-store" })
+      if (stopped) return;
+      fetch("/dashboard/certificates.json?since=" + encodeURIComponent(rev), { credentials: "same-origin", cache: "no-store", signal: ctl.signal })
         .then(function (r) {
           if (r.status === 401) { window.location.assign("/dashboard/login"); throw new Error("session ended"); }
           if (!r.ok) throw new Error("HTTP " + r.status);
@@ -100,7 +109,7 @@
           if (String(j.revision) !== String(rev)) return swap();
         })
         .catch(function () { delay = Math.min(delay ? delay * 2 : 1000, 30000); })
-        .then(function () { setTimeout(poll, delay); });
+        .then(function () { if (!stopped) setTimeout(poll, delay); });
     }
     poll();
   }
