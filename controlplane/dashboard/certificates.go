@@ -217,8 +217,11 @@ func (d *Dashboard) renderCertificates(w http.ResponseWriter, r *http.Request, s
 }
 
 // certificatesJSON is the live-update feed: the account's revision, held
-// until it differs from ?since= (at most 25 s), and each certificate's
-// status word. The page's script reloads the table when it moves.
+// until it differs from ?since= (at most 25 s), whether a certificate is
+// pending, and each certificate's status word. The page's script refetches
+// the table when the revision moves. It waits on the service's ChangeHub,
+// which wakes at every committed change, pending states included (the
+// agents' hub wakes only for what agents act on).
 func (d *Dashboard) certificatesJSON(w http.ResponseWriter, r *http.Request, ss *session) {
 	ctx := r.Context()
 	account := ss.p.AccountID
@@ -228,8 +231,6 @@ func (d *Dashboard) certificatesJSON(w http.ResponseWriter, r *http.Request, ss 
 			d.jsonError(w, http.StatusBadRequest, "since must be a revision number")
 			return
 		}
-		// ChangeHub: every committed change, pending states included (the
-		// agents' hub wakes only for what agents act on).
 		_, err = d.svc.ChangeHub().Wait(ctx, d.stopping.Done(), account, min(25*time.Second, longpoll.MaxWait), func(ctx context.Context) (int64, bool, error) {
 			rev, err := d.svc.Store().Revision(ctx, account)
 			return rev, rev == seen, err
@@ -252,10 +253,14 @@ func (d *Dashboard) certificatesJSON(w http.ResponseWriter, r *http.Request, ss 
 	}
 	out := struct {
 		Revision     int64  `json:"revision"`
+		Pending      bool   `json:"pending"`
 		Certificates []item `json:"certificates"`
 	}{Revision: rev, Certificates: make([]item, len(certs))}
 	for i, c := range certs {
 		out.Certificates[i] = item{c.ID, StatusLabel(c.Status, c.InUse)}
+		if _, pending := storage.Target(c.Status); pending {
+			out.Pending = true
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	json.NewEncoder(w).Encode(out)

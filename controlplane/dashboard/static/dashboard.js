@@ -96,11 +96,12 @@
         }
       });
     }
+    // The feed holds the request until the revision moves (or 25 s).
     function poll() {
       if (stopped) return;
       fetch("/dashboard/certificates.json?since=" + encodeURIComponent(rev), { credentials: "same-origin", cache: "no-store", signal: ctl.signal })
         .then(function (r) {
-          if (r.status === 401) { window.location.assign("/dashboard/login"); throw new Error("session ended"); }
+          if (r.status === 401) { window.location.assign("/dashboard/login?ended=expired"); throw new Error("session ended"); }
           if (!r.ok) throw new Error("HTTP " + r.status);
           return r.json();
         })
