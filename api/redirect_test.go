@@ -97,6 +97,11 @@ func TestRedirectsAreNeverFollowed(t *testing.T) {
 		"get":      func(c *Client) error { _, err := c.Get(context.Background(), "abc"); return err },
 		"download": func(c *Client) error { _, err := c.Download(context.Background(), "abc", "pem"); return err },
 		"activate": func(c *Client) error { _, err := c.Activate(context.Background(), "abc"); return err },
+		"check-in": func(c *Client) error {
+			_, err := c.CheckIn(context.Background(), "0123456789abcdef0123456789abcdef", "secret", CheckIn{Hostname: "h", OS: "linux"})
+			return err
+		},
+		"readiness": func(c *Client) error { _, err := c.Readiness(context.Background(), "abc"); return err },
 	}
 	// The caller's client follows redirects by default; NewClient must not
 	// inherit that.
