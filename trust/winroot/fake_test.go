@@ -31,6 +31,10 @@ type fakeMachine struct {
 	vanishBeforeDelete bool
 	// distrusted fingerprints fail chain building (CERT_TRUST_IS_EXPLICIT_DISTRUST).
 	distrusted map[trust.Fingerprint]bool
+	// policyTrusted fingerprints are trusted by the chain engine through
+	// another physical store of ROOT (Group Policy's), which Enum of the
+	// registry store does not list and Delete does not reach.
+	policyTrusted map[trust.Fingerprint]bool
 
 	opens, closes, adds, deletes int
 }
@@ -46,7 +50,7 @@ type fakeCert struct {
 }
 
 func newFakeMachine() *fakeMachine {
-	return &fakeMachine{admin: true, distrusted: map[trust.Fingerprint]bool{}}
+	return &fakeMachine{admin: true, distrusted: map[trust.Fingerprint]bool{}, policyTrusted: map[trust.Fingerprint]bool{}}
 }
 
 // seed puts a certificate into the store as another tool would.
@@ -156,6 +160,9 @@ func (h *fakeHandle) Verify(der []byte) error {
 	fp := trust.FingerprintOf(der)
 	if h.m.distrusted[fp] {
 		return errors.New("CertGetCertificateChain: chain error status 0x04000000 ([explicitly distrusted])")
+	}
+	if h.m.policyTrusted[fp] {
+		return nil
 	}
 	for _, c := range h.m.certs {
 		if bytes.Equal(c.der, der) && (c.addedBy == nil || c.addedBy.closed) {

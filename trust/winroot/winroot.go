@@ -217,7 +217,7 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	results := make([]trust.Result, len(changes))
-	added, err := s.write(ctx, changes, results)
+	added, removed, err := s.write(ctx, changes, results)
 	if err != nil {
 		for i, c := range changes {
 			if results[i].Status == "" {
@@ -226,17 +226,80 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		}
 		return results
 	}
-	s.verifyAdded(changes, results, added)
+	s.verify(changes, results, added, removed)
 	return results
+}
+
+// verify checks the batch's writes through one fresh read-only handle,
+// opened after the writer closed.
+func (s *Store) verify(changes []trust.Change, results []trust.Result, added []int, removed []removal) {
+	last := map[trust.Fingerprint]int{}
+	for i, c := range changes {
+		last[c.FP] = i
+	}
+	var check []removal
+	for _, r := range removed {
+		if results[r.i].Status == trust.StatusOK && last[changes[r.i].FP] == r.i {
+			check = append(check, r)
+		}
+	}
+	if len(added) == 0 && len(check) == 0 {
+		return
+	}
+	st, err := s.open(false)
+	if err != nil {
+		err = fmt.Errorf("trust/winroot: open %s to verify: %w", StorePath, err)
+		for _, i := range added {
+			results[i] = trust.Failed(changes[i], err)
+		}
+		for _, r := range check {
+			results[r.i] = trust.Failed(changes[r.i], err)
+		}
+		return
+	}
+	defer st.Close()
+	s.verifyAdded(st, changes, results, added)
+	s.verifyRemoved(st, changes, results, check)
+}
+
+// removal is a delete the batch made: the change's index and the
+// certificate deleted, for verifyRemoved.
+type removal struct {
+	i   int
+	der []byte
+}
+
+// verifyRemoved checks each root the batch deleted (and did not install
+// again later in the batch): still
+// listed in ROOT is a failure; no longer listed but still trusted by the
+// chain engine means another physical store of the ROOT collection (Group
+// Policy's, the enterprise one) holds a copy we did not write, so the
+// removal is skipped with that reason, never reported done.
+func (s *Store) verifyRemoved(st certStore, changes []trust.Change, results []trust.Result, check []removal) {
+	if len(check) == 0 {
+		return
+	}
+	after, err := st.Enum()
+	for _, r := range check {
+		c := changes[r.i]
+		switch {
+		case err != nil:
+			results[r.i] = trust.Failed(c, fmt.Errorf("trust/winroot: list %s to verify the delete of %s: %w", StorePath, c.FP.Short(), err))
+		case len(matching(after, c.FP)) > 0:
+			results[r.i] = trust.Failed(c, fmt.Errorf("trust/winroot: %s is still in %s after the delete", c.FP.Short(), StorePath))
+		case st.Verify(r.der) == nil:
+			results[r.i] = trust.Skipped(c, fmt.Sprintf("deleted from %s, but the machine still trusts it through a copy in another physical store (Group Policy, enterprise) that we did not write; not removed", StorePath))
+		}
+	}
 }
 
 // write performs the changes through one writing handle, which it closes
 // before returning. It fills results for every change except the installs
 // it returns (their indexes), which are in the store and await verification.
-func (s *Store) write(ctx context.Context, changes []trust.Change, results []trust.Result) (added []int, err error) {
+func (s *Store) write(ctx context.Context, changes []trust.Change, results []trust.Result) (added []int, removed []removal, err error) {
 	st, err := s.open(true)
 	if err != nil {
-		return nil, fmt.Errorf("trust/winroot: open %s for writing: %w", StorePath, err)
+		return nil, nil, fmt.Errorf("trust/winroot: open %s for writing: %w", StorePath, err)
 	}
 	defer func() {
 		if cerr := st.Close(); cerr != nil && err == nil {
@@ -245,16 +308,23 @@ func (s *Store) write(ctx context.Context, changes []trust.Change, results []tru
 	}()
 	certs, err := st.Enum()
 	if err != nil {
-		return nil, fmt.Errorf("trust/winroot: list %s: %w", StorePath, err)
+		return nil, nil, fmt.Errorf("trust/winroot: list %s: %w", StorePath, err)
 	}
 	for i, c := range changes {
 		if err := ctx.Err(); err != nil {
 			results[i] = trust.Failed(c, fmt.Errorf("trust/winroot: %w", err))
 			continue
 		}
+		var der []byte
+		if idx := matching(certs, c.FP); c.Op == trust.OpRemove && len(idx) > 0 {
+			der = certs[idx[0]].DER
+		}
 		var r trust.Result
 		var wrote bool
 		certs, r, wrote = s.apply(st, certs, c)
+		if der != nil && r.Status == trust.StatusOK {
+			removed = append(removed, removal{i: i, der: der})
+		}
 		if wrote {
 			added = append(added, i)
 			continue
@@ -272,24 +342,12 @@ func (s *Store) write(ctx context.Context, changes []trust.Change, results []tru
 			})
 		}
 	}
-	return added, nil
+	return added, removed, nil
 }
 
-// verifyAdded asks the machine's chain engine, through a fresh read-only
-// handle, whether each root the batch added is trusted.
-func (s *Store) verifyAdded(changes []trust.Change, results []trust.Result, added []int) {
-	if len(added) == 0 {
-		return
-	}
-	st, err := s.open(false)
-	if err != nil {
-		err = fmt.Errorf("trust/winroot: open %s to verify: %w", StorePath, err)
-		for _, i := range added {
-			results[i] = trust.Failed(changes[i], err)
-		}
-		return
-	}
-	defer st.Close()
+// verifyAdded asks the machine's chain engine whether each root the batch
+// added is trusted.
+func (s *Store) verifyAdded(st certStore, changes []trust.Change, results []trust.Result, added []int) {
 	for _, i := range added {
 		c := changes[i]
 		if err := st.Verify(c.Cert.X509.Raw); err != nil {

@@ -140,6 +140,24 @@ func TestRemoveVanishedRoot(t *testing.T) {
 	assert.Equal(t, 0, m.deletes)
 }
 
+// TestRemovalStillTrustedIsNotDone: our copy deleted, but the machine
+// still trusts the root through Group Policy's copy: the removal is
+// skipped with that reason, not reported done; another root of the batch
+// is removed as asked.
+func TestRemovalStillTrustedIsNotDone(t *testing.T) {
+	m := newFakeMachine()
+	s := newStore(m.open, Options{})
+	ca, other := mintCA(t, "CA", 1), mintCA(t, "Other", 2)
+	requireOK(t, s.Apply(context.Background(), []trust.Change{install(ca), install(other)}))
+	m.policyTrusted[ca.FP] = true
+	rs := s.Apply(context.Background(), []trust.Change{remove(ca.FP), remove(other.FP)})
+	require.Len(t, rs, 2)
+	assert.Equal(t, trust.StatusSkipped, rs[0].Status)
+	assert.Contains(t, rs[0].Reason, "still trusts it")
+	assert.Equal(t, trust.StatusOK, rs[1].Status)
+	assert.False(t, m.has(ca.FP), "our copy is gone")
+}
+
 func TestPresentRootKeepsItsProperties(t *testing.T) {
 	m := newFakeMachine()
 	s := newStore(m.open, Options{})
