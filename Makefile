@@ -11,8 +11,14 @@ LDFLAGS  := -s -w -X github.com/certagent/certagent/internal/buildinfo.Version=$
 GOFLAGS_BUILD := -trimpath -ldflags '$(LDFLAGS)'
 BIN      := bin
 PLATFORMS := linux/amd64 linux/arm64 darwin/amd64 darwin/arm64 windows/amd64 windows/arm64
+# The tools have modules of their own, so the product's go.mod lists only
+# what certagent and certplane link. `go ... ./...` at the root does not
+# enter them: every target that runs over the tree visits each.
+TOOL_MODULES := packaging scripts/fleetsim
+# in-modules runs $(1) in the root module, then in each tool module.
+in-modules = $(1) && for m in $(TOOL_MODULES); do (cd $$m && $(1)) || exit 1; done
 
-.PHONY: all build test demo cross bench lint fuzz clean
+.PHONY: all build test demo cross bench lint fuzz clean fleetsim
 
 all: build
 
@@ -26,9 +32,11 @@ build:
 # that failed outside any test, e.g. did not build, counts as one failure).
 # -race: the daemon, the LocalAPI and the server are concurrent (cgo: gcc).
 test:
-	$(GO) vet ./...
+	$(call in-modules,$(GO) vet ./...)
 	$(GO) build -o $(BIN)/testsummary ./scripts/testsummary
-	CGO_ENABLED=1 $(GO) test -race -json -count=1 -timeout 60m ./... | $(BIN)/testsummary
+	{ rc=0; for m in . $(TOOL_MODULES); do \
+		(cd $$m && CGO_ENABLED=1 $(GO) test -race -json -count=1 -timeout 60m ./...) || rc=1; \
+	done; exit $$rc; } | $(BIN)/testsummary
 
 demo: build
 	./scripts/demo.sh
@@ -38,16 +46,22 @@ cross:
 	@set -e; for p in $(PLATFORMS); do \
 		os=$${p%/*}; arch=$${p#*/}; \
 		echo "cross $$os/$$arch"; \
-		GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) vet ./...; \
-		GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) ./...; \
+		for m in . $(TOOL_MODULES); do \
+			(cd $$m && GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) vet ./... && \
+			GOOS=$$os GOARCH=$$arch CGO_ENABLED=0 $(GO) build $(GOFLAGS_BUILD) -o /dev/null ./...); \
+		done; \
 	done
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...
+	$(call in-modules,$(GO) test -run '^$$' -bench . -benchmem -count=1 ./...)
+
+# bin/fleetsim, the fleet simulator behind docs/performance.md.
+fleetsim:
+	cd scripts/fleetsim && $(GO) build -o $(CURDIR)/$(BIN)/fleetsim .
 
 lint:
 	@out=$$(gofmt -l .); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
-	$(GO) vet ./...
+	$(call in-modules,$(GO) vet ./...)
 
 clean:
 	rm -rf $(BIN) dist
@@ -64,7 +78,9 @@ PKG_EPOCH   := $(shell git log -1 --format=%ct 2>/dev/null || echo 0)
 PKG_COMMITS := $(shell git rev-list --count HEAD 2>/dev/null || echo 0)
 PKG_BIN     := $(BIN)/pkg
 PKG_DIST    := dist
-MKPKG = SOURCE_DATE_EPOCH=$(PKG_EPOCH) $(GO) run ./packaging/cmd/mkpkg -describe '$(PKG_VERSION)' \
+# mkpkg is built in packaging's own module and run from the root.
+MKPKG = cd packaging && $(GO) build -trimpath -o $(CURDIR)/$(BIN)/mkpkg ./cmd/mkpkg && cd $(CURDIR) && \
+	SOURCE_DATE_EPOCH=$(PKG_EPOCH) $(BIN)/mkpkg -describe '$(PKG_VERSION)' \
 	-commits $(PKG_COMMITS) -bindir $(PKG_BIN) -out $(PKG_DIST) $(MKPKG_FLAGS)
 # pkg-bin builds certagent for GOOS $(1), GOARCH $(2), suffix $(3).
 pkg-bin = CGO_ENABLED=0 GOOS=$(1) GOARCH=$(2) $(GO) build -trimpath \

@@ -40,10 +40,17 @@ func TestMain(m *testing.M) {
 	})
 }
 
-// buildAgent builds the real certagent, stripped as releases are.
+// buildAgent builds the real certagent, stripped as releases are. It
+// builds in the product's module, which packaging's module replaces with
+// the parent directory: go list -m says where that is.
 func buildAgent(dir string) (string, error) {
+	root, err := exec.Command("go", "list", "-m", "-f", "{{.Dir}}", "github.com/certagent/certagent").Output()
+	if err != nil {
+		return "", fmt.Errorf("go list -m github.com/certagent/certagent: %w", err)
+	}
 	out := filepath.Join(dir, "certagent")
-	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "github.com/certagent/certagent/cmd/certagent")
+	cmd := exec.Command("go", "build", "-trimpath", "-ldflags", "-s -w", "-o", out, "./cmd/certagent")
+	cmd.Dir = strings.TrimSpace(string(root))
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("go build ./cmd/certagent: %v: %s", err, b)

@@ -8,9 +8,10 @@
 // bare net/http handler (wrk). Every run is bounded in time and stops by
 // itself.
 //
-//	go run ./scripts/fleetsim run   -agents 1000 -longpoll -out results/
-//	go run ./scripts/fleetsim bench -out results/
-//	go run ./scripts/fleetsim report -out results/
+//	make fleetsim    # bin/fleetsim; fleetsim is a Go module of its own
+//	bin/fleetsim run   -agents 1000 -longpoll -out results/
+//	bin/fleetsim bench -out results/
+//	bin/fleetsim report -out results/
 //
 // The numbers in docs/performance.md come from it.
 package main

@@ -38,11 +38,18 @@ type server struct {
 	stopOnce sync.Once
 }
 
-// buildCertplane compiles ./cmd/certplane into dir (run from the module
-// root, as `go run ./scripts/fleetsim` is).
+// buildCertplane compiles the product's ./cmd/certplane into dir. It runs
+// inside fleetsim's source tree (`go run` from scripts/fleetsim) or the
+// product's: fleetsim's module replaces the product's with its parent
+// directory, so go list -m finds the product from either.
 func buildCertplane(ctx context.Context, dir string) (string, error) {
+	root, err := exec.CommandContext(ctx, "go", "list", "-m", "-f", "{{.Dir}}", "github.com/certagent/certagent").Output()
+	if err != nil {
+		return "", fmt.Errorf("fleetsim: find the certagent module (run inside the source tree, or pass -certplane): %w", err)
+	}
 	out := filepath.Join(dir, "certplane")
 	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-o", out, "./cmd/certplane")
+	cmd.Dir = strings.TrimSpace(string(root))
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		return "", fmt.Errorf("fleetsim: go build ./cmd/certplane: %w: %s", err, b)
