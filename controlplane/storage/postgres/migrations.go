@@ -6,6 +6,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/certagent/certagent/controlplane/storage"
 )
 
 // migrations are applied in order, each once, each in its own transaction.
@@ -129,8 +131,10 @@ func Latest() int { return len(migrations) }
 // several replicas start at once ("certplan" in ASCII).
 const lockMigrate = 0x63657274706c616e
 
-// Migrate brings the schema to the newest version. Safe to run from every
-// replica at once: one migrates, the others wait and find nothing to do.
+// Migrate brings the schema to the newest version (storage.Migrate, each
+// migration in its own transaction). Safe to run from every replica at
+// once: an advisory lock lets one migrate while the others wait and then
+// find nothing to do.
 func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 	conn, err := pool.Acquire(ctx)
 	if err != nil {
@@ -144,31 +148,34 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		// A fresh context: the lock must be released even if ctx ended.
 		_, _ = conn.Exec(context.Background(), `select pg_advisory_unlock($1)`, int64(lockMigrate))
 	}()
-	if _, err := conn.Exec(ctx, `create table if not exists schema_migrations (
-		version    integer primary key,
-		applied_at timestamptz not null default now())`); err != nil {
-		return fmt.Errorf("storage/postgres: migrate: schema_migrations: %w", err)
-	}
-	var have int
-	if err := conn.QueryRow(ctx, `select coalesce(max(version), 0) from schema_migrations`).Scan(&have); err != nil {
-		return fmt.Errorf("storage/postgres: migrate: read version: %w", err)
-	}
-	if have > len(migrations) {
-		return fmt.Errorf("storage/postgres: migrate: database schema version %d is newer than this certplane (%d): %w", have, len(migrations), ErrSchemaTooNew)
-	}
-	for v := have + 1; v <= len(migrations); v++ {
-		err := pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
-			if _, err := tx.Exec(ctx, migrations[v-1]); err != nil {
-				return err
-			}
-			_, err := tx.Exec(ctx, `insert into schema_migrations (version) values ($1)`, v)
-			return err
-		})
-		if err != nil {
-			return fmt.Errorf("storage/postgres: migrate: version %d: %w", v, err)
-		}
+	if err := storage.Migrate(ctx, schemaConn{conn.Conn()}, migrations); err != nil {
+		return fmt.Errorf("storage/postgres: migrate: %w", err)
 	}
 	return nil
+}
+
+// schemaConn is storage.Schema on the connection holding the advisory lock.
+type schemaConn struct{ conn *pgx.Conn }
+
+func (s schemaConn) Version(ctx context.Context) (int, error) {
+	if _, err := s.conn.Exec(ctx, `create table if not exists schema_migrations (
+		version    integer primary key,
+		applied_at timestamptz not null default now())`); err != nil {
+		return 0, err
+	}
+	var v int
+	err := s.conn.QueryRow(ctx, `select coalesce(max(version), 0) from schema_migrations`).Scan(&v)
+	return v, err
+}
+
+func (s schemaConn) Apply(ctx context.Context, v int, statements string) error {
+	return pgx.BeginFunc(ctx, s.conn, func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, statements); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, `insert into schema_migrations (version) values ($1)`, v)
+		return err
+	})
 }
 
 // SchemaVersion returns the applied schema version (0 for none).

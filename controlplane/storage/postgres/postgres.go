@@ -34,7 +34,7 @@ import (
 const ChannelChanges = "certplane_changes"
 
 // ErrSchemaTooNew means the database was migrated by a newer certplane.
-var ErrSchemaTooNew = errors.New("storage/postgres: schema too new")
+var ErrSchemaTooNew = storage.ErrSchemaTooNew
 
 // Backend is a storage.Backend on PostgreSQL.
 type Backend struct {

@@ -223,31 +223,40 @@ var migrations = []string{
 // SchemaVersion is the schema version this build migrates to.
 var SchemaVersion = len(migrations)
 
+// migrate runs storage.Migrate in one transaction on the write
+// connection: its BEGIN IMMEDIATE holds the write lock from reading the
+// version to the commit, so two processes opening a fresh file migrate it
+// once, and a failed migration leaves the file as it was.
 func (d *DB) migrate(ctx context.Context) error {
 	tx, err := d.w.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer tx.Rollback()
-	if _, err := tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+	if err := storage.Migrate(ctx, schemaTx{tx}, migrations); err != nil {
 		return err
-	}
-	var v int
-	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v); err != nil {
-		return err
-	}
-	if v > len(migrations) {
-		return fmt.Errorf("schema version %d is newer than this certplane knows (%d): upgrade certplane", v, len(migrations))
-	}
-	for i := v; i < len(migrations); i++ {
-		if _, err := tx.ExecContext(ctx, migrations[i]); err != nil {
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
-		if _, err := tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, i+1); err != nil {
-			return fmt.Errorf("migration %d: %w", i+1, err)
-		}
 	}
 	return tx.Commit()
+}
+
+// schemaTx is storage.Schema inside migrate's transaction.
+type schemaTx struct{ tx *sql.Tx }
+
+func (s schemaTx) Version(ctx context.Context) (int, error) {
+	if _, err := s.tx.ExecContext(ctx, `CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)`); err != nil {
+		return 0, err
+	}
+	var v int
+	err := s.tx.QueryRowContext(ctx, `SELECT COALESCE(MAX(version), 0) FROM schema_version`).Scan(&v)
+	return v, err
+}
+
+func (s schemaTx) Apply(ctx context.Context, v int, statements string) error {
+	if _, err := s.tx.ExecContext(ctx, statements); err != nil {
+		return err
+	}
+	_, err := s.tx.ExecContext(ctx, `INSERT INTO schema_version (version) VALUES (?)`, v)
+	return err
 }
 
 // Version returns the schema version recorded in the database.
