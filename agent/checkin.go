@@ -292,8 +292,14 @@ func CheckInDue(st CheckInState, hash string, now time.Time) bool {
 // osVersion describes the OS release, best effort.
 func osVersion() string {
 	if runtime.GOOS == "linux" {
-		if r, err := platform.ReadOSRelease("/etc/os-release"); err == nil {
-			return clip(r.String())
+		if r, err := platform.ReadOSRelease(""); err == nil {
+			switch {
+			case r.PrettyName != "":
+				return clip(r.PrettyName)
+			case r.Name != "":
+				return clip(strings.TrimSpace(r.Name + " " + r.VersionID))
+			}
+			return clip(r.ID)
 		}
 	}
 	return ""
@@ -355,6 +361,14 @@ func (a *Agent) maybeCheckIn() {
 
 // WaitCheckIn waits for a running check-in to finish (tests, shutdown).
 func (a *Agent) WaitCheckIn() { a.checkIns.Wait() }
+
+// Close waits for a running check-in (at most its timeout) and writes the
+// status file with its outcome: what a one-shot `certagent sync` does
+// after printing its report, so the install is never what waits.
+func (a *Agent) Close() {
+	a.checkIns.Wait()
+	a.persistSnapshot(true)
+}
 
 func (a *Agent) hostname() string {
 	h, err := a.deps.Hostname()

@@ -438,7 +438,14 @@ func handleCheckIn(c *call) (any, error) {
 	if err := decodeBodyLimit(c, &in, false, MaxCheckInBytes); err != nil {
 		return nil, err
 	}
-	return c.s.CheckIn(c.r.Context(), c.account, c.device, c.r.Header.Get(api.HeaderDeviceSecret), in)
+	res, err := c.s.CheckIn(c.r.Context(), c.account, c.device, c.r.Header.Get(api.HeaderDeviceSecret), in)
+	if errors.Is(err, errCheckInRate) {
+		c.w.Header().Set("Retry-After", strconv.Itoa(int(CheckInRefill/time.Second)))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return res, nil
 }
 
 func handleListDevices(c *call) (any, error) {

@@ -242,6 +242,7 @@ func TestCheckInFlood(t *testing.T) {
 	r := f.checkIn(t, dev, id, secret, checkInBody(trustedIn(fp, "system")))
 	assert.Equal(t, http.StatusTooManyRequests, r.status)
 	assert.Equal(t, controlplane.CodeCheckInRate, errCode(r))
+	assert.Equal(t, "60", r.header.Get("Retry-After"))
 	after, _ := f.device(t, id)
 	assert.Equal(t, before.LastSeen, after.LastSeen, "nothing stored from a refused check-in")
 	assert.Empty(t, after.Roots)

@@ -74,9 +74,9 @@ json_field() { sed -n "s/.*\"$1\":\"\\([^\"]*\\)\".*/\\1/p" | head -n1; }
 step "certplane: a control plane on embedded SQLite in $WORK"
 mkdir -p "$DATA"
 ACCOUNT=$(cp_ account create --name demo 2>/dev/null)
-READ_TOKEN=$(cp_ token create --account "$ACCOUNT" --scope read 2>/dev/null)
+DEVICE_TOKEN=$(cp_ token create --account "$ACCOUNT" --scope device 2>/dev/null)
 WRITE_TOKEN=$(cp_ token create --account "$ACCOUNT" --scope write 2>/dev/null)
-ok "account $ACCOUNT, a read token for the agent, a write token for the admin"
+ok "account $ACCOUNT, a device token for the agent (list and check in, nothing else), a write token for the admin"
 "$BIN/certplane" serve --listen 127.0.0.1:0 --db "$DB" --data-dir "$DATA" --deploy-delay 1s >"$WORK/certplane.log" 2>&1 &
 CERTPLANE=$!
 PIDS+=("$CERTPLANE")
@@ -118,7 +118,7 @@ run cp_ cert list --account "$ACCOUNT"
 
 step "certagent: config with a 0600 token file, a dir: store and a bundle: store"
 umask 077
-printf '%s\n' "$READ_TOKEN" >"$WORK/token"
+printf '%s\n' "$DEVICE_TOKEN" >"$WORK/token"
 umask 022
 cat >"$WORK/config.json" <<EOF
 {
@@ -141,6 +141,12 @@ run "$BIN/certagent" sync || true
 ls "$WORK/anchors" | sed 's/^/    anchors\//'
 [[ $(ls "$WORK/anchors" | wc -l) -eq 3 ]] || die "want 3 roots in the dir: store"
 ok "3 roots in the dir: store"
+
+step "rotation readiness: the agent checked in; certplane knows which roots it trusts"
+run cp_ devices list --account "$ACCOUNT"
+run cp_ cert readiness --account "$ACCOUNT" --id "$CUSTOM"
+cp_ cert readiness --account "$ACCOUNT" --id "$CUSTOM" 2>/dev/null | grep -q 'ready on 1 of 1 active devices' || die "the device's check-in did not count"
+ok "ready on 1 of 1 active devices"
 
 # The bundle: store is the system roots plus ours in one PEM, what
 # NODE_EXTRA_CA_CERTS, REQUESTS_CA_BUNDLE or curl --cacert take.

@@ -85,6 +85,11 @@ func cmdSync(args []string) int {
 	} else {
 		printReport(os.Stdout, rep)
 	}
+	if !*dry {
+		// The report is out; now let the check-in finish (it never
+		// changes the exit code).
+		a.Close()
+	}
 	switch {
 	case err != nil:
 		return exitFor(err)
