@@ -398,3 +398,72 @@ func (s *Store) CheckReady(ctx context.Context, accountID, certID string) error 
 func (s *Store) PurgeStaleDevices(ctx context.Context) (int, error) {
 	return s.b.PurgeDevices(ctx, s.Now().Add(-PurgeAfter))
 }
+
+// Readiness counts come from per-hour buckets kept at check-in time:
+// devices per (account, hour last seen), and devices per (account,
+// fingerprint, hour, state) for partial and ready. A count over the
+// active window is then a sum over at most a few thousand bucket rows plus
+// an exact index count inside the one hour the window starts in, however
+// large the fleet.
+
+// BucketWidth is the width of a count bucket.
+const BucketWidth = time.Hour
+
+// Bucket returns the bucket of a stored time (EncodeTime).
+func Bucket(ns int64) int64 { return ns / int64(BucketWidth) }
+
+// BucketDelta is one change to a count bucket. Fingerprint "" is the
+// device bucket (State unused).
+type BucketDelta struct {
+	Fingerprint string
+	Hour        int64
+	State       Readiness
+	Delta       int
+}
+
+// BucketDeltas returns the bucket changes of replacing a device's old
+// report (had false: none) by a new one (add false: none, a deletion), in
+// one total order, so concurrent transactions lock bucket rows in the same
+// order and cannot deadlock. Missing rows are not counted (missing is
+// active minus ready minus partial).
+func BucketDeltas(had bool, oldSeen int64, oldRows []DeviceRoot, add bool, newSeen int64, newRows []DeviceRoot) []BucketDelta {
+	type key struct {
+		fp    string
+		hour  int64
+		state Readiness
+	}
+	m := map[key]int{}
+	if had {
+		m[key{"", Bucket(oldSeen), 0}]--
+		for _, r := range oldRows {
+			if r.State != Missing {
+				m[key{r.Fingerprint, Bucket(oldSeen), r.State}]--
+			}
+		}
+	}
+	if add {
+		m[key{"", Bucket(newSeen), 0}]++
+		for _, r := range newRows {
+			if r.State != Missing {
+				m[key{r.Fingerprint, Bucket(newSeen), r.State}]++
+			}
+		}
+	}
+	out := make([]BucketDelta, 0, len(m))
+	for k, d := range m {
+		if d != 0 {
+			out = append(out, BucketDelta{Fingerprint: k.fp, Hour: k.hour, State: k.state, Delta: d})
+		}
+	}
+	sort.Slice(out, func(i, j int) bool {
+		a, b := out[i], out[j]
+		if a.Fingerprint != b.Fingerprint {
+			return a.Fingerprint < b.Fingerprint
+		}
+		if a.Hour != b.Hour {
+			return a.Hour < b.Hour
+		}
+		return a.State < b.State
+	})
+	return out
+}

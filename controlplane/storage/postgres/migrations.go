@@ -122,6 +122,28 @@ create table gateways (
 );
 create index gateways_last_seen on gateways (last_seen);
 `,
+	// 5: readiness count buckets (devices per hour last seen; partial and
+	// ready devices per root per hour), filled from the rows of 3.
+	`
+create table device_buckets (
+	account_id text not null references accounts(id) on delete cascade,
+	hour       bigint not null,
+	devices    integer not null,
+	primary key (account_id, hour)
+);
+create table root_buckets (
+	account_id  text not null references accounts(id) on delete cascade,
+	fingerprint text not null,
+	state       smallint not null,
+	hour        bigint not null,
+	devices     integer not null,
+	primary key (account_id, fingerprint, state, hour)
+);
+insert into device_buckets (account_id, hour, devices)
+	select account_id, last_seen / 3600000000000, count(*) from devices group by 1, 2;
+insert into root_buckets (account_id, fingerprint, state, hour, devices)
+	select account_id, fingerprint, state, last_seen / 3600000000000, count(*) from device_roots where state > 0 group by 1, 2, 3, 4;
+`,
 }
 
 // Latest returns the schema version this build migrates to.

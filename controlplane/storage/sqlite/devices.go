@@ -39,8 +39,10 @@ func (d *DB) SaveDevice(ctx context.Context, dev storage.Device, rows []storage.
 	}
 	defer tx.Rollback()
 	var stored []byte
+	var oldSeen int64
+	var oldRows []storage.DeviceRoot
 	created := false
-	err = tx.QueryRowContext(ctx, `SELECT secret_hash FROM devices WHERE account_id = ? AND id = ?`, dev.AccountID, dev.ID).Scan(&stored)
+	err = tx.QueryRowContext(ctx, `SELECT secret_hash, last_seen FROM devices WHERE account_id = ? AND id = ?`, dev.AccountID, dev.ID).Scan(&stored, &oldSeen)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
 		created = true
@@ -57,6 +59,9 @@ func (d *DB) SaveDevice(ctx context.Context, dev storage.Device, rows []storage.
 		return false, fmt.Errorf("storage/sqlite: read device: %w", err)
 	default:
 		if err := verify(stored); err != nil {
+			return false, err
+		}
+		if oldRows, err = summaryRows(ctx, tx, dev.AccountID, dev.ID); err != nil {
 			return false, err
 		}
 		if _, err := tx.ExecContext(ctx, `UPDATE devices SET hostname = ?, os = ?, os_version = ?, agent_version = ?,
@@ -85,6 +90,10 @@ func (d *DB) SaveDevice(ctx context.Context, dev storage.Device, rows []storage.
 				return false, fmt.Errorf("storage/sqlite: insert device root: %w", err)
 			}
 		}
+	}
+	seen := storage.EncodeTime(dev.LastSeen)
+	if err := applyBuckets(ctx, tx, dev.AccountID, storage.BucketDeltas(!created, oldSeen, oldRows, true, seen, rows)); err != nil {
+		return false, err
 	}
 	if err := tx.Commit(); err != nil {
 		return false, fmt.Errorf("storage/sqlite: save device: commit: %w", err)
@@ -125,9 +134,20 @@ func (d *DB) Devices(ctx context.Context, q storage.DeviceQuery) ([]storage.Devi
 		return nil, 0, fmt.Errorf("storage/sqlite: devices: begin: %w", err)
 	}
 	defer tx.Rollback()
-	var total int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM devices `+where, args...).Scan(&total); err != nil {
-		return nil, 0, fmt.Errorf("storage/sqlite: count devices: %w", err)
+	all, err := countDevices(ctx, tx, q.AccountID, 0)
+	if err != nil {
+		return nil, 0, err
+	}
+	total := all
+	if q.Stale != nil {
+		active, err := countDevices(ctx, tx, q.AccountID, storage.EncodeTime(q.ActiveSince))
+		if err != nil {
+			return nil, 0, err
+		}
+		total = active
+		if *q.Stale {
+			total = all - active
+		}
 	}
 	rows, err := tx.QueryContext(ctx, `SELECT `+deviceCols+` FROM devices `+where+` ORDER BY last_seen DESC, id LIMIT ? OFFSET ?`,
 		append(args, q.Limit, q.Offset)...)
@@ -151,11 +171,102 @@ func (d *DB) Devices(ctx context.Context, q storage.DeviceQuery) ([]storage.Devi
 
 // DeleteDevice implements storage.DeviceBackend.
 func (d *DB) DeleteDevice(ctx context.Context, accountID, id string) (storage.Device, error) {
-	dev, err := scanDevice(d.w.QueryRowContext(ctx, `DELETE FROM devices WHERE account_id = ? AND id = ? RETURNING `+deviceCols, accountID, id))
-	if err != nil && !errors.Is(err, storage.ErrNotFound) {
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return storage.Device{}, fmt.Errorf("storage/sqlite: delete device: begin: %w", err)
+	}
+	defer tx.Rollback()
+	rows, err := summaryRows(ctx, tx, accountID, id)
+	if err != nil {
+		return storage.Device{}, err
+	}
+	dev, err := scanDevice(tx.QueryRowContext(ctx, `DELETE FROM devices WHERE account_id = ? AND id = ? RETURNING `+deviceCols, accountID, id))
+	if err != nil {
+		if errors.Is(err, storage.ErrNotFound) {
+			return dev, err
+		}
 		return dev, fmt.Errorf("storage/sqlite: delete device: %w", err)
 	}
-	return dev, err
+	if err := applyBuckets(ctx, tx, accountID, storage.BucketDeltas(true, storage.EncodeTime(dev.LastSeen), rows, false, 0, nil)); err != nil {
+		return dev, err
+	}
+	if err := tx.Commit(); err != nil {
+		return dev, fmt.Errorf("storage/sqlite: delete device: commit: %w", err)
+	}
+	return dev, nil
+}
+
+// summaryRows reads a device's counted summary rows (partial and ready).
+func summaryRows(ctx context.Context, tx *sql.Tx, accountID, id string) ([]storage.DeviceRoot, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT fingerprint, state FROM device_roots WHERE account_id = ? AND device_id = ? AND state > 0`, accountID, id)
+	if err != nil {
+		return nil, fmt.Errorf("storage/sqlite: device roots: %w", err)
+	}
+	defer rows.Close()
+	var out []storage.DeviceRoot
+	for rows.Next() {
+		var r storage.DeviceRoot
+		var st int
+		if err := rows.Scan(&r.Fingerprint, &st); err != nil {
+			return nil, fmt.Errorf("storage/sqlite: device roots: %w", err)
+		}
+		r.State = storage.Readiness(st)
+		out = append(out, r)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, fmt.Errorf("storage/sqlite: device roots: %w", err)
+	}
+	return out, nil
+}
+
+// applyBuckets applies count changes, in the order given.
+func applyBuckets(ctx context.Context, tx *sql.Tx, accountID string, ds []storage.BucketDelta) error {
+	for _, b := range ds {
+		var err error
+		if b.Fingerprint == "" {
+			_, err = tx.ExecContext(ctx, `INSERT INTO device_buckets (account_id, hour, devices) VALUES (?, ?, ?)
+				ON CONFLICT (account_id, hour) DO UPDATE SET devices = devices + excluded.devices`, accountID, b.Hour, b.Delta)
+		} else {
+			_, err = tx.ExecContext(ctx, `INSERT INTO root_buckets (account_id, fingerprint, state, hour, devices) VALUES (?, ?, ?, ?, ?)
+				ON CONFLICT (account_id, fingerprint, state, hour) DO UPDATE SET devices = devices + excluded.devices`,
+				accountID, b.Fingerprint, int(b.State), b.Hour, b.Delta)
+		}
+		if err != nil {
+			return fmt.Errorf("storage/sqlite: count buckets: %w", err)
+		}
+	}
+	return nil
+}
+
+// countDevices counts the account's devices last seen at or after since
+// (0: all): whole buckets after since's, plus an exact count inside it.
+func countDevices(ctx context.Context, tx *sql.Tx, accountID string, since int64) (int, error) {
+	var full, edge int
+	h := storage.Bucket(since)
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(devices), 0) FROM device_buckets WHERE account_id = ? AND hour > ?`, accountID, h).Scan(&full); err != nil {
+		return 0, fmt.Errorf("storage/sqlite: count devices: %w", err)
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM devices WHERE account_id = ? AND last_seen >= ? AND last_seen < ?`,
+		accountID, since, (h+1)*int64(storage.BucketWidth)).Scan(&edge); err != nil {
+		return 0, fmt.Errorf("storage/sqlite: count devices: %w", err)
+	}
+	return full + edge, nil
+}
+
+// countRoot counts the account's devices holding fp in state, last seen
+// at or after since, the same way.
+func countRoot(ctx context.Context, tx *sql.Tx, accountID, fp string, state storage.Readiness, since int64) (int, error) {
+	var full, edge int
+	h := storage.Bucket(since)
+	if err := tx.QueryRowContext(ctx, `SELECT COALESCE(SUM(devices), 0) FROM root_buckets WHERE account_id = ? AND fingerprint = ? AND state = ? AND hour > ?`,
+		accountID, fp, int(state), h).Scan(&full); err != nil {
+		return 0, fmt.Errorf("storage/sqlite: count %s: %w", state, err)
+	}
+	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM device_roots WHERE account_id = ? AND fingerprint = ? AND state = ? AND last_seen >= ? AND last_seen < ?`,
+		accountID, fp, int(state), since, (h+1)*int64(storage.BucketWidth)).Scan(&edge); err != nil {
+		return 0, fmt.Errorf("storage/sqlite: count %s: %w", state, err)
+	}
+	return full + edge, nil
 }
 
 // Readiness implements storage.DeviceBackend.
@@ -167,21 +278,19 @@ func (d *DB) Readiness(ctx context.Context, q storage.ReadinessQuery) (storage.R
 	}
 	defer tx.Rollback()
 	active := storage.EncodeTime(q.ActiveSince)
-	var total int
-	if err := tx.QueryRowContext(ctx, `SELECT COUNT(*), COALESCE(SUM(last_seen >= ?), 0) FROM devices WHERE account_id = ?`,
-		active, q.AccountID).Scan(&total, &rc.Active); err != nil {
-		return rc, fmt.Errorf("storage/sqlite: readiness: count devices: %w", err)
+	total, err := countDevices(ctx, tx, q.AccountID, 0)
+	if err != nil {
+		return rc, err
+	}
+	if rc.Active, err = countDevices(ctx, tx, q.AccountID, active); err != nil {
+		return rc, err
 	}
 	rc.StaleExcluded = total - rc.Active
-	for _, p := range []struct {
-		state storage.Readiness
-		dst   *int
-	}{{storage.Ready, &rc.Ready}, {storage.Partial, &rc.Partial}} {
-		if err := tx.QueryRowContext(ctx, `SELECT COUNT(*) FROM device_roots
-			WHERE account_id = ? AND fingerprint = ? AND state = ? AND last_seen >= ?`,
-			q.AccountID, q.Fingerprint, int(p.state), active).Scan(p.dst); err != nil {
-			return rc, fmt.Errorf("storage/sqlite: readiness: count %s: %w", p.state, err)
-		}
+	if rc.Ready, err = countRoot(ctx, tx, q.AccountID, q.Fingerprint, storage.Ready, active); err != nil {
+		return rc, err
+	}
+	if rc.Partial, err = countRoot(ctx, tx, q.AccountID, q.Fingerprint, storage.Partial, active); err != nil {
+		return rc, err
 	}
 	rc.Missing = rc.Active - rc.Ready - rc.Partial
 	rc.NotReady = []storage.NotReadyDevice{}
@@ -230,15 +339,30 @@ func (d *DB) Readiness(ctx context.Context, q storage.ReadinessQuery) (storage.R
 	return rc, nil
 }
 
-// PurgeDevices implements storage.DeviceBackend.
+// PurgeDevices implements storage.DeviceBackend. The cut is rounded down
+// to a bucket boundary, so whole buckets go with their devices.
 func (d *DB) PurgeDevices(ctx context.Context, before time.Time) (int, error) {
-	res, err := d.w.ExecContext(ctx, `DELETE FROM devices WHERE last_seen < ?`, storage.EncodeTime(before))
+	h := storage.Bucket(storage.EncodeTime(before))
+	tx, err := d.w.BeginTx(ctx, nil)
+	if err != nil {
+		return 0, fmt.Errorf("storage/sqlite: purge devices: begin: %w", err)
+	}
+	defer tx.Rollback()
+	res, err := tx.ExecContext(ctx, `DELETE FROM devices WHERE last_seen < ?`, h*int64(storage.BucketWidth))
 	if err != nil {
 		return 0, fmt.Errorf("storage/sqlite: purge devices: %w", err)
 	}
 	n, err := res.RowsAffected()
 	if err != nil {
 		return 0, fmt.Errorf("storage/sqlite: purge devices: %w", err)
+	}
+	for _, q := range []string{`DELETE FROM device_buckets WHERE hour < ?`, `DELETE FROM root_buckets WHERE hour < ?`} {
+		if _, err := tx.ExecContext(ctx, q, h); err != nil {
+			return 0, fmt.Errorf("storage/sqlite: purge buckets: %w", err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		return 0, fmt.Errorf("storage/sqlite: purge devices: commit: %w", err)
 	}
 	return int(n), nil
 }

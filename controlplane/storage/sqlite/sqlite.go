@@ -218,6 +218,26 @@ var migrations = []string{
 		PRIMARY KEY (account_id, id)
 	);
 	CREATE INDEX gateways_last_seen ON gateways(last_seen);`,
+	// 5: readiness count buckets (devices per hour last seen; partial and
+	// ready devices per root per hour), filled from the rows of 3.
+	`CREATE TABLE device_buckets (
+		account_id TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		hour       INTEGER NOT NULL,
+		devices    INTEGER NOT NULL,
+		PRIMARY KEY (account_id, hour)
+	) WITHOUT ROWID;
+	CREATE TABLE root_buckets (
+		account_id  TEXT NOT NULL REFERENCES accounts(id) ON DELETE CASCADE,
+		fingerprint TEXT NOT NULL,
+		state       INTEGER NOT NULL,
+		hour        INTEGER NOT NULL,
+		devices     INTEGER NOT NULL,
+		PRIMARY KEY (account_id, fingerprint, state, hour)
+	) WITHOUT ROWID;
+	INSERT INTO device_buckets (account_id, hour, devices)
+		SELECT account_id, last_seen / 3600000000000, COUNT(*) FROM devices GROUP BY 1, 2;
+	INSERT INTO root_buckets (account_id, fingerprint, state, hour, devices)
+		SELECT account_id, fingerprint, state, last_seen / 3600000000000, COUNT(*) FROM device_roots WHERE state > 0 GROUP BY 1, 2, 3, 4;`,
 }
 
 // SchemaVersion is the schema version this build migrates to.
