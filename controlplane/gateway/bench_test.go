@@ -14,8 +14,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -68,6 +71,65 @@ func BenchmarkRequests(b *testing.B) {
 			b.ReportMetric(float64(b.N)/time.Since(start).Seconds(), "req/s")
 		})
 	}
+}
+
+// TestThroughputSideBySide is the requests/s comparison made fair on a
+// shared machine: rounds of a few seconds alternate between the tunnel and
+// the inspected path, and the medians and the per-round ratios are
+// reported (a measurement, run by scripts/gateway-bench.sh).
+//
+//	CERTPLANE_GATEWAY_ROUNDS=5 go test -run TestThroughputSideBySide -v ./controlplane/gateway
+func TestThroughputSideBySide(t *testing.T) {
+	rounds, _ := strconv.Atoi(os.Getenv("CERTPLANE_GATEWAY_ROUNDS"))
+	if rounds <= 0 {
+		t.Skip("a measurement, not a test: set CERTPLANE_GATEWAY_ROUNDS=5")
+	}
+	p := newPlane(t)
+	o := startOrigin(t, bytes.Repeat([]byte("x"), 1024))
+	u := "https://localhost:" + o.port + "/"
+	tunnel := startGateway(t, p, gateway.Config{UpstreamRoots: o.ca.Pool(), NoInspect: []string{"localhost"}}).client(o.ca.Pool(), false)
+	inspected := startGateway(t, p, gateway.Config{UpstreamRoots: o.ca.Pool()}).client(pool(p.inUseRoot(t)), false)
+	run := func(c *http.Client) float64 {
+		const workers = 8
+		var n atomic.Int64
+		end := time.Now().Add(3 * time.Second)
+		start := time.Now()
+		var wg sync.WaitGroup
+		for range workers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for time.Now().Before(end) {
+					resp, err := c.Get(u)
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					n.Add(1)
+				}
+			}()
+		}
+		wg.Wait()
+		return float64(n.Load()) / time.Since(start).Seconds()
+	}
+	run(tunnel) // warm both: connections open, leaf minted
+	run(inspected)
+	var rt, ri, ratio []float64
+	for r := range rounds {
+		a, b := run(tunnel), run(inspected)
+		rt, ri, ratio = append(rt, a), append(ri, b), append(ratio, b/a)
+		t.Logf("round %d: tunnel %.0f req/s, inspected %.0f req/s, ratio %.2f", r+1, a, b, b/a)
+	}
+	t.Logf("median of %d rounds (1 KiB, 8 clients, kept-alive HTTP/1.1): tunnel %.0f req/s, inspected %.0f req/s, ratio of medians %.2f; per-round ratios %.2f..%.2f",
+		rounds, median(rt), median(ri), median(ri)/median(rt), slices.Min(ratio), slices.Max(ratio))
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	return s[len(s)/2]
 }
 
 // BenchmarkHandshake measures one CONNECT and TLS handshake through the
