@@ -90,7 +90,7 @@ func TestThroughputSideBySide(t *testing.T) {
 	tunnel := startGateway(t, p, gateway.Config{UpstreamRoots: o.ca.Pool(), NoInspect: []string{"localhost"}}).client(o.ca.Pool(), false)
 	inspected := startGateway(t, p, gateway.Config{UpstreamRoots: o.ca.Pool()}).client(pool(p.inUseRoot(t)), false)
 	run := func(c *http.Client) float64 {
-		const workers = 8
+		const workers = 32
 		var n atomic.Int64
 		end := time.Now().Add(3 * time.Second)
 		start := time.Now()
@@ -122,7 +122,7 @@ func TestThroughputSideBySide(t *testing.T) {
 		rt, ri, ratio = append(rt, a), append(ri, b), append(ratio, b/a)
 		t.Logf("round %d: tunnel %.0f req/s, inspected %.0f req/s, ratio %.2f", r+1, a, b, b/a)
 	}
-	t.Logf("median of %d rounds (1 KiB, 8 clients, kept-alive HTTP/1.1): tunnel %.0f req/s, inspected %.0f req/s, ratio of medians %.2f; per-round ratios %.2f..%.2f",
+	t.Logf("median of %d rounds (1 KiB, 32 clients, kept-alive HTTP/1.1): tunnel %.0f req/s, inspected %.0f req/s, ratio of medians %.2f; per-round ratios %.2f..%.2f",
 		rounds, median(rt), median(ri), median(ri)/median(rt), slices.Min(ratio), slices.Max(ratio))
 }
 
