@@ -18,7 +18,7 @@ TOOL_MODULES := packaging scripts/fleetsim
 # in-modules runs $(1) in the root module, then in each tool module.
 in-modules = $(1) && for m in $(TOOL_MODULES); do (cd $$m && $(1)) || exit 1; done
 
-.PHONY: all build test demo cross bench lint fuzz clean fleetsim
+.PHONY: all build test demo cross bench lint fuzz clean fleetsim screenshots
 
 all: build
 
@@ -65,6 +65,11 @@ lint:
 
 clean:
 	rm -rf $(BIN) dist
+
+# docs/dashboard-*.png: headless Chromium's screenshots of every dashboard
+# page, taken by the browser tests against a real certplane serve.
+screenshots:
+	CERTPLANE_SCREENSHOTS=$(CURDIR)/docs $(GO) test -count=1 -run '^TestBrowser' ./controlplane/dashboard/
 
 # Native packages into dist/, with SHA256SUMS (packaging/README.md):
 #   make package            deb, rpm, apk, Arch (amd64, arm64), x64 MSI, macOS pkg

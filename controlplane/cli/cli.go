@@ -98,6 +98,9 @@ Example: a server and an agent token in four lines
   ACCOUNT=$(certplane account create --db sqlite:/tmp/cp/certplane.db --data-dir /tmp/cp --name acme)
   TOKEN=$(certplane token create --db sqlite:/tmp/cp/certplane.db --account "$ACCOUNT" --scope device)
   curl -H "Authorization: Bearer $TOKEN" http://127.0.0.1:8080/client/v4/accounts/$ACCOUNT/gateway/certificates
+
+The dashboard is on the same listener: open http://127.0.0.1:8080/dashboard/
+and log in with a write token (full control) or a read token (read-only).
 `
 
 // Main runs certplane with args (without the program name) and returns the

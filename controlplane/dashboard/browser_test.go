@@ -26,7 +26,7 @@ import (
 
 	"github.com/certagent/certagent/api"
 	"github.com/certagent/certagent/controlplane/cli"
-	"github.com/certagent/certagent/internal/nstest"
+	"github.com/certagent/certagent/internal/testenv"
 )
 
 // chromiumPath is Debian's chromium, installed by scripts/install-deps.sh.
@@ -160,13 +160,11 @@ func (p *plane) checkIn(t *testing.T, host, osName string, fingerprints ...strin
 // directory, at a laptop-sized window.
 func newBrowser(t *testing.T) (ctx context.Context, downloads string) {
 	t.Helper()
-	if _, err := os.Stat(chromiumPath); err != nil {
-		nstest.Skipf(t, "dashboard: %s not found: install chromium (scripts/install-deps.sh)", chromiumPath)
-	}
+	chromium := testenv.RequireTool(t, chromiumPath, "chromium")
 	profile := t.TempDir()
 	downloads = t.TempDir()
 	opts := append(chromedp.DefaultExecAllocatorOptions[:],
-		chromedp.ExecPath(chromiumPath),
+		chromedp.ExecPath(chromium),
 		chromedp.UserDataDir(profile),
 		chromedp.WindowSize(1366, 900),
 		chromedp.Flag("disable-gpu", true),

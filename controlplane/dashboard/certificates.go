@@ -437,7 +437,7 @@ func (d *Dashboard) renderTurnOn(w http.ResponseWriter, r *http.Request, ss *ses
 			d.internalError(w, r, ss, err)
 			return
 		}
-		body.Guard = msg
+		body.Guard = strings.TrimPrefix(msg, "Refused: ")
 	}
 	body.Force = r.Method == http.MethodPost && r.PostFormValue("force") == "1"
 	d.render(w, r, ss, status, "turn-on", page{Title: "Confirm and turn on certificate", Nav: "certificates",
