@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"slices"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -39,12 +40,13 @@ func TestParseVersion(t *testing.T) {
 		commits  int
 		want     packaging.Version
 	}{
-		{"v1.2.3", 40, packaging.Version{Semver: "1.2.3", MSI: "1.2.3", Display: "1.2.3"}},
-		{"1.2.3", 40, packaging.Version{Semver: "1.2.3", MSI: "1.2.3", Display: "1.2.3"}},
-		{"v1.2.3-5-gabcdef0", 45, packaging.Version{Semver: "1.2.4-git5", MSI: "1.2.4.5", Display: "1.2.3-5-gabcdef0"}},
-		{"v1.2.3-5-gabcdef0-dirty", 45, packaging.Version{Semver: "1.2.4-git5", MSI: "1.2.4.5", Display: "1.2.3-5-gabcdef0-dirty"}},
-		{"abcdef0", 12, packaging.Version{Semver: "0.0.1-git12", MSI: "0.0.1.12", Display: "abcdef0"}},
-		{"abcdef0-dirty", 12, packaging.Version{Semver: "0.0.1-git12", MSI: "0.0.1.12", Display: "abcdef0-dirty"}},
+		{"v1.2.3", 40, packaging.Version{Semver: "1.2.3", MSI: "1.2.3", Mac: "1.2.3", Display: "1.2.3"}},
+		{"1.2.3", 40, packaging.Version{Semver: "1.2.3", MSI: "1.2.3", Mac: "1.2.3", Display: "1.2.3"}},
+		{"v1.2.3-dirty", 40, packaging.Version{Semver: "1.2.3", MSI: "1.2.3", Mac: "1.2.3", Display: "1.2.3-dirty"}},
+		{"v1.2.3-5-gabcdef0", 45, packaging.Version{Semver: "1.2.4-git5", MSI: "1.2.4.5", Mac: "1.2.3.5", Display: "1.2.4-git5"}},
+		{"v1.2.3-5-gabcdef0-dirty", 45, packaging.Version{Semver: "1.2.4-git5", MSI: "1.2.4.5", Mac: "1.2.3.5", Display: "1.2.4-git5-dirty"}},
+		{"abcdef0", 12, packaging.Version{Semver: "0.0.1-git12", MSI: "0.0.1.12", Mac: "0.0.0.12", Display: "0.0.1-git12"}},
+		{"abcdef0-dirty", 12, packaging.Version{Semver: "0.0.1-git12", MSI: "0.0.1.12", Mac: "0.0.0.12", Display: "0.0.1-git12-dirty"}},
 	}
 	for _, tt := range tests {
 		got, err := packaging.ParseVersion(tt.describe, tt.commits)
@@ -277,4 +279,37 @@ func TestSystemdUnit(t *testing.T) {
 		assert.NoError(t, err, "%s", out)
 		assert.Empty(t, strings.TrimSpace(string(out)), "systemd-analyze verify")
 	})
+}
+
+// TestMacVersionsAreMonotonic: in the order builds are made (a tag, commits
+// after it, the next tag), the pkg's dotted version only grows, as Jamf,
+// Munki and Intune compare it; and no file name carries a commit hash.
+func TestMacVersionsAreMonotonic(t *testing.T) {
+	builds := []struct {
+		describe string
+		commits  int
+	}{{"abcdef0", 3}, {"abcdef1", 4}, {"v1.2.3", 10}, {"v1.2.3-1-gabc1234", 11}, {"v1.2.3-12-gabc1235", 22}, {"v1.2.4", 23}, {"v1.10.0-2-gabc1236", 40}}
+	dotted := func(s string) []int {
+		var out []int
+		for _, f := range strings.Split(s, ".") {
+			n, err := strconv.Atoi(f)
+			require.NoError(t, err, "%q is not dotted numbers", s)
+			out = append(out, n)
+		}
+		for len(out) < 4 {
+			out = append(out, 0)
+		}
+		return out
+	}
+	var prev []int
+	for _, b := range builds {
+		v, err := packaging.ParseVersion(b.describe, b.commits)
+		require.NoError(t, err)
+		assert.NotContains(t, v.Display, "abc", "the file name carries the commit hash")
+		cur := dotted(v.Mac)
+		if prev != nil {
+			assert.Equal(t, 1, slices.Compare(cur, prev), "%s: Mac %s must sort after the previous build's", b.describe, v.Mac)
+		}
+		prev = cur
+	}
 }

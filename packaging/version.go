@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"regexp"
 	"strconv"
-	"strings"
 )
 
 // ErrBadVersion reports a git describe string we cannot turn into a package
@@ -24,8 +23,15 @@ type Version struct {
 	// the commit count is the fourth field, which Windows Installer ignores
 	// when comparing, hence AllowSameVersionUpgrades in the WiX source.
 	MSI string
-	// Display is the git describe string without its leading "v", for the
-	// pkg and MSI names and the pkg's version.
+	// Mac is the macOS pkg's version: dotted numbers, the tag's a.b.c with
+	// the commit count after it as a fourth field ("1.2.3.5" five commits
+	// after v1.2.3, "0.0.0.12" with no tag), so Jamf, Munki and Intune,
+	// which compare dotted numbers, order it after 1.2.3 and before 1.2.4,
+	// and every later commit after it.
+	Mac string
+	// Display names the MSI and pkg files: Semver, the Linux packages'
+	// version (so every file of one build carries the same monotonic
+	// version, never a commit hash), with "-dirty" for a dirty tree.
 	Display string
 }
 
@@ -47,25 +53,27 @@ func ParseVersion(describe string, commits int) (Version, error) {
 		if maj > 255 || minor > 255 || patch > 65534 {
 			return Version{}, fmt.Errorf("%w: %q is beyond what MSI versions can hold", ErrBadVersion, describe)
 		}
+		dirty := m[6]
 		if m[4] == "" {
-			return Version{
-				Semver:  fmt.Sprintf("%d.%d.%d", maj, minor, patch),
-				MSI:     fmt.Sprintf("%d.%d.%d", maj, minor, patch),
-				Display: strings.TrimPrefix(describe, "v"),
-			}, nil
+			v := fmt.Sprintf("%d.%d.%d", maj, minor, patch)
+			return Version{Semver: v, MSI: v, Mac: v, Display: v + dirty}, nil
 		}
 		n, _ := strconv.Atoi(m[4])
+		semver := fmt.Sprintf("%d.%d.%d-git%d", maj, minor, patch+1, n)
 		return Version{
-			Semver:  fmt.Sprintf("%d.%d.%d-git%d", maj, minor, patch+1, n),
+			Semver:  semver,
 			MSI:     fmt.Sprintf("%d.%d.%d.%d", maj, minor, patch+1, n%65536),
-			Display: strings.TrimPrefix(describe, "v"),
+			Mac:     fmt.Sprintf("%d.%d.%d.%d", maj, minor, patch, n),
+			Display: semver + dirty,
 		}, nil
 	}
-	if hashRE.MatchString(describe) {
+	if m := hashRE.FindStringSubmatch(describe); m != nil {
+		semver := fmt.Sprintf("0.0.1-git%d", commits)
 		return Version{
-			Semver:  fmt.Sprintf("0.0.1-git%d", commits),
+			Semver:  semver,
 			MSI:     fmt.Sprintf("0.0.1.%d", commits%65536),
-			Display: strings.TrimPrefix(describe, "v"),
+			Mac:     fmt.Sprintf("0.0.0.%d", commits),
+			Display: semver + m[1],
 		}, nil
 	}
 	return Version{}, fmt.Errorf("%w: %q is not git describe output", ErrBadVersion, describe)

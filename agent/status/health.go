@@ -198,11 +198,11 @@ func ExitCode(ws []Warning) int {
 func StartHint(goos string) string {
 	switch goos {
 	case "darwin":
-		return "not running: sudo launchctl kickstart -k system/dev.certagent.agent ?"
+		return "not running: start it with sudo launchctl kickstart -k system/dev.certagent.agent"
 	case "windows":
-		return "not running: Start-Service certagent (or sc.exe start certagent) ?"
+		return "not running: start it with Start-Service certagent (or sc.exe start certagent)"
 	default:
-		return "not running: sudo systemctl start certagent ? (logs: journalctl -u certagent)"
+		return "not running: start it with sudo systemctl start certagent (logs: journalctl -u certagent; without systemd: sudo certagent service start)"
 	}
 }
 

@@ -220,6 +220,9 @@ func TestJSONRoundTrip(t *testing.T) {
 
 func TestStartHintPerOS(t *testing.T) {
 	for goos, want := range map[string]string{"linux": "systemctl start certagent", "darwin": "launchctl", "windows": "Start-Service"} {
+		if got := StartHint(goos); strings.Contains(got, "?") {
+			t.Errorf("%s: got %q, want a plain instruction without a stray ?", goos, got)
+		}
 		if got := StartHint(goos); !strings.Contains(got, want) {
 			t.Errorf("%s: got %q, want it to mention %q", goos, got, want)
 		}

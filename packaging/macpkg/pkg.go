@@ -43,12 +43,16 @@ var ErrBadOptions = errors.New("macpkg: bad options")
 
 // Options say what to build.
 type Options struct {
-	// Version is the package version (any string; git describe output).
+	// Version is the package version (packaging.Version.Mac: dotted
+	// numbers, which MDM tools compare).
 	Version string
+	// Name labels the file, certagent-<Name>.pkg (packaging.Version.Display);
+	// "" means Version.
+	Name string
 	// AMD64 and ARM64 are the darwin builds joined into one universal
 	// binary.
 	AMD64, ARM64 string
-	// OutDir receives certagent-<Version>.pkg.
+	// OutDir receives certagent-<Name>.pkg.
 	OutDir string
 	// MTime is stamped on every entry (SOURCE_DATE_EPOCH); zero means the
 	// Unix epoch.
@@ -63,8 +67,14 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if opts.Version == "" || opts.AMD64 == "" || opts.ARM64 == "" || opts.OutDir == "" {
 		return "", fmt.Errorf("%w: version, both binaries and out dir are required", ErrBadOptions)
 	}
+	if opts.Name == "" {
+		opts.Name = opts.Version
+	}
 	if strings.ContainsAny(opts.Version, "/\\<>&\"'") {
 		return "", fmt.Errorf("%w: version %q", ErrBadOptions, opts.Version)
+	}
+	if strings.ContainsAny(opts.Name, "/\\<>&\"'") {
+		return "", fmt.Errorf("%w: name %q", ErrBadOptions, opts.Name)
 	}
 	if (opts.SignCert == "") != (opts.SignKey == "") {
 		return "", fmt.Errorf("%w: signing needs both a certificate and a key", ErrBadOptions)
@@ -145,7 +155,7 @@ func Build(ctx context.Context, opts Options) (string, error) {
 	if err := os.MkdirAll(opts.OutDir, 0o755); err != nil {
 		return "", fmt.Errorf("macpkg: out dir: %w", err)
 	}
-	dst := filepath.Join(opts.OutDir, "certagent-"+opts.Version+".pkg")
+	dst := filepath.Join(opts.OutDir, "certagent-"+opts.Name+".pkg")
 	if err := os.WriteFile(dst, out.Bytes(), 0o644); err != nil {
 		return "", fmt.Errorf("macpkg: %w", err)
 	}

@@ -92,7 +92,7 @@ func run(args []string) error {
 			printAll(out)
 		case "macos":
 			out, err := macpkg.Build(ctx, macpkg.Options{
-				Version: v.Display, AMD64: bin("darwin", "amd64"), ARM64: bin("darwin", "arm64"),
+				Version: v.Mac, Name: v.Display, AMD64: bin("darwin", "amd64"), ARM64: bin("darwin", "arm64"),
 				OutDir: *outDir, MTime: mtime, SignCert: *pkgCert, SignKey: *pkgKey,
 			})
 			if err != nil {
