@@ -38,6 +38,16 @@ type ServiceOptions struct {
 	OnFailure func(error)
 }
 
+// WindowsRecoveryReset is when Windows forgets the service's failures.
+const WindowsRecoveryReset = 24 * time.Hour
+
+// WindowsRecoveryDelays is how long Windows waits before restarting the
+// service after its first, second and later failures. `certagent service
+// install` and the MSI (packaging/winpkg) both set exactly this.
+func WindowsRecoveryDelays() []time.Duration {
+	return []time.Duration{5 * time.Second, 5 * time.Second, 60 * time.Second}
+}
+
 // ServiceState is the service manager's view, for `certagent status`.
 type ServiceState string
 

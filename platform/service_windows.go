@@ -58,12 +58,11 @@ func (s *Service) postInstall() error {
 }
 
 func setRecovery(h *mgr.Service) error {
-	actions := []mgr.RecoveryAction{
-		{Type: mgr.ServiceRestart, Delay: 5 * time.Second},
-		{Type: mgr.ServiceRestart, Delay: 5 * time.Second},
-		{Type: mgr.ServiceRestart, Delay: 30 * time.Second},
+	var actions []mgr.RecoveryAction
+	for _, d := range WindowsRecoveryDelays() {
+		actions = append(actions, mgr.RecoveryAction{Type: mgr.ServiceRestart, Delay: d})
 	}
-	if err := h.SetRecoveryActions(actions, 86400); err != nil {
+	if err := h.SetRecoveryActions(actions, uint32(WindowsRecoveryReset/time.Second)); err != nil {
 		return fmt.Errorf("recovery actions: %w", err)
 	}
 	if err := h.SetRecoveryActionsOnNonCrashFailures(true); err != nil {

@@ -23,8 +23,10 @@ if [ -d /run/systemd/system ]; then
 	systemctl daemon-reload >/dev/null 2>&1 || true
 	systemctl enable certagent.service >/dev/null 2>&1 ||
 		echo "certagent: warning: could not enable certagent.service" >&2
-	# A missing or half-written config makes the daemon exit non-zero; the
-	# unit retries every 5 s, so the package install itself never fails.
+	# A missing or half-written config does not stop the daemon: it keeps
+	# running, answers `certagent status` ("config invalid") and starts as
+	# soon as a valid config is written (docs/daemon.md). If it does fail to
+	# start, the unit retries every 5 s and the install itself still succeeds.
 	systemctl restart certagent.service ||
 		echo "certagent: warning: certagent.service did not start; see: journalctl -u certagent" >&2
 else

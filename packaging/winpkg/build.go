@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/certagent/certagent/packaging"
+	"github.com/certagent/certagent/platform"
 )
 
 // ErrBadOptions reports options that cannot produce a package.
@@ -186,7 +187,7 @@ func Patches(version string) []string {
 		fmt.Sprintf("INSERT INTO `Upgrade` (`UpgradeCode`, `VersionMax`, `Attributes`, `ActionProperty`) VALUES ('%s', '%s', %d, 'WIX_UPGRADE_DETECTED')", UpgradeCode, version, upgradeAttrs),
 		// Service recovery through sc.exe (no ServiceConfig in wixl), right
 		// after InstallServices (5800) and before StartServices (5900).
-		fmt.Sprintf("INSERT INTO `CustomAction` (`Action`, `Type`, `Source`, `Target`) VALUES ('ServiceRecovery', %d, 'System64Folder', '\"[System64Folder]sc.exe\" failure certagent reset= 86400 actions= restart/5000/restart/5000/restart/60000')", scType),
+		fmt.Sprintf("INSERT INTO `CustomAction` (`Action`, `Type`, `Source`, `Target`) VALUES ('ServiceRecovery', %d, 'System64Folder', '\"[System64Folder]sc.exe\" failure certagent %s')", scType, ScFailureArgs()),
 		fmt.Sprintf("INSERT INTO `CustomAction` (`Action`, `Type`, `Source`, `Target`) VALUES ('ServiceRecoveryFlag', %d, 'System64Folder', '\"[System64Folder]sc.exe\" failureflag certagent 1')", scType),
 		// Delayed automatic start, as `certagent service install` sets it:
 		// after the boot rush, when the network is up.
@@ -298,4 +299,15 @@ func copyFile(src, dst string) error {
 		return fmt.Errorf("winpkg: %w", err)
 	}
 	return nil
+}
+
+// ScFailureArgs are `sc.exe failure certagent`'s arguments for the recovery
+// schedule `certagent service install` sets (platform.WindowsRecoveryDelays),
+// so the MSI and the agent agree.
+func ScFailureArgs() string {
+	var acts []string
+	for _, d := range platform.WindowsRecoveryDelays() {
+		acts = append(acts, fmt.Sprintf("restart/%d", d.Milliseconds()))
+	}
+	return fmt.Sprintf("reset= %d actions= %s", int64(platform.WindowsRecoveryReset/time.Second), strings.Join(acts, "/"))
 }

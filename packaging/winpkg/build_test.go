@@ -384,3 +384,14 @@ func TestMSIReproducible(t *testing.T) {
 	assert.Equal(t, ProductCode("1.2.3"), find(props, "Property", "ProductCode")["Value"])
 	assert.NotEqual(t, ProductCode("1.2.3"), ProductCode("1.2.4"), "a new version needs a new ProductCode")
 }
+
+// TestScFailureArgsMatchTheAgent: the MSI's sc.exe recovery is the schedule
+// `certagent service install` sets, and what the docs state.
+func TestScFailureArgsMatchTheAgent(t *testing.T) {
+	assert.Equal(t, "reset= 86400 actions= restart/5000/restart/5000/restart/60000", ScFailureArgs())
+	for _, doc := range []string{"../README.md", "../../docs/daemon.md"} {
+		b, err := os.ReadFile(doc)
+		require.NoError(t, err)
+		assert.Contains(t, strings.Join(strings.Fields(string(b)), " "), "5 s, 5 s, then 60 s", doc)
+	}
+}
