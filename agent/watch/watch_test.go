@@ -210,7 +210,7 @@ func waitWatched(t *testing.T, w *Watcher, dir string) {
 func TestTransient(t *testing.T) {
 	for name, want := range map[string]bool{
 		"cert9.db-journal": true, "cert9.db-wal": true, "key4.db-shm": true,
-		".config.json.tmp-12345": true, "cert9.db": false, "certagent-ab.crt": false, ".hidden": false,
+		".config.json.tmp-12345": true, ".certagent-tmp": true, "cert9.db": false, "certagent-ab.crt": false, ".hidden": false,
 	} {
 		if got := transient(name); got != want {
 			t.Errorf("transient(%q): got %v, want %v", name, got, want)
