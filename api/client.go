@@ -550,7 +550,16 @@ func (c *Client) failure(method, path string, resp *http.Response, raw []byte) e
 		e.Location = clean(loc, 200)
 	}
 	env, err := decodeEnvelope(resp, raw)
-	if err == nil {
+	if err != nil {
+		// A failure's messages are only words for the admin, whatever its
+		// Content-Type says; an answer that changes the desired set must
+		// still be labelled JSON (decodeEnvelope).
+		var plain Envelope
+		if json.Unmarshal(raw, &plain) == nil {
+			env = &plain
+		}
+	}
+	if env != nil {
 		e.Errors = c.withoutToken(env.Errors)
 	}
 	if len(e.Errors) == 0 {

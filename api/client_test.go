@@ -299,6 +299,7 @@ func TestErrorClasses(t *testing.T) {
 		{"502 HTML without content type", reply{status: 502, header: map[string]string{"Content-Type": ""}, body: htmlBody}, 502, 0, false, "HTML body", 0},
 		{"503 empty", reply{status: 503, header: map[string]string{"Retry-After": "Sun, 29 Nov 2099 06:00:00 GMT"}}, 503, 0, false, "empty body", 24 * time.Hour},
 		{"500 plain text", reply{status: 500, header: map[string]string{"Content-Type": "text/plain"}, body: "upstream connect error"}, 500, 0, false, "text/plain", 0},
+		{"409 envelope labelled text/plain", reply{status: 409, header: map[string]string{"Content-Type": "text/plain; charset=utf-8"}, body: envelopeErr(2105, "certificate is in use")}, 409, 2105, false, "2105 certificate is in use", 0},
 		{"400 hostile message", reply{status: 400, body: envelopeErr(1, "bad\x1b[31m\nFAKE LOG LINE")}, 400, 1, false, "bad?[31m?FAKE", 0},
 	}
 	for _, tt := range tests {
