@@ -401,7 +401,7 @@ func (c *Client) Download(ctx context.Context, id, format string) ([]byte, error
 	}
 	resp, err := c.hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("api: GET %s: %w", path, err)
+		return nil, fmt.Errorf("api: GET %s: %w", path, c.redact(err))
 	}
 	defer resp.Body.Close()
 	body, err := readLimited(resp.Body)
@@ -499,7 +499,7 @@ func (c *Client) doWith(ctx context.Context, hc *http.Client, method, path strin
 	}
 	resp, err := hc.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("api: %s %s: %w", method, path, err)
+		return nil, fmt.Errorf("api: %s %s: %w", method, path, c.redact(err))
 	}
 	defer resp.Body.Close()
 	if resp.StatusCode == http.StatusNotModified {
@@ -582,6 +582,26 @@ func (c *Client) withoutToken(ms []Message) []Message {
 		out[i] = m
 	}
 	return out
+}
+
+// redactedError is a transport error whose text carried our token: Go's
+// HTTP client quotes a malformed header line it received, and a hostile
+// server can put the token there. The text is redacted; errors.Is still
+// sees the cause (context.Canceled, a timeout).
+type redactedError struct {
+	msg string
+	err error
+}
+
+func (e *redactedError) Error() string { return e.msg }
+func (e *redactedError) Unwrap() error { return e.err }
+
+// redact returns err with our token replaced in its text.
+func (c *Client) redact(err error) error {
+	if len(c.token) < 4 || !strings.Contains(err.Error(), c.token) {
+		return err
+	}
+	return &redactedError{msg: strings.ReplaceAll(err.Error(), c.token, "REDACTED"), err: err}
 }
 
 // bodyKind describes a body that carried no envelope errors, for Error.

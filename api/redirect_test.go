@@ -149,3 +149,37 @@ func TestRedirectLocationIsRedacted(t *testing.T) {
 	assert.NotContains(t, err.Error(), "\u009b")
 	assert.Contains(t, err.Error(), "http://127.0.0.1:1/?t=REDACTED?2J")
 }
+
+// TestTransportErrorsNeverCarryTheToken: Go's client quotes a malformed
+// header line it received; a server that echoes the token there must not
+// get it into the error (status.json is world-readable, logs are kept).
+func TestTransportErrorsNeverCarryTheToken(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			conn, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer conn.Close()
+				buf := make([]byte, 4096)
+				_, _ = conn.Read(buf)
+				io.WriteString(conn, "HTTP/1.1 200 OK\r\nX-Echo: Bearer "+testToken+"\x1b\r\n\r\n")
+			}()
+		}
+	}()
+	c, err := NewClient("http://"+ln.Addr().String()+"/client/v4", testAccount, testToken)
+	require.NoError(t, err)
+	for name, call := range map[string]func() error{
+		"list":     func() error { _, err := c.List(context.Background()); return err },
+		"download": func() error { _, err := c.Download(context.Background(), "abc", "pem"); return err },
+	} {
+		err := call()
+		require.Error(t, err, name)
+		assert.NotContains(t, err.Error(), testToken, name)
+		assert.Contains(t, err.Error(), "REDACTED", "%s: the error still says what was wrong", name)
+	}
+}
