@@ -58,7 +58,8 @@ type Listener struct {
 	OnChange func(Change)
 	// OnRevoke is called for each revocation on the listener's goroutine;
 	// when it returns, the listener acknowledges the revocation to the
-	// replica that made it. May be nil (nothing is cached: nothing to do).
+	// replica that made it. May be nil (nothing is cached: the listener
+	// still acknowledges, since RevokeToken counts it).
 	OnRevoke func(tokenID string)
 	// OnReconnect is called after the listening connection is (re)made,
 	// since notifications sent while it was down are lost: wake every
@@ -136,11 +137,14 @@ func (l *Listener) listenOnce(ctx context.Context, b *Backend) (connected bool, 
 			return true, fmt.Errorf("wait for notification: %w", err)
 		}
 		if tokenID, nonce, ok := parseRevoke(n.Payload); ok {
+			// RevokeToken counts every listener, so every one answers,
+			// including one with nothing cached (a gateway's): otherwise
+			// each revocation would wait out AckTimeout.
 			if l.OnRevoke != nil {
 				l.OnRevoke(tokenID)
-				if _, err := conn.Exec(ctx, `select pg_notify($1, $2)`, ChannelAcks, nonce); err != nil {
-					return true, fmt.Errorf("acknowledge revocation: %w", err)
-				}
+			}
+			if _, err := conn.Exec(ctx, `select pg_notify($1, $2)`, ChannelAcks, nonce); err != nil {
+				return true, fmt.Errorf("acknowledge revocation: %w", err)
 			}
 			continue
 		}
