@@ -138,3 +138,38 @@ func TestDirectoryUsers(t *testing.T) {
 	require.NoError(t, err)
 	assert.Len(t, users, 1)
 }
+
+// TestDirectoryUsersHostileAnswers: whatever getent prints, nobody beyond
+// what it properly describes is added and the passwd file's people stay.
+func TestDirectoryUsersHostileAnswers(t *testing.T) {
+	dir := t.TempDir()
+	shell := filepath.Join(dir, "bash")
+	require.NoError(t, os.WriteFile(shell, []byte("#!/bin/sh\n"), 0o755))
+	homes := filepath.Join(dir, "home")
+	for _, d := range []string{"alice", "mallory"} {
+		require.NoError(t, os.MkdirAll(filepath.Join(homes, d), 0o755))
+	}
+	pf := filepath.Join(dir, "passwd")
+	require.NoError(t, os.WriteFile(pf, []byte("alice:x:1000:1000::"+filepath.Join(homes, "alice")+":"+shell+"\n"), 0o644))
+	for name, answer := range map[string]string{
+		"malformed":   "mallory:x:notanumber:1::/home:/bin/sh\n",
+		"short":       "mallory:x:1001\n",
+		"root again":  "mallory:x:0:0::" + filepath.Join(homes, "mallory") + ":" + shell + "\n",
+		"home is /":   "mallory:x:1001:1001::/:" + shell + "\n",
+		"binary junk": "\x00\x01\xff:::\n",
+		"empty":       "",
+	} {
+		t.Run(name, func(t *testing.T) {
+			getent := filepath.Join(t.TempDir(), "getent")
+			require.NoError(t, os.WriteFile(filepath.Join(filepath.Dir(getent), "answer"), []byte(answer), 0o644))
+			require.NoError(t, os.WriteFile(getent, []byte("#!/bin/sh\n[ \"$1\" = passwd ] && cat "+filepath.Join(filepath.Dir(getent), "answer")+"\nexit 0\n"), 0o755))
+			users, err := LocalUsers(UsersOptions{PasswdFile: pf, GroupFile: filepath.Join(dir, "none"), Getent: getent, HomeRoots: []string{homes}, RunUserDir: filepath.Join(dir, "none")})
+			require.NoError(t, err)
+			var names []string
+			for _, u := range users {
+				names = append(names, u.Name)
+			}
+			assert.Equal(t, []string{"alice"}, names)
+		})
+	}
+}
