@@ -330,12 +330,12 @@ var (
 	_ trust.Refresher = (*Store)(nil)
 )
 
-// Paths implements trust.PathDeclarer: WritePaths are written and created
-// when missing; the bundle's directory is watched (the wiring is checked
-// at every pass, in Refresh).
+// Paths implements trust.PathDeclarer: WritePaths are written, created
+// when missing, and watched: a deleted drop-in triggers the pass whose
+// Refresh puts it back.
 func (s *Store) Paths() trust.Paths {
 	w := s.WritePaths()
-	return trust.Paths{Write: w, Create: w, Watch: []string{s.dir}}
+	return trust.Paths{Write: w, Create: w, Watch: w}
 }
 
 // Sweep implements trust.Sweeper: leftovers of the bundle's writes.
