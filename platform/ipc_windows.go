@@ -28,7 +28,34 @@ func listenLocalAPI(path string) (net.Listener, error) {
 		}
 		return nil, fmt.Errorf("platform: localapi: listen %s: %w", path, err)
 	}
+	if err := consumeFirstInstance(path); err != nil {
+		ln.Close()
+		return nil, fmt.Errorf("platform: localapi: listen %s: %w", path, err)
+	}
 	return ln, nil
+}
+
+// consumeFirstInstance connects to the new pipe once and hangs up. go-winio
+// hands its first pipe instance, created at listen time, to the first
+// Accept; where a client connected to that instance before the overlapped
+// ConnectNamedPipe was issued, the call stays pending instead of reporting
+// ERROR_PIPE_CONNECTED (Windows 7 and Server 2008 R2, and Wine: go-winio
+// issue 313), and the daemon never answers its first client. Taken by a
+// throwaway client, the instance fails its ConnectNamedPipe with
+// ERROR_NO_DATA, which go-winio answers with a fresh instance.
+func consumeFirstInstance(path string) error {
+	name, err := windows.UTF16PtrFromString(path)
+	if err != nil {
+		return err
+	}
+	h, err := windows.CreateFile(name, 0, 0, nil, windows.OPEN_EXISTING, windows.SECURITY_SQOS_PRESENT|windows.SECURITY_ANONYMOUS, 0)
+	if errors.Is(err, windows.ERROR_PIPE_BUSY) {
+		return nil // a client already took it
+	}
+	if err != nil {
+		return fmt.Errorf("connect to the first instance: %w", err)
+	}
+	return windows.CloseHandle(h)
 }
 
 func dialLocalAPI(ctx context.Context, path string) (net.Conn, error) {
