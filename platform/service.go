@@ -69,7 +69,14 @@ type Service struct {
 	o    ServiceOptions
 	svc  service.Service
 	prog *program
+	// warnings are settings Install could not apply because the service
+	// manager does not implement them; the service works without them.
+	warnings []string
 }
+
+// Warnings returns what the last Install could not set, for the installer to
+// print; empty on every real Windows, macOS and Linux.
+func (s *Service) Warnings() []string { return s.warnings }
 
 // program adapts a run function to kardianos' Start/Stop.
 type program struct {
@@ -177,12 +184,12 @@ func serviceOptions(o ServiceOptions, p *program) service.KeyValue {
 		"RunAtLoad": true,
 		"KeepAlive": true,
 		// Windows: restart 5s after a failure, forget failures after a
-		// day, start after the boot rush (the network is up by then). The
-		// docs claim restart is the default; it is not set unless asked.
+		// day. The docs claim restart is the default; it is not set unless
+		// asked. Delayed start (after the boot rush, when the network is
+		// up) is set by postInstall, which can tell an SCM without it.
 		"OnFailure":              "restart",
 		"OnFailureDelayDuration": "5s",
 		"OnFailureResetPeriod":   86400,
-		"DelayedAutoStart":       true,
 		"StartType":              "automatic",
 		// unix foreground and systemd: stop on SIGTERM/SIGINT, or when the
 		// daemon returns by itself (so a fatal error exits non-zero and the
@@ -205,7 +212,11 @@ func serviceOptions(o ServiceOptions, p *program) service.KeyValue {
 // Run runs the daemon under the service manager (or in the foreground),
 // returning when it is told to stop or when the daemon fails.
 func (s *Service) Run() error {
-	if err := s.svc.Run(); err != nil {
+	handled, err := s.runUnderSCM()
+	if !handled {
+		err = s.svc.Run()
+	}
+	if err != nil {
 		return fmt.Errorf("platform: service: %w", err)
 	}
 	s.prog.mu.Lock()

@@ -24,3 +24,6 @@ func (s *Service) postUninstall() error          { return nil }
 
 // localState: kardianos' own status is right here.
 func (s *Service) localState() (ServiceState, bool, error) { return "", false, nil }
+
+// runUnderSCM is Windows-only; kardianos decides alone here.
+func (s *Service) runUnderSCM() (bool, error) { return false, nil }

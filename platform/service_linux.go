@@ -101,3 +101,6 @@ func (s *Service) postUninstall() error {
 	}
 	return nil
 }
+
+// runUnderSCM is Windows-only; kardianos decides alone here.
+func (s *Service) runUnderSCM() (bool, error) { return false, nil }

@@ -64,6 +64,9 @@ func cmdService(args []string) int {
 			return 1
 		}
 		fmt.Printf("certagent: service installed (%s)\n", svc.Platform())
+		for _, w := range svc.Warnings() {
+			fmt.Fprintln(os.Stderr, "certagent service install: warning:", w)
+		}
 		if *noStart {
 			return 0
 		}
