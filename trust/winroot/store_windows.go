@@ -182,6 +182,12 @@ func (s *sysStore) Delete(der []byte) error {
 			prev = ctx // the next search frees it
 			continue
 		}
+		if deleted > 0 {
+			// The registry store holds one context per hash: finding it
+			// again means the delete reported success and did nothing.
+			windows.CertFreeCertificateContext(ctx)
+			return errors.New("CertDeleteCertificateFromStore reported success, but the certificate is still in the store")
+		}
 		// The call frees ctx even when it fails; search again from the
 		// start, as the enumeration position went with it.
 		if err := windows.CertDeleteCertificateFromStore(ctx); err != nil {
