@@ -28,6 +28,9 @@ pkgs=(
 	# osslsigncode for Authenticode, and independent xar/cpio readers to check
 	# the macOS pkg
 	lintian rpm pacman-package-manager wixl msitools osslsigncode
+	# the Wine tier (scripts/wine-test.sh): Windows binaries under Wine 8,
+	# and mingw-w64 for its ProcessPrng stub
+	wine wine64 gcc-mingw-w64-x86-64
 	libarchive-tools 7zip cpio
 	# the runtimes store and real Firefox (issue 17): the runtimes that ignore
 	# the OS store, run as a user would (git-http-backend comes with git),
