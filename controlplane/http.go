@@ -118,7 +118,40 @@ func (s *Service) Handler(stopping context.Context) http.Handler {
 		}
 	}
 	mux.HandleFunc("/", s.noRoute)
-	return s.logRequests(s.recoverPanics(s.cleanPathsOnly(mux)))
+	list := s.endpoint(handleList, deviceMethod("/accounts/{account}/gateway/certificates"), stopping)
+	return s.logRequests(s.recoverPanics(s.route(mux, list)))
+}
+
+// listPrefix and listSuffix frame the list route's path.
+const (
+	listPrefix = APIPrefix + "/accounts/"
+	listSuffix = "/gateway/certificates"
+)
+
+// route refuses unclean paths and hands requests to mux, except the list
+// GET, which goes straight to its endpoint: it is every agent's poll and
+// long-poll, and a held request parks with the frames above it on its
+// stack. Skipping ServeMux's (and a wrapper's) frames keeps a parked
+// request's stack small enough for the GC to shrink it to half, which
+// is most of what a held long-poll costs beyond Go's HTTP server itself
+// (docs/performance.md §4); it also skips the pattern match of every poll.
+func (s *Service) route(mux, list http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if !s.cleanPath(w, r) {
+			return
+		}
+		if r.Method == http.MethodGet {
+			p := r.URL.Path
+			if acct, ok := strings.CutPrefix(p, listPrefix); ok && r.URL.RawPath == "" {
+				if acct, ok = strings.CutSuffix(acct, listSuffix); ok && acct != "" && !strings.Contains(acct, "/") {
+					r.SetPathValue("account", acct)
+					list.ServeHTTP(w, r)
+					return
+				}
+			}
+		}
+		mux.ServeHTTP(w, r)
+	})
 }
 
 // recoverPanics answers a handler's panic with the 500 envelope (and logs
@@ -174,28 +207,27 @@ func (s *Service) routes() []route {
 	}
 }
 
-// cleanPathsOnly answers a path that is not in canonical form ("//",
+// cleanPath answers a path that is not in canonical form ("//",
 // "/./", "/../") with the no-route envelope, where ServeMux would redirect
-// to the cleaned path: an API client that sent it has a bug to see.
-func (s *Service) cleanPathsOnly(next http.Handler) http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		if r.RequestURI == "*" {
-			// The HTTP/2 preface's PRI * (OPTIONS * is net/http's own): ServeMux would
-			// answer an empty 400.
-			s.writeError(w, r, newError(http.StatusBadRequest, CodeBadRequest, "no resource %q here", r.RequestURI))
-			return
-		}
-		p := r.URL.EscapedPath()
-		clean := path.Clean(p)
-		if strings.HasSuffix(p, "/") && clean != "/" {
-			clean += "/"
-		}
-		if clean != p {
-			s.noRoute(w, r)
-			return
-		}
-		next.ServeHTTP(w, r)
-	})
+// to the cleaned path (an API client that sent it has a bug to see), and
+// reports whether the request goes on.
+func (s *Service) cleanPath(w http.ResponseWriter, r *http.Request) bool {
+	if r.RequestURI == "*" {
+		// The HTTP/2 preface's PRI * (OPTIONS * is net/http's own): ServeMux would
+		// answer an empty 400.
+		s.writeError(w, r, newError(http.StatusBadRequest, CodeBadRequest, "no resource %q here", r.RequestURI))
+		return false
+	}
+	p := r.URL.EscapedPath()
+	clean := path.Clean(p)
+	if strings.HasSuffix(p, "/") && clean != "/" {
+		clean += "/"
+	}
+	if clean != p {
+		s.noRoute(w, r)
+		return false
+	}
+	return true
 }
 
 func (s *Service) noRoute(w http.ResponseWriter, r *http.Request) {
@@ -216,64 +248,82 @@ func (s *Service) methodNotAllowed(allow []string) http.Handler {
 // endpoint serves one method of one route: it authorizes the call, checks
 // the certificate id, runs h and writes what h returns.
 func (s *Service) endpoint(h handlerFunc, deviceMethod string, stopping context.Context) http.Handler {
+	// Three calls, so this frame stays small: a held long-poll parks
+	// below it (see route).
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		c := &call{w: w, r: r, s: s, account: r.PathValue("account"), cert: r.PathValue("cert"), stopping: stopping}
-		if info, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
-			info.account = c.account
-		}
-		if e := s.authorize(c, deviceMethod); e != nil {
-			s.writeError(w, r, e)
+		c := s.prepare(w, r, deviceMethod, stopping)
+		if c == nil {
 			return
-		}
-		if dev := r.PathValue("device"); dev != "" {
-			id, err := ParseDeviceID(dev)
-			if err != nil {
-				s.writeError(w, r, newError(http.StatusBadRequest, CodeDeviceID,
-					"device id must be a UUID (8-4-4-4-12 hex), as the agent makes on first start"))
-				return
-			}
-			c.device = id
-		}
-		if c.cert != "" {
-			if u, err := uuid.Parse(c.cert); err != nil || u.String() != strings.ToLower(c.cert) || len(c.cert) != 36 {
-				s.writeError(w, r, notFound(r.URL.Path))
-				return
-			}
-			c.cert = strings.ToLower(c.cert)
 		}
 		res, err := h(c)
-		if err != nil {
-			var dl *storage.DailyLimitError
-			if errors.As(err, &dl) {
-				w.Header().Set("Retry-After", retryAfter(dl.Next, s.store.Now()))
-			}
-			s.writeError(w, r, toAPIError(err, r.URL.Path))
-			return
-		}
-		switch v := res.(type) {
-		case withStatus:
-			s.writeEnvelope(w, r, v.status, v.result)
-		case notModified:
-			w.Header().Set("ETag", v.etag)
-			w.WriteHeader(http.StatusNotModified)
-		case paged:
-			s.writePaged(w, r, v)
-		case listBody:
-			h := w.Header()
-			h.Set("ETag", v.v.etag)
-			h.Set("Cache-Control", "private, no-cache")
-			h.Set("Content-Type", "application/json")
-			w.WriteHeader(http.StatusOK)
-			w.Write(v.v.body)
-		case rawResult:
-			w.Header().Set("Content-Type", v.contentType)
-			w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", v.filename))
-			w.Header().Set("X-Content-Type-Options", "nosniff")
-			w.Write(v.body)
-		default:
-			s.writeEnvelope(w, r, http.StatusOK, res)
-		}
+		s.respond(c, res, err)
 	})
+}
+
+// prepare authorizes a call and checks its path parameters; nil means
+// the answer was written.
+func (s *Service) prepare(w http.ResponseWriter, r *http.Request, deviceMethod string, stopping context.Context) *call {
+	c := &call{w: w, r: r, s: s, account: r.PathValue("account"), cert: r.PathValue("cert"), stopping: stopping}
+	if info, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
+		info.account = c.account
+	}
+	if e := s.authorize(c, deviceMethod); e != nil {
+		s.writeError(w, r, e)
+		return nil
+	}
+	if dev := r.PathValue("device"); dev != "" {
+		id, err := ParseDeviceID(dev)
+		if err != nil {
+			s.writeError(w, r, newError(http.StatusBadRequest, CodeDeviceID,
+				"device id must be a UUID (8-4-4-4-12 hex), as the agent makes on first start"))
+			return nil
+		}
+		c.device = id
+	}
+	if c.cert != "" {
+		if u, err := uuid.Parse(c.cert); err != nil || u.String() != strings.ToLower(c.cert) || len(c.cert) != 36 {
+			s.writeError(w, r, notFound(r.URL.Path))
+			return nil
+		}
+		c.cert = strings.ToLower(c.cert)
+	}
+	return c
+}
+
+// respond writes what a handler returned.
+func (s *Service) respond(c *call, res any, err error) {
+	w, r := c.w, c.r
+	if err != nil {
+		var dl *storage.DailyLimitError
+		if errors.As(err, &dl) {
+			w.Header().Set("Retry-After", retryAfter(dl.Next, s.store.Now()))
+		}
+		s.writeError(w, r, toAPIError(err, r.URL.Path))
+		return
+	}
+	switch v := res.(type) {
+	case withStatus:
+		s.writeEnvelope(w, r, v.status, v.result)
+	case notModified:
+		w.Header().Set("ETag", v.etag)
+		w.WriteHeader(http.StatusNotModified)
+	case paged:
+		s.writePaged(w, r, v)
+	case listBody:
+		h := w.Header()
+		h.Set("ETag", v.v.etag)
+		h.Set("Cache-Control", "private, no-cache")
+		h.Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusOK)
+		w.Write(v.v.body)
+	case rawResult:
+		w.Header().Set("Content-Type", v.contentType)
+		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", v.filename))
+		w.Header().Set("X-Content-Type-Options", "nosniff")
+		w.Write(v.body)
+	default:
+		s.writeEnvelope(w, r, http.StatusOK, res)
+	}
 }
 
 // authorize checks the bearer token against the route's account and the
