@@ -45,6 +45,9 @@ type Snapshot struct {
 	// changed a store.
 	LastPass   time.Time `json:"last_pass,omitzero"`
 	LastChange time.Time `json:"last_change,omitzero"`
+	// Passes counts the passes this process finished (not persisted):
+	// scripts/agent-quiet.sh divides the daemon's CPU time by it.
+	Passes uint64 `json:"passes,omitempty"`
 
 	Desired  []CertInfo       `json:"desired"`
 	Rejected []trust.Rejected `json:"rejected,omitempty"`
@@ -135,6 +138,7 @@ func (a *Agent) updateSnapshot(rep *Report, cfg *Config) {
 	defer a.mu.Unlock()
 	now := a.deps.Now().UTC()
 	a.snap.LastPass = now
+	a.snap.Passes++
 	a.snap.Desired, a.snap.Rejected, a.snap.Withheld = rep.Desired, rep.Rejected, rep.Withheld
 	// Results describe the state after the pass (so an unchanged state
 	// gives an unchanged snapshot); the changes themselves go to
@@ -171,7 +175,7 @@ func (a *Agent) updateSnapshot(rep *Report, cfg *Config) {
 func material(s Snapshot) []byte {
 	s.LastPoll, s.LastSuccess, s.ServerDate, s.NextPoll, s.LastPass = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	// ok and not_modified are the same health; an error shows in LastError.
-	s.ClockSkew, s.ConsecutiveFailures, s.LastPollStatus = "", 0, ""
+	s.ClockSkew, s.ConsecutiveFailures, s.LastPollStatus, s.Passes = "", 0, "", 0
 	// Check-in outcomes live in memory (status asks the daemon); only the
 	// device id is material, so a quiet pass after a check-in writes nothing.
 	s.CheckIn = CheckInState{DeviceID: s.CheckIn.DeviceID}

@@ -79,12 +79,16 @@ func writeJSON(path string, v any) error {
 func writeTables(w io.Writer, res *results) {
 	runs, benches := res.runs, res.benches
 	if len(res.holds) > 0 {
-		fmt.Fprintln(w, "| held long-polls | server | RSS idle | RSS holding | per held request | fds | threads |")
-		fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| held long-polls | server | RSS idle | RSS holding | per held request | Go heap in use | goroutine stacks | ratio |")
+		fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|")
 		for _, h := range res.holds {
 			for _, s := range []holdSample{h.Certplane, h.Baseline} {
-				fmt.Fprintf(w, "| %d | %s | %.1f MiB | %.1f MiB | %.1f KiB | %d | %d |\n",
-					h.Held, s.Target, s.IdleRSS, s.HeldRSS, s.PerHeld, s.FDs, s.Threads)
+				ratio := ""
+				if s.Target == h.Certplane.Target && h.Baseline.HeldRSS > 0 {
+					ratio = fmt.Sprintf("%.2f× bare", s.HeldRSS/h.Baseline.HeldRSS)
+				}
+				fmt.Fprintf(w, "| %d | %s | %.1f MiB | %.1f MiB | %.1f KiB | %.1f MiB | %.1f MiB | %s |\n",
+					h.Held, s.Target, s.IdleRSS, s.HeldRSS, s.PerHeld, s.HeapInuse, s.StackInuse, ratio)
 			}
 		}
 		fmt.Fprintln(w)
@@ -131,13 +135,13 @@ func writeTables(w io.Writer, res *results) {
 	fmt.Fprintln(w)
 	fmt.Fprintln(w, "Convergence (activate → every agent's store holds the new root):")
 	fmt.Fprintln(w)
-	fmt.Fprintln(w, "| run | agents | mode | poll interval | deploy delay | converged | p50 | p99 | all | requests | server CPU | server peak RSS |")
-	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+	fmt.Fprintln(w, "| run | agents | mode | poll interval | deploy delay | converged | p50 | p99 | all | requests | per agent | server CPU | fleet CPU | server peak RSS |")
+	fmt.Fprintln(w, "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 	for _, r := range runs {
 		c := r.Convergence
-		fmt.Fprintf(w, "| %s | %d | %s | %.0f s | %.0f s | %d/%d | %.2f s | %.2f s | %.2f s | %d | %.0f%% | %.1f MiB |\n",
+		fmt.Fprintf(w, "| %s | %d | %s | %.0f s | %.0f s | %d/%d | %.2f s | %.2f s | %.2f s | %d | %.2f | %.1f s | %.1f s | %.1f MiB |\n",
 			r.DB, r.Agents, mode(r), r.PollSeconds, r.DeploySecs, c.Converged, r.Agents, c.P50s, c.P99s, c.MaxS,
-			c.Phase.Requests, c.Phase.ServerCPU, c.Phase.ServerPeak)
+			c.Phase.Requests, float64(c.Phase.Requests)/float64(max(1, r.Agents)), c.ServerCPU, c.FleetCPU, c.Phase.ServerPeak)
 	}
 }
 

@@ -68,7 +68,12 @@ type phase struct {
 }
 
 type convergence struct {
-	Converged int       `json:"converged"`
+	Converged int `json:"converged"`
+	// FleetCPU and ServerCPU are CPU seconds (user+system) spent during
+	// the convergence by the simulated fleet's process and by certplane:
+	// on 2 shared cores their sum bounds how fast 10,000 agents can go.
+	FleetCPU  float64   `json:"fleet_cpu_s"`
+	ServerCPU float64   `json:"server_cpu_s"`
 	P50s      float64   `json:"p50_s"`
 	P99s      float64   `json:"p99_s"`
 	MaxS      float64   `json:"max_s"`
@@ -184,6 +189,7 @@ func simulate(parent context.Context, o runOptions, logf func(string, ...any)) (
 	logf("%s: activating; waiting for %d agents", o.name(), o.Agents)
 	c0, p0 = f.m.snapshot(), p1
 	f.m.startRecording()
+	fleet0, _ := sampleProc(os.Getpid())
 	if o.CPUProfile != "" {
 		pf, err := os.Create(o.CPUProfile)
 		if err != nil {
@@ -206,6 +212,7 @@ func simulate(parent context.Context, o runOptions, logf func(string, ...any)) (
 		convErr = fmt.Errorf("fleetsim: only %d of %d agents converged before the deadline", f.count(1), o.Agents)
 	}
 	lat = f.m.stopRecording()
+	fleet1, _ := sampleProc(os.Getpid())
 	if o.CPUProfile != "" {
 		pprof.StopCPUProfile()
 	}
@@ -227,6 +234,8 @@ func simulate(parent context.Context, o runOptions, logf func(string, ...any)) (
 		res.Convergence.MaxS = res.Convergence.Times[n-1]
 	}
 	res.Convergence.Phase = makePhase(c1.sub(c0), p0, p1, lat)
+	res.Convergence.FleetCPU = (fleet1.CPU - fleet0.CPU).Seconds()
+	res.Convergence.ServerCPU = (p1.CPU - p0.CPU).Seconds()
 	res.LoadAvgEnd = loadavg()
 	logf("%s: converged %d/%d, p50 %.2fs p99 %.2fs max %.2fs", o.name(), res.Convergence.Converged, o.Agents,
 		res.Convergence.P50s, res.Convergence.P99s, res.Convergence.MaxS)
