@@ -67,6 +67,7 @@ func FromSnapshot(s *agent.Snapshot, in Inputs) *Report {
 			ClockSkew: skew, NextPoll: s.NextPoll,
 		},
 		LastSync:   s.LastPass,
+		Passes:     s.Passes,
 		LastChange: s.LastChange,
 	}
 	r.Device = Device{

@@ -28,6 +28,8 @@ type Report struct {
 	ControlPlane ControlPlane `json:"control_plane"`
 	// LastSync is when the last reconcile pass finished (zero: never).
 	LastSync time.Time `json:"last_sync,omitzero"`
+	// Passes counts the daemon's finished passes since it started.
+	Passes uint64 `json:"passes,omitempty"`
 	// LastChange is when a pass last changed a store (zero: never).
 	LastChange time.Time `json:"last_change,omitzero"`
 	// Stores are the configured stores and whether each is usable here.

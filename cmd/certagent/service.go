@@ -145,8 +145,17 @@ func createDirs(paths platform.Paths) []string {
 func cmdRunDaemon(args []string) int {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	level := fs.String("log-level", "", "trace, debug, info, warn or error (default: the config's log_level, else info)")
+	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the daemon to this file until it stops (scripts/agent-quiet.sh)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *cpuProfile != "" {
+		stop, err := startCPUProfile(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "certagent:", err)
+			return 2
+		}
+		defer stop()
 	}
 	paths := platform.DefaultPaths()
 	interactive := platform.Interactive()

@@ -101,7 +101,9 @@ func checkRuntimes(ctx context.Context, rep *status.Report) {
 // databases through the stores that write them.
 func browserInventories(ctx context.Context) (policy *trust.Inventory, policyErr error, nssInv *trust.Inventory, nssErr error) {
 	list := func(name string) (*trust.Inventory, error) {
-		st, err := stores.Open(name, stores.Env{})
+		// The daemon's listing cache (root's, in the state dir) spares
+		// the certutil runs when this runs as root and nothing changed.
+		st, err := stores.Open(name, stores.Env{StateDir: platform.DefaultPaths().StateDir})
 		if err != nil {
 			return nil, err
 		}
