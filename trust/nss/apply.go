@@ -3,6 +3,10 @@ package nss
 import (
 	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/certagent/certagent/platform"
@@ -75,6 +79,29 @@ func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx [
 	}
 	changed := false
 	var added []*trust.Cert
+	// Several roots for one database go in with one certutil run (batch
+	// mode); whatever the batch did not add is then added one by one,
+	// which names the root that failed and why.
+	var want []int
+	for _, i := range idx {
+		if c := changes[i]; c.Op == trust.OpInstall && !hasOurs(entries, c.FP) {
+			want = append(want, i)
+		}
+	}
+	if len(want) > 1 {
+		if err := s.batchAdd(ctx, d, changes, want); err != nil {
+			s.log.Debug("batch add failed; adding one by one", "target", d.target.String(), "error", err)
+		}
+		before := s.invalidate(d.dir)
+		for _, i := range want {
+			added = append(added, changes[i].Cert)
+		}
+		entries, err = s.relistDB(ctx, d, knownCerts(before, added))
+		if err != nil {
+			fail(err)
+			return
+		}
+	}
 	for _, i := range idx {
 		c := changes[i]
 		switch c.Op {
@@ -182,5 +209,38 @@ func (s *Store) createDB(ctx context.Context, d db) error {
 		return fmt.Errorf("nss: certutil -N (%s): %w", d.target, err)
 	}
 	s.log.Info("created nss database", "target", d.target.String())
+	return nil
+}
+
+// batchAdd adds the roots changes[want] to d in one `certutil -B` run. The
+// certificates (public) are written to a root-owned temporary directory
+// the database's owner can read but not change.
+func (s *Store) batchAdd(ctx context.Context, d db, changes []trust.Change, want []int) error {
+	dir, err := os.MkdirTemp("", "certagent-nss-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	if err := os.Chmod(dir, 0o755); err != nil {
+		return err
+	}
+	var batch strings.Builder
+	for n, i := range want {
+		c := changes[i]
+		f := filepath.Join(dir, strconv.Itoa(n)+".pem")
+		if err := os.WriteFile(f, c.Cert.PEM(), 0o644); err != nil {
+			return err
+		}
+		// Our nicknames are "certagent <hex>" and the paths ours: nothing
+		// to escape but the quotes around them.
+		fmt.Fprintf(&batch, "-A -n \"%s\" -t C,, -i \"%s\"\n", nickname(c.FP), f)
+	}
+	bf := filepath.Join(dir, "batch")
+	if err := os.WriteFile(bf, []byte(batch.String()), 0o644); err != nil {
+		return err
+	}
+	if _, err := s.runCertutil(ctx, s.certutilCmd(d, "-B", "-i", bf)); err != nil {
+		return fmt.Errorf("nss: certutil -B (%s): %w", d.target, err)
+	}
 	return nil
 }

@@ -2,9 +2,11 @@ package nss
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync/atomic"
 	"testing"
 
@@ -23,7 +25,7 @@ var nextUID atomic.Int64
 
 // newUser makes a user that exists only for this test: a uid no account
 // has and a home on the namespace's tmpfs, owned by that uid.
-func newUser(t *testing.T, name string) platform.User {
+func newUser(t testing.TB, name string) platform.User {
 	t.Helper()
 	uid := 42000 + int(nextUID.Add(1))
 	home, err := os.MkdirTemp(nstest.Scratch(), "home-"+name+"-")
@@ -34,7 +36,7 @@ func newUser(t *testing.T, name string) platform.User {
 }
 
 // certutil runs the real certutil as u (nil: root), outside the adapter.
-func certutil(t *testing.T, u *platform.User, stdin []byte, args ...string) string {
+func certutil(t testing.TB, u *platform.User, stdin []byte, args ...string) string {
 	t.Helper()
 	out, err := (&platform.ExecRunner{}).Run(context.Background(), platform.Cmd{Path: DefaultCertutil, Args: args, As: u, Stdin: stdin})
 	require.NoError(t, err, "%s", out)
@@ -42,7 +44,7 @@ func certutil(t *testing.T, u *platform.User, stdin []byte, args ...string) stri
 }
 
 // newDB creates an empty NSS database in dir as u.
-func newDB(t *testing.T, u *platform.User, dir string) {
+func newDB(t testing.TB, u *platform.User, dir string) {
 	t.Helper()
 	out, err := (&platform.ExecRunner{}).Run(context.Background(), platform.Cmd{Path: "/bin/mkdir", Args: []string{"-p", dir}, As: u})
 	require.NoError(t, err, "%s", out)
@@ -252,7 +254,7 @@ func TestChromium(t *testing.T) {
 }
 
 // TestRealBatchAndPersistedListing: installing 9 roots into one database
-// runs certutil at most 11 times (list, 9 adds, one confirming list: our
+// runs certutil 3 times (list, one batch of 9 adds, one confirming list: our
 // nicknames name their fingerprints, so nothing is exported), and another
 // Store over the same CacheFile (a one-shot `certagent sync` next to the
 // daemon) lists without running certutil at all, until the database
@@ -277,7 +279,7 @@ func TestRealBatchAndPersistedListing(t *testing.T) {
 	require.NoError(t, err)
 	require.Len(t, res, 9)
 	require.NoError(t, trust.FirstError(res))
-	assert.LessOrEqual(t, cr.Count(), int64(11), "certutil runs to install 9 roots into one database")
+	assert.LessOrEqual(t, cr.Count(), int64(3), "certutil runs to install 9 roots into one database (list, one batch, one confirming list)")
 	for _, ca := range cas {
 		out := certutil(t, &carol, nil, "-L", "-d", "sql:"+dbDir, "-n", nickname(ca.FP))
 		assert.Contains(t, out, "Trusted CA")
@@ -310,4 +312,96 @@ func TestRealBatchAndPersistedListing(t *testing.T) {
 	_, err = s4.List(ctx)
 	require.NoError(t, err)
 	assert.NotZero(t, cr4.Count(), "a world-writable cache file was believed")
+}
+
+// BenchmarkNineRootsTwentyUsers installs 9 roots into 20 users' NSS
+// databases: the store (databases in parallel, one confirming listing
+// each) against the naive loop a script would run (one certutil -A per
+// user and root, nothing verified). Each iteration starts from fresh,
+// empty databases.
+//
+//	sudo go test -run '^$' -bench NineRootsTwentyUsers ./trust/nss/
+func BenchmarkNineRootsTwentyUsers(b *testing.B) {
+	nstest.Require(b)
+	nstest.Tool(b, DefaultCertutil, "libnss3-tools")
+	cas := trusttest.NewCAs(b, 9)
+	certs := trusttest.Certs(cas...)
+	ctx := context.Background()
+	fresh := func(b *testing.B) ([]platform.User, []string) {
+		b.Helper()
+		var us []platform.User
+		var dbs []string
+		for range 20 {
+			u := newUser(b, "u")
+			d := filepath.Join(u.Home, ".pki/nssdb")
+			newDB(b, &u, d)
+			us, dbs = append(us, u), append(dbs, d)
+		}
+		return us, dbs
+	}
+	b.Run("store", func(b *testing.B) {
+		var runs int64
+		for b.Loop() {
+			b.StopTimer()
+			us, _ := fresh(b)
+			cr := &platform.CountingRunner{Runner: &platform.ExecRunner{}}
+			s := New(Options{Users: usersFunc(us...), SystemDB: "-", Runner: cr})
+			b.StartTimer()
+			res, err := trust.Install(ctx, s, certs...)
+			if err == nil {
+				err = trust.FirstError(res)
+			}
+			if err != nil {
+				b.Fatal(err)
+			}
+			runs += cr.Count()
+		}
+		b.ReportMetric(float64(runs)/float64(b.N), "certutil/op")
+	})
+	b.Run("naive-loop", func(b *testing.B) {
+		for b.Loop() {
+			b.StopTimer()
+			us, dbs := fresh(b)
+			b.StartTimer()
+			for i, u := range us {
+				for _, c := range certs {
+					out, err := (&platform.ExecRunner{}).Run(ctx, platform.Cmd{Path: DefaultCertutil,
+						Args: []string{"-A", "-d", "sql:" + dbs[i], "-n", nickname(c.FP), "-t", "C,,"}, As: &u, Stdin: c.PEM()})
+					if err != nil {
+						b.Fatalf("%v: %s", err, out)
+					}
+				}
+			}
+		}
+		b.ReportMetric(9*20, "certutil/op")
+	})
+}
+
+// failBatch fails every `certutil -B` run, as an NSS without batch mode
+// (or a broken batch) would.
+type failBatch struct{ platform.Runner }
+
+func (f failBatch) Run(ctx context.Context, c platform.Cmd) ([]byte, error) {
+	if slices.Contains(c.Args, "-B") {
+		return []byte("certutil: -B: unknown option"), errors.New("exit status 255")
+	}
+	return f.Runner.Run(ctx, c)
+}
+
+// When the batch fails, the roots go in one by one, and all are confirmed.
+func TestRealBatchFallsBackToSingleAdds(t *testing.T) {
+	requireReal(t)
+	t.Parallel()
+	dave := newUser(t, "dave")
+	dbDir := filepath.Join(dave.Home, ".pki/nssdb")
+	newDB(t, &dave, dbDir)
+	s := New(Options{Users: usersFunc(dave), SystemDB: "-", Runner: failBatch{&platform.ExecRunner{}}})
+	cas := trusttest.NewCAs(t, 3)
+	res, err := trust.Install(context.Background(), s, trusttest.Certs(cas...)...)
+	require.NoError(t, err)
+	require.Len(t, res, 3)
+	requireOK(t, res)
+	for _, ca := range cas {
+		assert.Contains(t, certutil(t, &dave, nil, "-L", "-d", "sql:"+dbDir, "-n", nickname(ca.FP)), "Trusted CA")
+	}
 }
