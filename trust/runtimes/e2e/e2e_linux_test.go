@@ -295,12 +295,25 @@ func makeWheel(t *testing.T) []byte {
 // is killed when the timeout passes.
 func asUser(t *testing.T, user, script string, timeout time.Duration) (string, int) {
 	t.Helper()
+	out, code, err := runAsUser(user, script, timeout)
+	if err != nil {
+		t.Fatalf("su - %s -c %q: %v\n%s", user, script, err, out)
+	}
+	return out, code
+}
+
+// runAsUser is asUser for goroutines other than the test's: it reports
+// instead of failing the test.
+func runAsUser(user, script string, timeout time.Duration) (string, int, error) {
 	cmd := exec.Command("/bin/su", "-", user, "-c", script)
 	cmd.Env = []string{"PATH=" + platform.DefaultPath, "LANG=C.UTF-8"}
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	cmd.WaitDelay = 5 * time.Second
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
-	require.NoError(t, cmd.Start())
+	if err := cmd.Start(); err != nil {
+		return "", -1, err
+	}
 	done := make(chan struct{})
 	go func() {
 		select {
@@ -313,9 +326,9 @@ func asUser(t *testing.T, user, script string, timeout time.Duration) (string, i
 	close(done)
 	code := cmd.ProcessState.ExitCode()
 	if err != nil && code < 0 {
-		t.Fatalf("su - %s -c %q: %v (killed after %s?)\n%s", user, script, err, timeout, out.String())
+		return out.String(), code, fmt.Errorf("%w (killed after %s?)", err, timeout)
 	}
-	return out.String(), code
+	return out.String(), code, nil
 }
 
 // tool is one program's trust check: the script it runs (given a URL
@@ -679,4 +692,54 @@ func TestFirefoxPolicy(t *testing.T) {
 
 func tlsConfig(c tls.Certificate) *tls.Config {
 	return &tls.Config{Certificates: []tls.Certificate{c}}
+}
+
+// TestRuntimesNoNewLogin: a login session that started while the store held
+// one root trusts a root installed later, without logging in again: every
+// variable names the bundle, which certagent rewrites in place.
+func TestRuntimesNoNewLogin(t *testing.T) {
+	setupUsers(t)
+	nstest.Tool(t, "/usr/bin/node", "nodejs")
+	ctx := context.Background()
+	first, later := trusttest.NewCA(t), trusttest.NewCA(t)
+	s := serve(t, later)
+	rt := runtimes.New(runtimes.Options{})
+	res, err := trust.Install(ctx, rt, first.Cert)
+	require.NoError(t, err)
+	require.NoError(t, trust.FirstError(res))
+	t.Cleanup(func() { _, _ = trust.Uninstall(ctx, rt, first.FP, later.FP) })
+
+	home := "/home/dana"
+	for _, f := range []string{"ready", "go"} {
+		_ = os.Remove(filepath.Join(home, f))
+	}
+	path := nstest.NewPath("node")
+	node := tools[0]
+	script := `touch ~/ready; while [ ! -e ~/go ]; do sleep 0.1; done; ` + node.script(s.url+path)
+	type result struct {
+		out  string
+		code int
+		err  error
+	}
+	done := make(chan result, 1)
+	go func() {
+		out, code, err := runAsUser("dana", script, 3*time.Minute)
+		done <- result{out, code, err}
+	}()
+	// The session is up (its profile has run) before the new root exists.
+	for i := 0; ; i++ {
+		if _, err := os.Stat(filepath.Join(home, "ready")); err == nil {
+			break
+		}
+		require.Less(t, i, 1200, "the login shell never started")
+		time.Sleep(100 * time.Millisecond)
+	}
+	res, err = trust.Install(ctx, rt, later.Cert)
+	require.NoError(t, err)
+	require.NoError(t, trust.FirstError(res))
+	require.NoError(t, os.WriteFile(filepath.Join(home, "go"), nil, 0o644))
+	r := <-done
+	require.NoError(t, r.err)
+	assert.Equal(t, 0, r.code, "node in the session that predates the root: %s", r.out)
+	assert.True(t, s.saw(path))
 }
