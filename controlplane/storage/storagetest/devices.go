@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	mathrand "math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -336,4 +337,97 @@ func testConcurrentRegister(t *testing.T, e *env) {
 		}
 	}
 	assert.Equal(t, 1, ok)
+}
+
+// testReadinessCountsExact: the counts kept at check-in time agree with
+// counting every device's stored report, through re-check-ins that move a
+// device between hours and states, deletions, purges, and windows that
+// start anywhere inside an hour.
+func testReadinessCountsExact(t *testing.T, e *env) {
+	ctx := context.Background()
+	account, first := e.account(t)
+	second := Cert(api.TypeGatewayManaged)
+	_, err := e.s.Generate(ctx, account, second)
+	require.NoError(t, err)
+	e.clock.Advance(time.Hour)
+	rng := mathrand.New(mathrand.NewPCG(1, 2))
+	states := []string{storage.StateTrusted, storage.StateInstalled, storage.StateTrustPending, storage.StateFailed}
+	ids := make([]string, 40)
+	for i := range ids {
+		ids[i] = uuid.NewString()
+	}
+	alive := map[string]bool{}
+	check := func(step int) {
+		t.Helper()
+		for _, days := range []int{1, 2, 7} {
+			require.NoError(t, e.b.SetDeviceSettings(ctx, account, storage.DeviceSettings{MinReadiness: 0.95, DeviceActiveDays: days}))
+			since := e.clock.Now().Add(-time.Duration(days) * storage.Day)
+			for _, c := range []storage.NewCertificate{first, second} {
+				want := storage.ReadinessCounts{}
+				for id := range alive {
+					d := mustDevice(t, e, account, id)
+					if d.LastSeen.Before(since) {
+						want.StaleExcluded++
+						continue
+					}
+					want.Active++
+					switch storage.Summarize(d.Roots, []string{c.Fingerprint})[0].State {
+					case storage.Ready:
+						want.Ready++
+					case storage.Partial:
+						want.Partial++
+					}
+				}
+				want.Missing = want.Active - want.Ready - want.Partial
+				_, got, _, err := e.s.CertReadiness(ctx, account, c.ID, 0, 0)
+				require.NoError(t, err)
+				require.Equal(t, want, withoutList(got), "step %d, %d days, cert %s", step, days, c.ID[:8])
+			}
+		}
+	}
+	for step := 0; step < 60; step++ {
+		id := ids[rng.IntN(len(ids))]
+		switch op := rng.IntN(10); {
+		case op < 8:
+			var roots []storage.RootReport
+			for _, c := range []storage.NewCertificate{first, second} {
+				if rng.IntN(4) == 0 {
+					continue
+				}
+				n := 1 + rng.IntN(3)
+				ss := make([]string, n)
+				for i := range ss {
+					ss[i] = states[rng.IntN(len(states))]
+				}
+				roots = append(roots, rootIn(c.Fingerprint, ss...))
+			}
+			e.checkIn(t, account, id, []byte("s"), roots...)
+			alive[id] = true
+		case op < 9 && alive[id]:
+			_, err := e.b.DeleteDevice(ctx, account, id)
+			require.NoError(t, err)
+			delete(alive, id)
+		default:
+			n, err := e.s.PurgeStaleDevices(ctx)
+			require.NoError(t, err)
+			for id := range alive {
+				if _, err := e.b.Device(ctx, account, id); errors.Is(err, storage.ErrNotFound) {
+					delete(alive, id)
+					n--
+				}
+			}
+			require.Zero(t, n, "purge reported what it deleted")
+		}
+		// Minutes to days, so windows start inside hours and devices
+		// cross from active to stale to purged.
+		e.clock.Advance(time.Duration(rng.IntN(int(40 * time.Hour))))
+		if step%5 == 4 {
+			check(step)
+		}
+	}
+	e.clock.Advance(storage.PurgeAfter)
+	_, err = e.s.PurgeStaleDevices(ctx)
+	require.NoError(t, err)
+	alive = map[string]bool{}
+	check(-1)
 }

@@ -159,6 +159,7 @@ func Run(t *testing.T, newBackend NewBackend) {
 		{"DeviceList", testDeviceList},
 		{"DeviceSettings", testDeviceSettings},
 		{"ConcurrentRegister", testConcurrentRegister},
+		{"ReadinessCountsExact", testReadinessCountsExact},
 		{"GatewayRegistry", testGatewayRegistry},
 		{"GatewayDeployment", testGatewayDeployment},
 		{"GatewayWithdrawal", testGatewayWithdrawal},
