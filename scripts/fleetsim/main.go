@@ -32,6 +32,8 @@ const usage = `usage:
   fleetsim run    [-agents N] [-longpoll] [-db sqlite|postgres] [-poll 60s] [-window 60s] [-deploy-delay 1s] [-timeout 10m] -out DIR
   fleetsim bench  [-db sqlite|postgres] [-duration 5s] [-rounds 5] [-connections 64] [-threads 2] -out DIR
   fleetsim hold   [-db sqlite|postgres] [-agents 10000] -out DIR   server RSS with N held long-polls vs a bare server
+  fleetsim checkin [-db sqlite|postgres] [-agents 10000] [-concurrency 32] [-sim-agents 100] [-sim-days 3] [-sim-step 30m] -out DIR
+                   device check-ins: server CPU per check-in next to the list request, check-ins per agent per day
   fleetsim report -out DIR          tables (stdout and DIR/results.md) and DIR/convergence.png
   fleetsim baseline -listen ADDR    the bare net/http 304 server bench compares against
 
@@ -74,6 +76,10 @@ func run(ctx context.Context, args []string) error {
 	listen := fs.String("listen", "127.0.0.1:0", "baseline: address")
 	pprofAddr := fs.String("pprof", "", "baseline: also serve /debug/pprof/ here")
 	cpuProfile := fs.String("cpuprofile", "", "run: write the fleet's own CPU profile of the convergence phase here")
+	concurrency := fs.Int("concurrency", 32, "checkin: concurrent requests")
+	simAgents := fs.Int("sim-agents", 100, "checkin: real agents run over simulated days (0: skip)")
+	simDays := fs.Int("sim-days", 3, "checkin: simulated days")
+	simStep := fs.Duration("sim-step", 30*time.Minute, "checkin: simulated time between passes")
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
 	}
@@ -100,7 +106,7 @@ func run(ctx context.Context, args []string) error {
 	if lim, err := raiseFileLimit(); err == nil {
 		logf("open files limit %d", lim)
 	}
-	if *bin == "" && (args[0] == "run" || args[0] == "bench" || args[0] == "hold") {
+	if *bin == "" && (args[0] == "run" || args[0] == "bench" || args[0] == "hold" || args[0] == "checkin") {
 		dir, err := os.MkdirTemp("", "fleetsim-bin-")
 		if err != nil {
 			return err
@@ -113,6 +119,16 @@ func run(ctx context.Context, args []string) error {
 	}
 	stamp := time.Now().UTC().Format("20060102T150405")
 	switch args[0] {
+	case "checkin":
+		o := checkinOptions{Agents: *agents, Concurrency: max(1, *concurrency), DB: *db, Certplane: *bin, WorkDir: *workDir,
+			PGDSN: os.Getenv("CERTAGENT_PG_DSN"), SimAgents: *simAgents, SimDays: *simDays, SimStep: *simStep}
+		res, err := checkinBench(ctx, o, logf)
+		if res != nil {
+			if werr := writeJSON(filepath.Join(*out, "checkin-"+stamp+"-"+*db+".json"), res); werr != nil {
+				return werr
+			}
+		}
+		return err
 	case "run":
 		o := runOptions{Agents: *agents, DB: *db, LongPoll: *longPoll, Poll: *poll, DeployDelay: *deployDelay,
 			Window: *window, Timeout: *timeout, Certplane: *bin, WorkDir: *workDir, PGDSN: os.Getenv("CERTAGENT_PG_DSN"), CPUProfile: *cpuProfile}
