@@ -376,6 +376,23 @@ func (d *Dashboard) deactivate(w http.ResponseWriter, r *http.Request, ss *sessi
 	d.lifecycle(w, r, ss, d.svc.Deactivate, "Deactivating certificate %s: it is Pending until withdrawn, then Inactive.")
 }
 
+// deletePage asks for confirmation: deleting loses the key for good.
+func (d *Dashboard) deletePage(w http.ResponseWriter, r *http.Request, ss *session) {
+	id := certID(r)
+	certs, _, err := d.svc.Store().List(r.Context(), ss.p.AccountID)
+	if err != nil {
+		d.internalError(w, r, ss, err)
+		return
+	}
+	for _, row := range rows(certs, d.now()) {
+		if row.ID == id {
+			d.render(w, r, ss, http.StatusOK, "delete", page{Title: "Delete certificate", Nav: "certificates", Body: row})
+			return
+		}
+	}
+	d.refuse(w, r, ss, storage.ErrNotFound)
+}
+
 func (d *Dashboard) delete(w http.ResponseWriter, r *http.Request, ss *session) {
 	d.lifecycle(w, r, ss, d.svc.Delete, "Deleted certificate %s.")
 }

@@ -143,6 +143,7 @@ func (d *Dashboard) Handler() http.Handler {
 	mux.HandleFunc("POST /dashboard/certificates/upload", d.authed(d.upload, true))
 	mux.HandleFunc("POST /dashboard/certificates/{id}/activate", d.authed(d.activate, true))
 	mux.HandleFunc("POST /dashboard/certificates/{id}/deactivate", d.authed(d.deactivate, true))
+	mux.HandleFunc("GET /dashboard/certificates/{id}/delete", d.authed(d.deletePage, false))
 	mux.HandleFunc("POST /dashboard/certificates/{id}/delete", d.authed(d.delete, true))
 	mux.HandleFunc("GET /dashboard/certificates/{id}/turn-on", d.authed(d.turnOnPage, false))
 	mux.HandleFunc("POST /dashboard/certificates/{id}/turn-on", d.authed(d.turnOn, true))
@@ -154,7 +155,42 @@ func (d *Dashboard) Handler() http.Handler {
 	mux.HandleFunc("/dashboard/", func(w http.ResponseWriter, r *http.Request) {
 		d.errorPage(w, r, nil, http.StatusNotFound, "No such page.")
 	})
-	return d.secureHeaders(mux)
+	return d.logRequests(d.secureHeaders(mux))
+}
+
+// statusRecorder remembers the status for the request log.
+type statusRecorder struct {
+	http.ResponseWriter
+	status int
+}
+
+func (r *statusRecorder) WriteHeader(code int) {
+	if r.status == 0 {
+		r.status = code
+	}
+	r.ResponseWriter.WriteHeader(code)
+}
+
+func (r *statusRecorder) Write(b []byte) (int, error) {
+	if r.status == 0 {
+		r.status = http.StatusOK
+	}
+	return r.ResponseWriter.Write(b)
+}
+
+// logRequests logs method, path, status and duration of every dashboard
+// request, like the API's log. Never the query, a cookie or a form field.
+func (d *Dashboard) logRequests(next http.Handler) http.Handler {
+	log := d.log.Named("http")
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		start := time.Now()
+		rec := &statusRecorder{ResponseWriter: w}
+		next.ServeHTTP(rec, r)
+		if rec.status == 0 {
+			rec.status = http.StatusOK
+		}
+		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start).String())
+	})
 }
 
 // contentSecurityPolicy allows the dashboard's own script, style and

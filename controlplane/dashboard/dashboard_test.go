@@ -47,22 +47,24 @@ type fixture struct {
 	first   string
 	write   string
 	read    string
+	logs    *lockedBuffer
 }
 
-func newFixture(t *testing.T, tls bool) *fixture {
+func newFixture(t testing.TB, tls bool) *fixture {
 	t.Helper()
 	db, err := sqlite.Open(context.Background(), filepath.Join(t.TempDir(), "certplane.db"))
 	require.NoError(t, err)
 	t.Cleanup(func() { db.Close() })
 	sealer, err := seal.New(bytes.Repeat([]byte{0x42}, seal.KeySize))
 	require.NoError(t, err)
-	f := &fixture{clock: storagetest.NewClock(time.Now().UTC())}
+	f := &fixture{clock: storagetest.NewClock(time.Now().UTC()), logs: &lockedBuffer{}}
+	log := hclog.New(&hclog.LoggerOptions{Output: f.logs, JSONFormat: true, Level: hclog.Info})
 	f.svc, err = controlplane.New(db, controlplane.Options{Sealer: sealer, Now: f.clock.Now, DeployDelay: time.Minute,
-		Logger: hclog.NewNullLogger()})
+		Logger: log})
 	require.NoError(t, err)
 	ctx, cancel := context.WithCancel(context.Background())
 	t.Cleanup(cancel)
-	d, err := dashboard.New(dashboard.Options{Service: f.svc, Stopping: ctx, IdleTimeout: 30 * time.Minute})
+	d, err := dashboard.New(dashboard.Options{Service: f.svc, Logger: log.Named("dashboard"), Stopping: ctx, IdleTimeout: 30 * time.Minute})
 	require.NoError(t, err)
 	h := d.Mount(f.svc.Handler(ctx))
 	if tls {
@@ -190,6 +192,7 @@ func TestSecurityHeaders(t *testing.T) {
 	b := f.client(t)
 	require.Equal(t, http.StatusSeeOther, b.login(f.write).status)
 	for _, path := range []string{"/dashboard/login", "/dashboard/certificates", "/dashboard/certificates/" + f.first + "/turn-on",
+		"/dashboard/certificates/" + f.first + "/delete",
 		"/dashboard/devices", "/dashboard/settings", "/dashboard/static/dashboard.js", "/dashboard/nowhere"} {
 		t.Run(path, func(t *testing.T) {
 			a := b.do(http.MethodGet, path, nil, nil)
@@ -211,6 +214,27 @@ func TestSecurityHeaders(t *testing.T) {
 			assert.NotRegexp(t, `\son[a-z]+=`, a.body, "inline event handler")
 			assert.NotRegexp(t, `\sstyle=`, a.body, "inline style")
 		})
+	}
+}
+
+// TestLogsKeepSecrets: the request log has the requests, and never a
+// token, a session id or a CSRF token.
+func TestLogsKeepSecrets(t *testing.T) {
+	f := newFixture(t, false)
+	b := f.client(t)
+	require.Equal(t, http.StatusSeeOther, b.login(f.write).status)
+	require.Equal(t, http.StatusSeeOther, b.post("/dashboard/certificates/generate", url.Values{"validity": {"recommended"}}).status)
+	f.client(t).login("cpt_0000000000000000.wrongwrongwrongwrongwrongwrongwrongwrongwro")
+	logs := f.logs.String()
+	assert.Contains(t, logs, `"path":"/dashboard/certificates/generate"`)
+	assert.Contains(t, logs, `"@message":"dashboard login"`)
+	u, _ := url.Parse(f.srv.URL + "/dashboard/")
+	secrets := []string{f.write[strings.Index(f.write, ".")+1:], "wrongwrongwrong", b.csrf}
+	for _, c := range b.c.Jar.Cookies(u) {
+		secrets = append(secrets, c.Value)
+	}
+	for _, s := range secrets {
+		assert.NotContains(t, logs, s)
 	}
 }
 

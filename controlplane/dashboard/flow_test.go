@@ -173,7 +173,10 @@ func TestBrowserWriteFlow(t *testing.T) {
 	submit(t, ctx, "deactivate", chromedp.CSS(fmt.Sprintf(`#cert-%s button.deactivate`, id)))
 	assert.Equal(t, "Pending", rowStatus(t, ctx, id))
 	waitStatus(t, ctx, id, "Inactive")
-	submit(t, ctx, "delete", chromedp.CSS(fmt.Sprintf(`#cert-%s button.delete`, id)))
+	step(t, ctx, "open the delete page", chromedp.Click(chromedp.CSS(fmt.Sprintf(`#cert-%s a.delete`, id))),
+		chromedp.WaitVisible(chromedp.ID("confirm-delete")))
+	checkAccessible(t, ctx, "delete")
+	submit(t, ctx, "confirm the deletion", chromedp.CSS("#confirm-delete"))
 	assert.Contains(t, flash(t, ctx), "Deleted")
 	assert.Equal(t, "(gone)", rowStatus(t, ctx, id))
 	code, _ = p.api(t, http.MethodGet, "/gateway/certificates/"+id, nil)

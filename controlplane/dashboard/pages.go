@@ -67,7 +67,7 @@ var templateFuncs = template.FuncMap{
 // parsePages parses each page with the shared layout.
 func parsePages() (map[string]*template.Template, error) {
 	out := map[string]*template.Template{}
-	for _, name := range []string{"login", "error", "certificates", "turn-on", "devices", "settings"} {
+	for _, name := range []string{"login", "error", "certificates", "turn-on", "delete", "devices", "settings"} {
 		t, err := template.New("layout.html").Funcs(templateFuncs).ParseFS(assets, "templates/layout.html", "templates/"+name+".html")
 		if err != nil {
 			return nil, fmt.Errorf("dashboard: template %s: %w", name, err)
