@@ -66,6 +66,17 @@ func ConnContext(ctx context.Context, c net.Conn) context.Context {
 	return context.WithValue(ctx, connKey{}, c)
 }
 
+// WithConnTLS fills r.TLS, for handlers outside Handler (the dashboard),
+// from a connection whose TLS Listener terminated.
+func WithConnTLS(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.TLS == nil {
+			r.TLS = tlsState(r)
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
 // tlsState is the TLS state of the connection r came on, when Listener
 // terminated TLS for it.
 func tlsState(r *http.Request) *tls.ConnectionState {

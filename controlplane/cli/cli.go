@@ -424,7 +424,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 		defer stopProf()
 	}
 	srv := &http.Server{
-		Handler:           dash.Mount(svc.Handler(stopping)),
+		Handler:           controlplane.WithConnTLS(dash.Mount(svc.Handler(stopping))),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      longpoll.MaxWait + 30*time.Second,
