@@ -4,6 +4,7 @@ import (
 	"context"
 	"io/fs"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -305,8 +306,8 @@ func TestLaunchdWiring(t *testing.T) {
 	for _, p := range []string{LaunchDaemonPlist, LaunchAgentPlist} {
 		b, err := os.ReadFile(filepath.Join(root, p))
 		require.NoError(t, err)
-		assert.Contains(t, string(b), "<string>setenv</string>")
-		assert.Contains(t, string(b), "<string>NODE_EXTRA_CA_CERTS</string>\n\t\t<string>/usr/local/share/certagent/runtimes/ca-bundle.pem</string>")
+		assert.Contains(t, string(b), "<string>/bin/sh</string>")
+		assert.Contains(t, string(b), `[ -n &#34;$(/bin/launchctl getenv NODE_EXTRA_CA_CERTS)&#34; ] || /bin/launchctl setenv NODE_EXTRA_CA_CERTS /usr/local/share/certagent/runtimes/ca-bundle.pem;`)
 		assert.Contains(t, string(b), "<key>RunAtLoad</key>")
 	}
 	ok, err = w.wired(ctx, set)
@@ -400,4 +401,30 @@ func TestOtherPlatformsThroughTheStore(t *testing.T) {
 			assert.NoFileExists(t, filepath.Join(root, LaunchAgentPlist))
 		})
 	}
+}
+
+// TestLaunchdJobKeepsEarlierValues runs the job's command line, as launchd
+// would at login, with a stand-in launchctl: a variable someone set stays,
+// the others are set.
+func TestLaunchdJobKeepsEarlierValues(t *testing.T) {
+	if _, err := os.Stat("/bin/sh"); err != nil {
+		t.Skip("no /bin/sh")
+	}
+	dir := t.TempDir()
+	state := filepath.Join(dir, "env")
+	require.NoError(t, os.WriteFile(state, []byte("PIP_CERT=/corp/pip.pem\n"), 0o644))
+	fake := filepath.Join(dir, "launchctl")
+	require.NoError(t, os.WriteFile(fake, []byte("#!/bin/sh\ncase $1 in\n"+
+		"getenv) sed -n \"s/^$2=//p\" "+state+" ;;\n"+
+		"setenv) echo \"$2=$3\" >> "+state+" ;;\n"+
+		"esac\n"), 0o755))
+	w := &launchdWiring{launchctl: fake, log: hclog.NewNullLogger()}
+	doc := string(w.plist(Settings("/b.pem", true)))
+	start := strings.Index(doc, "<string>-c</string>\n\t\t<string>") + len("<string>-c</string>\n\t\t<string>")
+	script := strings.NewReplacer("&#34;", `"`, "&amp;", "&", "&lt;", "<", "&gt;", ">").Replace(doc[start : start+strings.Index(doc[start:], "</string>")])
+	out, err := exec.Command("/bin/sh", "-c", script).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	got, err := os.ReadFile(state)
+	require.NoError(t, err)
+	assert.Equal(t, "PIP_CERT=/corp/pip.pem\nNODE_EXTRA_CA_CERTS=/b.pem\nREQUESTS_CA_BUNDLE=/b.pem\nAWS_CA_BUNDLE=/b.pem\nCLOUDSDK_CORE_CUSTOM_CA_CERTS_FILE=/b.pem\n", string(got))
 }

@@ -16,10 +16,10 @@ import (
 	"github.com/certagent/certagent/platform"
 )
 
-// The macOS wiring's files: launchd jobs that run `launchctl setenv` at
-// boot in the system domain (daemons) and at each login in the user's GUI
-// domain (apps started from the Dock or Finder, and the shells of
-// Terminal and IDEs, inherit it).
+// The macOS wiring's files: launchd jobs that run `launchctl setenv` (for
+// each variable not set yet) at boot in the system domain (daemons) and at
+// each login in the user's GUI domain (apps started from the Dock or
+// Finder, and the shells of Terminal and IDEs, inherit it).
 const (
 	LaunchDaemonPlist = "/Library/LaunchDaemons/com.certagent.runtimes.plist"
 	LaunchAgentPlist  = "/Library/LaunchAgents/com.certagent.runtimes.plist"
@@ -56,11 +56,15 @@ func (w *launchdWiring) plist(set []Setting) []byte {
 	b.WriteString(`<!DOCTYPE plist PUBLIC "-//Apple//DTD PLIST 1.0//EN" "http://www.apple.com/DTDs/PropertyList-1.0.dtd">` + "\n")
 	b.WriteString("<plist version=\"1.0\">\n<dict>\n")
 	b.WriteString("\t<key>Label</key>\n\t<string>" + launchdLabel + "</string>\n")
-	b.WriteString("\t<key>ProgramArguments</key>\n\t<array>\n")
-	b.WriteString("\t\t<string>" + esc(w.launchctl) + "</string>\n\t\t<string>setenv</string>\n")
-	for _, s := range set {
-		b.WriteString("\t\t<string>" + esc(s.Name) + "</string>\n\t\t<string>" + esc(s.Value) + "</string>\n")
+	// A shell line per variable keeps a value set earlier, as on Linux;
+	// names and paths are plain (checkValue), so nothing needs quoting.
+	var script strings.Builder
+	for _, st := range set {
+		fmt.Fprintf(&script, "[ -n \"$(%s getenv %s)\" ] || %s setenv %s %s; ", w.launchctl, st.Name, w.launchctl, st.Name, st.Value)
 	}
+	b.WriteString("\t<key>ProgramArguments</key>\n\t<array>\n")
+	b.WriteString("\t\t<string>/bin/sh</string>\n\t\t<string>-c</string>\n")
+	b.WriteString("\t\t<string>" + esc(strings.TrimSpace(script.String())) + "</string>\n")
 	b.WriteString("\t</array>\n\t<key>RunAtLoad</key>\n\t<true/>\n</dict>\n</plist>\n")
 	return b.Bytes()
 }
