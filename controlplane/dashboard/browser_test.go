@@ -169,6 +169,9 @@ func newBrowser(t *testing.T) (ctx context.Context, downloads string) {
 		chromedp.WindowSize(1366, 900),
 		chromedp.Flag("disable-gpu", true),
 		chromedp.Flag("lang", "en-US"),
+		// Chromium writes crash reports and caches under HOME: keep them in
+		// the test's directory (CI may run with HOME unset or read-only).
+		chromedp.Env("HOME="+profile, "XDG_CONFIG_HOME="+profile, "XDG_CACHE_HOME="+profile),
 	)
 	if os.Geteuid() == 0 {
 		// Chromium refuses to run as root with its sandbox on.

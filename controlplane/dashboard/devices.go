@@ -64,8 +64,10 @@ func (d *Dashboard) addReadiness(ctx context.Context, account string, rs []certR
 			return err
 		}
 		rs[i].Readiness = rd.Text()
-		rs[i].ReadinessPercent = rd.Percent
-		rs[i].ReadinessBelow = rd.Below
+		if rd.Active > 0 {
+			rs[i].ReadinessPercent = rd.Percent
+			rs[i].ReadinessBelow = rd.Below
+		}
 	}
 	return nil
 }

@@ -182,6 +182,19 @@ func TestBrowserWriteFlow(t *testing.T) {
 	code, _ = p.api(t, http.MethodGet, "/gateway/certificates/"+id, nil)
 	assert.Equal(t, http.StatusNotFound, code, "deleted through the dashboard means gone from the API")
 
+	// Upload a custom root: it appears Inactive, of type Custom.
+	certPEM, keyPEM := newCA(t, "Example Inc. Inspection CA")
+	step(t, ctx, "open the upload form", chromedp.Click(chromedp.CSS("#upload-details > summary")),
+		chromedp.WaitVisible(chromedp.ID("up-name")),
+		chromedp.SendKeys(chromedp.ID("up-name"), "Example root"),
+		chromedp.SetValue(chromedp.ID("up-cert"), certPEM),
+		chromedp.SetValue(chromedp.ID("up-key"), keyPEM))
+	submit(t, ctx, "upload", chromedp.CSS("#upload"))
+	assert.Contains(t, flash(t, ctx), "Uploaded custom certificate")
+	assert.Equal(t, []string{"Custom", "Inactive"}, eval[[]string](t, ctx,
+		`(function(){var n=Array.prototype.find.call(document.querySelectorAll("#certs .name"),function(e){return e.textContent==="Example root"});
+		if(!n) return [];var tr=n.closest("tr");return [tr.querySelector('td[data-label="Type"]').textContent, tr.dataset.status]})()`))
+
 	// A POST without the CSRF token is refused.
 	status := eval[int](t, ctx, `fetch("/dashboard/certificates/generate",{method:"POST",body:new URLSearchParams({validity:"recommended"})}).then(function(r){return r.status})`)
 	assert.Equal(t, http.StatusForbidden, status, "POST without CSRF token")
