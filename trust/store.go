@@ -374,31 +374,6 @@ func SortEntries(es []Entry) {
 	})
 }
 
-// GroupByTarget validates changes and groups the valid ones by target, in
-// the order targets first appear, for stores that change each target as one
-// unit (an NSS database, a keystore). A malformed change, or one for a
-// target that known rejects, gets its Failed result in res (wrapping
-// ErrBadChange or errUnknown); the slots of grouped changes are left for the
-// caller.
-func GroupByTarget(changes []Change, res []Result, known func(Target) bool, errUnknown error) (order []Target, groups map[Target][]int) {
-	groups = make(map[Target][]int)
-	for i, c := range changes {
-		if err := c.Validate(); err != nil {
-			res[i] = Failed(c, err)
-			continue
-		}
-		if !known(c.Target) {
-			res[i] = Failed(c, fmt.Errorf("%w: %s", errUnknown, c.Target))
-			continue
-		}
-		if groups[c.Target] == nil {
-			order = append(order, c.Target)
-		}
-		groups[c.Target] = append(groups[c.Target], i)
-	}
-	return order, groups
-}
-
 // ValidateSingle checks a change for a single-target store: the zero
 // Target (else errUnknown) and a well-formed Change (else ErrBadChange).
 func ValidateSingle(c Change, errUnknown error) error {
@@ -406,43 +381,4 @@ func ValidateSingle(c Change, errUnknown error) error {
 		return fmt.Errorf("%w: %s", errUnknown, c.Target)
 	}
 	return c.Validate()
-}
-
-// FailOpen gives every change in idx (nil: every change) that has no
-// result yet a Failed result with err.
-func FailOpen(changes []Change, idx []int, res []Result, err error) {
-	if idx == nil {
-		for i := range changes {
-			if res[i].Status == "" {
-				res[i] = Failed(changes[i], err)
-			}
-		}
-		return
-	}
-	for _, i := range idx {
-		if res[i].Status == "" {
-			res[i] = Failed(changes[i], err)
-		}
-	}
-}
-
-// Confirm decides every change in idx that has no result yet from a
-// listing taken after the tool ran, for stores that check their own work:
-// an install is OK when installed(fp) holds, a removal when present(fp) no
-// longer does; anything else failed, and the error names where.
-func Confirm(changes []Change, idx []int, res []Result, installed, present func(Fingerprint) bool, where string) {
-	for _, i := range idx {
-		c := changes[i]
-		if res[i].Status != "" {
-			continue
-		}
-		switch {
-		case c.Op == OpInstall && installed(c.FP), c.Op == OpRemove && !present(c.FP):
-			res[i] = OK(c)
-		case c.Op == OpInstall:
-			res[i] = Failed(c, fmt.Errorf("%s: the tool succeeded but %s is not listed afterwards", where, c.FP.Short()))
-		default:
-			res[i] = Failed(c, fmt.Errorf("%s: %s is still listed after removal", where, c.FP.Short()))
-		}
-	}
 }

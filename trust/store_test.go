@@ -126,7 +126,7 @@ func TestSortEntriesAndJSON(t *testing.T) {
 	assert.False(t, back.Has(trust.Target{User: "x"}, lo))
 }
 
-func TestGroupByTarget(t *testing.T) {
+func TestBatchByTarget(t *testing.T) {
 	ca := trusttest.NewCA(t).Cert
 	alice, bob, eve := trust.Target{User: "alice"}, trust.Target{User: "bob"}, trust.Target{User: "eve"}
 	errUnknown := errors.New("unknown target")
@@ -137,51 +137,58 @@ func TestGroupByTarget(t *testing.T) {
 		{Op: trust.OpRemove, FP: ca.FP, Target: eve},
 		{Op: trust.OpRemove, FP: ca.FP, Target: bob},
 	}
-	res := make([]trust.Result, len(changes))
-	order, groups := trust.GroupByTarget(changes, res, func(t trust.Target) bool { return t != eve }, errUnknown)
+	b := trust.NewBatch(changes)
+	groups := b.ByTarget(func(t trust.Target) bool { return t != eve }, errUnknown)
 
-	assert.Equal(t, []trust.Target{bob, alice}, order, "targets in first-seen order")
-	assert.Equal(t, map[trust.Target][]int{bob: {0, 4}, alice: {1}}, groups)
-	assert.ErrorIs(t, res[2].Err, trust.ErrBadChange)
-	assert.ErrorIs(t, res[3].Err, errUnknown)
+	require.Len(t, groups, 2)
+	assert.Equal(t, bob, groups[0].Target, "targets in first-seen order")
+	assert.Equal(t, []int{0, 4}, groups[0].Slots)
+	assert.Equal(t, alice, groups[1].Target)
+	assert.Equal(t, []int{1}, groups[1].Slots)
+	assert.True(t, groups[0].HasInstall())
+	assert.False(t, groups[1].HasInstall())
+	assert.ErrorIs(t, b.Results[2].Err, trust.ErrBadChange)
+	assert.ErrorIs(t, b.Results[3].Err, errUnknown)
 	for _, i := range []int{0, 1, 4} {
-		assert.Empty(t, res[i].Status, "grouped change %d is left for the caller", i)
+		assert.Empty(t, b.Results[i].Status, "grouped change %d is left for the caller", i)
+		assert.False(t, b.Decided(i))
 	}
 
 	assert.NoError(t, trust.ValidateSingle(trust.Change{Op: trust.OpRemove, FP: ca.FP}, errUnknown))
 	assert.ErrorIs(t, trust.ValidateSingle(changes[1], errUnknown), errUnknown)
 }
 
-func TestConfirmAndFailOpen(t *testing.T) {
-	a, b := trusttest.NewCA(t).Cert, trusttest.NewCA(t).Cert
+func TestBatchConfirmAndFailRemaining(t *testing.T) {
+	a, bCert := trusttest.NewCA(t).Cert, trusttest.NewCA(t).Cert
 	changes := []trust.Change{
-		{Op: trust.OpInstall, FP: a.FP, Cert: a}, // listed afterwards: ok
-		{Op: trust.OpInstall, FP: b.FP, Cert: b}, // not listed: failed
-		{Op: trust.OpRemove, FP: a.FP},           // still listed: failed
-		{Op: trust.OpRemove, FP: b.FP},           // gone: ok
-		{Op: trust.OpRemove, FP: b.FP},           // already decided: kept
+		{Op: trust.OpInstall, FP: a.FP, Cert: a},         // listed afterwards: ok
+		{Op: trust.OpInstall, FP: bCert.FP, Cert: bCert}, // not listed: failed
+		{Op: trust.OpRemove, FP: a.FP},                   // still listed: failed
+		{Op: trust.OpRemove, FP: bCert.FP},               // gone: ok
+		{Op: trust.OpRemove, FP: bCert.FP},               // already decided: kept
 	}
-	res := make([]trust.Result, len(changes))
-	res[4] = trust.Skipped(changes[4], "decided earlier")
+	b := trust.NewBatch(changes)
+	b.Results[4] = trust.Skipped(changes[4], "decided earlier")
 	listed := func(fp trust.Fingerprint) bool { return fp == a.FP }
-	trust.Confirm(changes, []int{0, 1, 2, 3, 4}, res, listed, listed, "test: db")
+	b.Slots([]int{0, 1, 2, 3, 4}).Confirm(listed, listed, "test: db")
 
 	want := []trust.Status{trust.StatusOK, trust.StatusFailed, trust.StatusFailed, trust.StatusOK, trust.StatusSkipped}
 	for i, w := range want {
-		assert.Equal(t, w, res[i].Status, "change %d", i)
+		assert.Equal(t, w, b.Results[i].Status, "change %d", i)
 	}
-	assert.ErrorContains(t, res[1].Err, "test: db")
-	assert.ErrorContains(t, res[2].Err, "still listed")
+	assert.ErrorContains(t, b.Results[1].Err, "test: db")
+	assert.ErrorContains(t, b.Results[2].Err, "still listed")
 
-	open := make([]trust.Result, len(changes))
-	open[0] = trust.OK(changes[0])
+	open := trust.NewBatch(changes)
+	open.Results[0] = trust.OK(changes[0])
 	boom := errors.New("boom")
-	trust.FailOpen(changes, []int{0, 1}, open, boom)
-	assert.Equal(t, trust.StatusOK, open[0].Status, "a decided change keeps its result")
-	assert.ErrorIs(t, open[1].Err, boom)
-	assert.Empty(t, open[2].Status, "changes outside idx are untouched")
-	trust.FailOpen(changes, nil, open, boom)
-	for i := range open {
-		assert.NotEmpty(t, open[i].Status, "nil idx means every change: %d", i)
+	open.Slots([]int{0, 1}).FailRemaining(boom)
+	assert.Equal(t, trust.StatusOK, open.Results[0].Status, "a decided change keeps its result")
+	assert.ErrorIs(t, open.Results[1].Err, boom)
+	assert.Empty(t, open.Results[2].Status, "changes outside the group are untouched")
+	open.FailRemaining(boom)
+	assert.Equal(t, trust.StatusOK, open.Results[0].Status, "a decided change keeps its result")
+	for i := range open.Results {
+		assert.NotEmpty(t, open.Results[i].Status, "FailRemaining decides every change: %d", i)
 	}
 }

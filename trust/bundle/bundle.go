@@ -467,18 +467,16 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 // Apply implements trust.Store. The whole batch becomes at most one atomic
 // write, and none when the bytes would not change.
 func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
-	out := make([]trust.Result, len(changes))
 	if len(changes) == 0 {
-		return out
+		return nil
 	}
+	b := trust.NewBatch(changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	c, src, err := s.load()
 	if err != nil {
-		for i, ch := range changes {
-			out[i] = trust.Failed(ch, err)
-		}
-		return out
+		b.FailRemaining(err)
+		return b.Results
 	}
 	tagged := make(map[trust.Fingerprint]block, len(c.tagged))
 	subjects := make(map[trust.Fingerprint]string)
@@ -494,18 +492,18 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	for i, ch := range changes {
 		switch {
 		case ctx.Err() != nil:
-			out[i] = trust.Failed(ch, ctx.Err())
+			b.Results[i] = trust.Failed(ch, ctx.Err())
 		case ch.Target != trust.Target{}:
-			out[i] = trust.Failed(ch, fmt.Errorf("trust/bundle: %s: unknown target %s (the store has one)", s.path, ch.Target))
+			b.Results[i] = trust.Failed(ch, fmt.Errorf("trust/bundle: %s: unknown target %s (the store has one)", s.path, ch.Target))
 		case ch.Validate() != nil:
-			out[i] = trust.Failed(ch, fmt.Errorf("trust/bundle: %s: %w", s.path, ch.Validate()))
+			b.Results[i] = trust.Failed(ch, fmt.Errorf("trust/bundle: %s: %w", s.path, ch.Validate()))
 		case ch.Op == trust.OpInstall:
 			if _, ok := tagged[ch.FP]; !ok {
 				tagged[ch.FP] = block{fp: ch.FP, der: ch.Cert.X509.Raw, typ: "CERTIFICATE"}
 				changed = append(changed, i)
 			}
 			subjects[ch.FP] = ch.Cert.Subject()
-			out[i] = trust.OK(ch)
+			b.Results[i] = trust.OK(ch)
 		default:
 			// Ours alone when present: a copy an administrator appended
 			// by hand is theirs. Without ours, a Foreign change names a
@@ -516,7 +514,7 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 				hit = true
 			} else if !ch.Foreign {
 				if !system[ch.FP] && holds(foreign, ch.FP) {
-					out[i] = trust.LeftAlone(ch)
+					b.Results[i] = trust.LeftAlone(ch)
 					continue
 				}
 			} else {
@@ -534,10 +532,10 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 				changed = append(changed, i)
 			}
 			if system[ch.FP] {
-				out[i] = trust.Skipped(ch, fmt.Sprintf("%v: it is copied from %s at every write; remove it from the system trust store", ErrSystemRoot, src.path))
+				b.Results[i] = trust.Skipped(ch, fmt.Sprintf("%v: it is copied from %s at every write; remove it from the system trust store", ErrSystemRoot, src.path))
 				continue
 			}
-			out[i] = trust.OK(ch)
+			b.Results[i] = trust.OK(ch)
 		}
 	}
 	list := make([]block, 0, len(tagged))
@@ -550,14 +548,15 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	sort.Slice(list, func(i, j int) bool { return bytes.Compare(list[i].fp[:], list[j].fp[:]) < 0 })
 	if !c.exists && len(changed) == 0 {
 		// Only removals of absent roots: no reason to create the file.
-		return out
+		return b.Results
 	}
 	if err := s.write(c, render(src, list, foreign, subjects)); err != nil {
+		// Every change the write carried fails with it.
 		for _, i := range changed {
-			out[i] = trust.Failed(changes[i], err)
+			b.Results[i] = trust.Failed(changes[i], err)
 		}
 	}
-	return out
+	return b.Results
 }
 
 // Parts returns the fingerprints of the certificates in the bundle's system

@@ -250,51 +250,51 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 // Apply implements trust.Store. There is no refresh tool: each change is
 // one atomic file write or removal.
 func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
-	out := make([]trust.Result, len(changes))
 	if len(changes) == 0 {
-		return out
+		return nil
 	}
+	b := trust.NewBatch(changes)
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	files, _, scanErr := s.scan()
 	for i, c := range changes {
 		switch {
 		case ctx.Err() != nil:
-			out[i] = trust.Failed(c, ctx.Err())
+			b.Results[i] = trust.Failed(c, ctx.Err())
 		case c.Target != trust.Target{}:
-			out[i] = trust.Failed(c, fmt.Errorf("trust/dir: %s: unknown target %s (the store has one)", s.path, c.Target))
+			b.Results[i] = trust.Failed(c, fmt.Errorf("trust/dir: %s: unknown target %s (the store has one)", s.path, c.Target))
 		case c.Validate() != nil:
-			out[i] = trust.Failed(c, fmt.Errorf("trust/dir: %s: %w", s.path, c.Validate()))
+			b.Results[i] = trust.Failed(c, fmt.Errorf("trust/dir: %s: %w", s.path, c.Validate()))
 		case scanErr != nil:
-			out[i] = trust.Failed(c, scanErr)
+			b.Results[i] = trust.Failed(c, scanErr)
 		case c.Op == trust.OpInstall:
 			var err error
 			if files, err = s.install(files, c.Cert); err != nil {
-				out[i] = trust.Failed(c, err)
+				b.Results[i] = trust.Failed(c, err)
 			} else {
-				out[i] = trust.OK(c)
+				b.Results[i] = trust.OK(c)
 			}
 		case !c.Foreign && !hasOurs(files, c.FP):
 			// Our file is gone (deleted after the plan was made): another
 			// file holding the root is its owner's, not ours to delete.
 			if len(holders(files, c.FP)) > 0 {
-				out[i] = trust.LeftAlone(c)
+				b.Results[i] = trust.LeftAlone(c)
 			} else {
-				out[i] = trust.OK(c)
+				b.Results[i] = trust.OK(c)
 			}
 		default:
 			var err error
 			if files, err = s.remove(files, c.FP); err != nil {
-				out[i] = trust.Failed(c, err)
+				b.Results[i] = trust.Failed(c, err)
 			} else if held := holders(files, c.FP); len(held) > 0 {
 				// Ours is gone; someone else's file keeps the root.
-				out[i] = trust.Skipped(c, "still trusted through "+strings.Join(held, ", ")+", which we did not write; not removed")
+				b.Results[i] = trust.Skipped(c, "still trusted through "+strings.Join(held, ", ")+", which we did not write; not removed")
 			} else {
-				out[i] = trust.OK(c)
+				b.Results[i] = trust.OK(c)
 			}
 		}
 	}
-	return out
+	return b.Results
 }
 
 // install writes cert's tagged file unless it is already there. It returns

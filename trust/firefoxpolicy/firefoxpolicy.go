@@ -313,13 +313,13 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 
 // Apply implements trust.Store.
 func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
-	res := make([]trust.Result, len(changes))
 	if len(changes) == 0 {
-		return res
+		return nil
 	}
+	b := trust.NewBatch(changes)
 	fail := func(err error) []trust.Result {
-		trust.FailOpen(changes, nil, res, err)
-		return res
+		b.FailRemaining(err)
+		return b.Results
 	}
 	if err := s.Check(ctx); err != nil {
 		return fail(err)
@@ -332,7 +332,7 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	}
 	for i, c := range changes {
 		if err := validate(c); err != nil {
-			res[i] = trust.Failed(c, err)
+			b.Results[i] = trust.Failed(c, err)
 		}
 	}
 	// A change is done only once policies.json says so: every result that
@@ -342,18 +342,18 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	staged := make(map[int]trust.Result, len(changes))
 	var toDelete []string
 	for i, c := range changes {
-		if res[i].Status != "" {
+		if b.Decided(i) {
 			continue
 		}
 		switch c.Op {
 		case trust.OpInstall:
 			p := s.ourPath(c.FP)
 			if err := os.MkdirAll(s.certDir, 0o755); err != nil {
-				res[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %w", err))
+				b.Results[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %w", err))
 				continue
 			}
 			if _, err := atomicfile.WriteIfChanged(p, c.Cert.PEM(), 0o644); err != nil {
-				res[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %w", err))
+				b.Results[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %w", err))
 				continue
 			}
 			if !contains(d.install, p) {
@@ -363,7 +363,7 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		case trust.OpRemove:
 			r := s.remove(d, c, &toDelete)
 			if r.Status == trust.StatusSkipped || r.Status == trust.StatusFailed {
-				res[i] = r
+				b.Results[i] = r
 			} else {
 				staged[i] = r
 			}
@@ -374,14 +374,14 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		pending = append(pending, i)
 	}
 	failPending := func(err error) []trust.Result {
-		trust.FailOpen(changes, pending, res, err)
-		return res
+		b.Slots(pending).FailRemaining(err)
+		return b.Results
 	}
-	if b, err := d.encode(); err != nil {
+	if data, err := d.encode(); err != nil {
 		return failPending(fmt.Errorf("firefoxpolicy: encode: %w", err))
 	} else if err := os.MkdirAll(filepath.Dir(s.policy), 0o755); err != nil {
 		return failPending(fmt.Errorf("firefoxpolicy: %w", err))
-	} else if wrote, err := s.writeIfChanged(b); err != nil {
+	} else if wrote, err := s.writeIfChanged(data); err != nil {
 		return failPending(fmt.Errorf("firefoxpolicy: write %s: %w", s.policy, err))
 	} else if wrote {
 		s.log.Info("wrote firefox policy", "file", s.policy, "entries", len(d.install))
@@ -396,13 +396,13 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		named := contains(after.install, s.ourPath(c.FP))
 		switch {
 		case c.Op == trust.OpInstall && !named:
-			res[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %s does not name %s after the write", s.policy, c.FP.Short()))
+			b.Results[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %s does not name %s after the write", s.policy, c.FP.Short()))
 		case c.Op == trust.OpInstall && !holds(s.ourPath(c.FP), c.FP):
-			res[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %s does not hold %s after the write", s.ourPath(c.FP), c.FP.Short()))
+			b.Results[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %s does not hold %s after the write", s.ourPath(c.FP), c.FP.Short()))
 		case c.Op == trust.OpRemove && named:
-			res[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %s still names %s after the write", s.policy, c.FP.Short()))
+			b.Results[i] = trust.Failed(c, fmt.Errorf("firefoxpolicy: %s still names %s after the write", s.policy, c.FP.Short()))
 		default:
-			res[i] = staged[i]
+			b.Results[i] = staged[i]
 		}
 	}
 	// Our files go only after the policy no longer names them.
@@ -411,22 +411,22 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			s.log.Warn("remove certificate file", "file", p, "error", err)
 		}
 	}
-	s.removeFromProfiles(ctx, changes, res)
-	return res
+	s.removeFromProfiles(ctx, b)
+	return b.Results
 }
 
 // removeFromProfiles takes the roots whose removal from the policy is done
 // out of every Firefox profile too; a root someone else's entry still
 // installs stays (Firefox would import it again). A failure fails the
 // removal, so the agent tries again.
-func (s *Store) removeFromProfiles(ctx context.Context, changes []trust.Change, res []trust.Result) {
+func (s *Store) removeFromProfiles(ctx context.Context, b *trust.Batch) {
 	if s.profiles == nil {
 		return
 	}
 	var fps []trust.Fingerprint
 	var idx []int
-	for i, c := range changes {
-		if c.Op == trust.OpRemove && res[i].Status == trust.StatusOK && res[i].Reason == "" {
+	for i, c := range b.Changes {
+		if c.Op == trust.OpRemove && b.Results[i].Status == trust.StatusOK && b.Results[i].Reason == "" {
 			fps = append(fps, c.FP)
 			idx = append(idx, i)
 		}
@@ -437,7 +437,7 @@ func (s *Store) removeFromProfiles(ctx context.Context, changes []trust.Change, 
 	n, err := s.profiles.RemoveFromFirefox(ctx, fps)
 	if err != nil {
 		for _, i := range idx {
-			res[i] = trust.Failed(changes[i], fmt.Errorf("firefoxpolicy: removing the copies Firefox made in its profiles: %w", err))
+			b.Results[i] = trust.Failed(b.Changes[i], fmt.Errorf("firefoxpolicy: removing the copies Firefox made in its profiles: %w", err))
 		}
 		return
 	}

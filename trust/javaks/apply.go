@@ -11,34 +11,34 @@ import (
 // (each keytool run is a JVM start), each change checked against a fresh
 // listing afterwards.
 func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
-	res := make([]trust.Result, len(changes))
 	if len(changes) == 0 {
-		return res
+		return nil
 	}
+	b := trust.NewBatch(changes)
 	kss, _ := s.discover()
 	byTarget := make(map[trust.Target]keystore, len(kss))
 	for _, k := range kss {
 		byTarget[trust.Target{Path: k.path}] = k
 	}
-	order, groups := trust.GroupByTarget(changes, res, func(t trust.Target) bool { _, ok := byTarget[t]; return ok }, ErrUnknownTarget)
-	for _, t := range order {
-		s.applyKS(ctx, byTarget[t], changes, groups[t], res)
+	for _, g := range b.ByTarget(func(t trust.Target) bool { _, ok := byTarget[t]; return ok }, ErrUnknownTarget) {
+		s.applyKS(ctx, byTarget[g.Target], b, g)
 	}
-	return res
+	return b.Results
 }
 
-func (s *Store) applyKS(ctx context.Context, k keystore, changes []trust.Change, idx []int, res []trust.Result) {
+// applyKS performs group g's changes, all on keystore k; it decides only
+// g's slots.
+func (s *Store) applyKS(ctx context.Context, k keystore, b *trust.Batch, g trust.Group) {
 	unlock := s.lock(k.path)
 	defer unlock()
-	fail := func(err error) { trust.FailOpen(changes, idx, res, err) }
 	as, err := s.listKS(ctx, k)
 	if err != nil {
-		fail(err)
+		g.FailRemaining(err)
 		return
 	}
 	changed := false
-	for _, i := range idx {
-		c := changes[i]
+	for _, i := range g.Slots {
+		c := b.Changes[i]
 		switch c.Op {
 		case trust.OpInstall:
 			if isOurs(as, c.FP) {
@@ -46,7 +46,7 @@ func (s *Store) applyKS(ctx context.Context, k keystore, changes []trust.Change,
 			}
 			// keytool reads the certificate from stdin without -file.
 			if _, err := s.keytoolIn(ctx, k, c.Cert.PEM(), "-importcert", "-noprompt", "-alias", aliasFor(c.FP)); err != nil {
-				res[i] = trust.Failed(c, fmt.Errorf("javaks: keytool -importcert (%s): %w", k.path, err))
+				b.Results[i] = trust.Failed(c, fmt.Errorf("javaks: keytool -importcert (%s): %w", k.path, err))
 				continue
 			}
 			changed = true
@@ -61,7 +61,7 @@ func (s *Store) applyKS(ctx context.Context, k keystore, changes []trust.Change,
 			} else if !c.Foreign {
 				for _, a := range as {
 					if a.fp == c.FP {
-						res[i] = trust.LeftAlone(c)
+						b.Results[i] = trust.LeftAlone(c)
 						break
 					}
 				}
@@ -74,7 +74,7 @@ func (s *Store) applyKS(ctx context.Context, k keystore, changes []trust.Change,
 			}
 			for _, n := range names {
 				if _, err := s.keytool(ctx, k, "-delete", "-alias", n); err != nil {
-					res[i] = trust.Failed(c, fmt.Errorf("javaks: keytool -delete -alias %q (%s): %w", n, k.path, err))
+					b.Results[i] = trust.Failed(c, fmt.Errorf("javaks: keytool -delete -alias %q (%s): %w", n, k.path, err))
 					break
 				}
 				changed = true
@@ -87,7 +87,7 @@ func (s *Store) applyKS(ctx context.Context, k keystore, changes []trust.Change,
 		delete(s.cache, k.path)
 		s.mu.Unlock()
 		if as, err = s.listKS(ctx, k); err != nil {
-			fail(err)
+			g.FailRemaining(err)
 			return
 		}
 	}
@@ -99,5 +99,5 @@ func (s *Store) applyKS(ctx context.Context, k keystore, changes []trust.Change,
 		}
 		return false
 	}
-	trust.Confirm(changes, idx, res, func(fp trust.Fingerprint) bool { return isOurs(as, fp) }, held, "javaks: "+k.path)
+	g.Confirm(func(fp trust.Fingerprint) bool { return isOurs(as, fp) }, held, "javaks: "+k.path)
 }

@@ -197,12 +197,10 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	results := make([]trust.Result, len(changes))
+	b := trust.NewBatch(changes)
 	failAll := func(err error) []trust.Result {
-		for i, c := range changes {
-			results[i] = trust.Failed(c, err)
-		}
-		return results
+		b.FailRemaining(err)
+		return b.Results
 	}
 	work, err := s.workDir()
 	if err != nil {
@@ -221,15 +219,15 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	changed := false
 	for i, c := range changes {
 		if c.Target != (trust.Target{}) {
-			results[i] = trust.Failed(c, fmt.Errorf("trust/keychain: unknown target %s (the store has one)", c.Target))
+			b.Results[i] = trust.Failed(c, fmt.Errorf("trust/keychain: unknown target %s (the store has one)", c.Target))
 			continue
 		}
 		if err := c.Validate(); err != nil {
-			results[i] = trust.Failed(c, fmt.Errorf("trust/keychain: %w", err))
+			b.Results[i] = trust.Failed(c, fmt.Errorf("trust/keychain: %w", err))
 			continue
 		}
 		if err := ctx.Err(); err != nil {
-			results[i] = trust.Failed(c, fmt.Errorf("trust/keychain: %w", err))
+			b.Results[i] = trust.Failed(c, fmt.Errorf("trust/keychain: %w", err))
 			continue
 		}
 		switch c.Op {
@@ -237,37 +235,37 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 			if have, ok := held[c.FP]; ok {
 				if pendingBefore == nil {
 					if pendingBefore, err = s.pending(ctx, work, before); err != nil {
-						results[i] = trust.Failed(c, err)
+						b.Results[i] = trust.Failed(c, err)
 						continue
 					}
 				}
-				results[i] = trust.OK(c)
+				b.Results[i] = trust.OK(c)
 				if pendingBefore[have.FP] {
-					results[i].Reason = ReasonTrustPending
+					b.Results[i].Reason = ReasonTrustPending
 				}
 				continue
 			}
 			changed = true
-			results[i] = s.install(ctx, work, c)
-			if results[i].Status == trust.StatusOK {
+			b.Results[i] = s.install(ctx, work, c)
+			if b.Results[i].Status == trust.StatusOK {
 				der := c.Cert.X509.Raw
 				held[c.FP] = kcCert{DER: der, X509: c.Cert.X509, FP: c.FP, SHA1: sha1.Sum(der)}
 			}
 		case trust.OpRemove:
 			have, ok := held[c.FP]
 			if !ok {
-				results[i] = trust.OK(c) // removing an absent root is OK
+				b.Results[i] = trust.OK(c) // removing an absent root is OK
 				continue
 			}
 			changed = true
-			results[i] = s.remove(ctx, work, c, have)
-			if results[i].Status == trust.StatusOK {
+			b.Results[i] = s.remove(ctx, work, c, have)
+			if b.Results[i].Status == trust.StatusOK {
 				delete(held, c.FP)
 			}
 		}
 	}
 	if !changed {
-		return results
+		return b.Results
 	}
 	// Check every OK result against the keychain. The keychain keys
 	// certificates by issuer and serial number: when a different root with
@@ -275,25 +273,25 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	// success and ours is not added.
 	after, err := s.find(ctx)
 	if err != nil {
-		for i, r := range results {
+		for i, r := range b.Results {
 			if r.Status == trust.StatusOK && r.Change.Op == trust.OpInstall {
-				results[i] = trust.Failed(r.Change, fmt.Errorf("trust/keychain: checking the install: %w", err))
+				b.Results[i] = trust.Failed(r.Change, fmt.Errorf("trust/keychain: checking the install: %w", err))
 			}
 		}
-		return results
+		return b.Results
 	}
 	now := make(map[trust.Fingerprint]bool, len(after))
 	for _, c := range after {
 		now[c.FP] = true
 	}
 	// Only the last change to a root says what the keychain should hold.
-	last := make(map[trust.Fingerprint]int, len(results))
-	for i, r := range results {
+	last := make(map[trust.Fingerprint]int, len(b.Results))
+	for i, r := range b.Results {
 		if r.Status == trust.StatusOK {
 			last[r.Change.FP] = i
 		}
 	}
-	for i, r := range results {
+	for i, r := range b.Results {
 		if r.Status != trust.StatusOK || last[r.Change.FP] != i {
 			continue
 		}
@@ -302,12 +300,12 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		case r.Change.Op == trust.OpInstall && !now[fp]:
 			err := fmt.Errorf("trust/keychain: %s is not in %s after add-trusted-cert: the keychain holds another certificate with the same issuer and serial number", fp.Short(), s.opts.Keychain)
 			s.undoTrust(ctx, work, r.Change.Cert.X509.Raw, fp)
-			results[i] = trust.Failed(r.Change, err)
+			b.Results[i] = trust.Failed(r.Change, err)
 		case r.Change.Op == trust.OpRemove && now[fp]:
-			results[i] = trust.Failed(r.Change, fmt.Errorf("trust/keychain: %s is still in %s after delete-certificate", fp.Short(), s.opts.Keychain))
+			b.Results[i] = trust.Failed(r.Change, fmt.Errorf("trust/keychain: %s is still in %s after delete-certificate", fp.Short(), s.opts.Keychain))
 		}
 	}
-	return results
+	return b.Results
 }
 
 // install adds the root with admin trust settings; when macOS refuses the

@@ -18,34 +18,33 @@ import (
 // anchors after an interrupted pass), then checks every change against the
 // rebuilt bundle.
 func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
-	res := make([]trust.Result, len(changes))
 	if len(changes) == 0 {
-		return res
+		return nil
+	}
+	b := trust.NewBatch(changes)
+	fail := func(err error) []trust.Result {
+		b.FailRemaining(err)
+		return b.Results
 	}
 	tool, err := s.resolve()
 	if err != nil {
-		for i, c := range changes {
-			res[i] = trust.Failed(c, err)
-		}
-		return res
+		return fail(err)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
 
-	// done marks results decided before the refresh.
-	done := make([]bool, len(changes))
 	for i, c := range changes {
 		if err := validate(c); err != nil {
-			res[i], done[i] = trust.Failed(c, err), true
+			b.Results[i] = trust.Failed(c, err)
 		}
 	}
 	anchors, err := s.scanAnchors()
 	if err != nil {
-		return failRest(res, done, changes, err)
+		return fail(err)
 	}
 	bundleBefore, err := s.readBundle()
 	if err != nil {
-		return failRest(res, done, changes, err)
+		return fail(err)
 	}
 	dirNewer := s.anchorDirNewerThanBundle()
 
@@ -53,22 +52,22 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	// javaAliases are the Debian Java aliases of anchors we removed.
 	var javaAliases []string
 	for i, c := range changes {
-		if done[i] || c.Op != trust.OpInstall {
+		if b.Decided(i) || c.Op != trust.OpInstall {
 			continue
 		}
 		if err := os.MkdirAll(s.fam.AnchorDir, 0o755); err != nil {
-			res[i], done[i] = trust.Failed(c, fmt.Errorf("linuxca: install %s: %w", c.FP.Short(), err)), true
+			b.Results[i] = trust.Failed(c, fmt.Errorf("linuxca: install %s: %w", c.FP.Short(), err))
 			continue
 		}
 		wrote, err := atomicfile.WriteIfChanged(filepath.Join(s.fam.AnchorDir, s.ourName(c.FP)), c.Cert.PEM(), 0o644)
 		if err != nil {
-			res[i], done[i] = trust.Failed(c, fmt.Errorf("linuxca: install %s: %w", c.FP.Short(), err)), true
+			b.Results[i] = trust.Failed(c, fmt.Errorf("linuxca: install %s: %w", c.FP.Short(), err))
 			continue
 		}
 		changed = changed || wrote
 	}
 	for i, c := range changes {
-		if done[i] || c.Op != trust.OpRemove {
+		if b.Decided(i) || c.Op != trust.OpRemove {
 			continue
 		}
 		// When we have our own file for the root, only that goes: someone
@@ -89,13 +88,13 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		}
 		if !ours && !c.Foreign {
 			if len(holders(anchors, c.FP)) > 0 {
-				res[i], done[i] = trust.LeftAlone(c), true
+				b.Results[i] = trust.LeftAlone(c)
 			}
 			continue
 		}
 		for _, a := range targets {
 			if err := atomicfile.Remove(a.path); err != nil {
-				res[i], done[i] = trust.Failed(c, fmt.Errorf("linuxca: remove %s: %w", a.path, err)), true
+				b.Results[i] = trust.Failed(c, fmt.Errorf("linuxca: remove %s: %w", a.path, err))
 				break
 			}
 			s.log.Info("removed anchor", "fingerprint", c.FP.Short(), "file", a.path, "ours", a.ours)
@@ -107,7 +106,7 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	// An interrupted pass may have left files and bundle out of step.
 	after, err := s.scanAnchors()
 	if err != nil {
-		return failRest(res, done, changes, err)
+		return fail(err)
 	}
 	inAnchors := make(map[trust.Fingerprint]bool)
 	for _, a := range after {
@@ -117,7 +116,7 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	}
 	stale := false
 	for i, c := range changes {
-		if done[i] {
+		if b.Decided(i) {
 			continue
 		}
 		switch c.Op {
@@ -137,41 +136,41 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		s.refreshes.Add(1)
 		s.log.Info("refreshing system trust", "tool", tool, "args", strings.Join(args, " "))
 		if _, err := s.run.Run(ctx, platform.Cmd{Path: tool, Args: args}); err != nil {
-			return failRest(res, done, changes, fmt.Errorf("linuxca: refresh: %w", err))
+			return fail(fmt.Errorf("linuxca: refresh: %w", err))
 		}
 	}
 	bundle, err := s.readBundle()
 	if err != nil {
-		return failRest(res, done, changes, err)
+		return fail(err)
 	}
 	var javaNote string
 	if removed && len(javaAliases) > 0 {
 		javaNote = s.javaCleanup(ctx, javaAliases)
 	}
 	for i, c := range changes {
-		if done[i] {
+		if b.Decided(i) {
 			continue
 		}
 		switch c.Op {
 		case trust.OpInstall:
 			if bundle[c.FP] == nil {
-				res[i] = trust.Failed(c, fmt.Errorf("linuxca: %s written to %s, but %s does not hold it after the refresh", c.FP.Short(), s.fam.AnchorDir, s.fam.Bundle))
+				b.Results[i] = trust.Failed(c, fmt.Errorf("linuxca: %s written to %s, but %s does not hold it after the refresh", c.FP.Short(), s.fam.AnchorDir, s.fam.Bundle))
 				continue
 			}
-			res[i] = trust.OK(c)
+			b.Results[i] = trust.OK(c)
 		case trust.OpRemove:
 			switch {
 			case bundle[c.FP] == nil:
-				res[i] = trust.OK(c)
-				res[i].Reason = javaNote
+				b.Results[i] = trust.OK(c)
+				b.Results[i].Reason = javaNote
 			case inAnchors[c.FP]:
-				res[i] = trust.Skipped(c, "still trusted through "+strings.Join(holders(after, c.FP), ", ")+", which we did not write; not removed")
+				b.Results[i] = trust.Skipped(c, "still trusted through "+strings.Join(holders(after, c.FP), ", ")+", which we did not write; not removed")
 			default:
-				res[i] = trust.Skipped(c, fmt.Sprintf("trusted through the distribution's roots in %s, not an anchor file in %s; not ours to remove", s.fam.Bundle, s.fam.AnchorDir))
+				b.Results[i] = trust.Skipped(c, fmt.Sprintf("trusted through the distribution's roots in %s, not an anchor file in %s; not ours to remove", s.fam.Bundle, s.fam.AnchorDir))
 			}
 		}
 	}
-	return res
+	return b.Results
 }
 
 func validate(c trust.Change) error { return trust.ValidateSingle(c, ErrUnknownTarget) }
@@ -188,15 +187,6 @@ func holders(as []anchorFile, fp trust.Fingerprint) []string {
 		}
 	}
 	return out
-}
-
-func failRest(res []trust.Result, done []bool, changes []trust.Change, err error) []trust.Result {
-	for i, c := range changes {
-		if !done[i] {
-			res[i] = trust.Failed(c, err)
-		}
-	}
-	return res
 }
 
 // anchorDirNewerThanBundle reports whether the anchor directory changed

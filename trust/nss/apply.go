@@ -17,64 +17,57 @@ import (
 // Options.Workers at once), each one's changes in order, and every change
 // is checked against a fresh listing afterwards.
 func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
-	res := make([]trust.Result, len(changes))
 	if len(changes) == 0 {
-		return res
+		return nil
 	}
+	b := trust.NewBatch(changes)
 	if err := s.Check(ctx); err != nil {
-		for i, c := range changes {
-			res[i] = trust.Failed(c, err)
-		}
-		return res
+		b.FailRemaining(err)
+		return b.Results
 	}
 	dbs, _, err := s.discover()
 	if err != nil {
-		for i, c := range changes {
-			res[i] = trust.Failed(c, fmt.Errorf("nss: %w", err))
-		}
-		return res
+		b.FailRemaining(fmt.Errorf("nss: %w", err))
+		return b.Results
 	}
 	byTarget := make(map[trust.Target]db, len(dbs))
 	for _, d := range dbs {
 		byTarget[d.target] = d
 	}
-	order, groups := trust.GroupByTarget(changes, res, func(t trust.Target) bool { _, ok := byTarget[t]; return ok }, ErrUnknownTarget)
 	sem := make(chan struct{}, s.workers)
 	var wg sync.WaitGroup
-	for _, t := range order {
-		d, idx := byTarget[t], groups[t]
+	for _, g := range b.ByTarget(func(t trust.Target) bool { _, ok := byTarget[t]; return ok }, ErrUnknownTarget) {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			s.applyDB(ctx, d, changes, idx, res)
+			s.applyDB(ctx, byTarget[g.Target], b, g)
 		})
 	}
 	wg.Wait()
-	return res
+	return b.Results
 }
 
-// applyDB performs the changes idx of one database; it writes only
-// res[idx...].
-func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx []int, res []trust.Result) {
+// applyDB performs group g's changes, all on database d; it decides only
+// g's slots.
+func (s *Store) applyDB(ctx context.Context, d db, b *trust.Batch, g trust.Group) {
 	unlock := s.lockDB(d.dir)
 	defer unlock()
-	fail := func(err error) { trust.FailOpen(changes, idx, res, err) }
 	if d.create && dbState(d.dir) == dbNone {
-		if !hasInstall(changes, idx) {
+		if !g.HasInstall() {
 			// Nothing to remove from a database that does not exist.
-			for _, i := range idx {
-				res[i] = trust.OK(changes[i])
+			for _, i := range g.Slots {
+				b.Results[i] = trust.OK(b.Changes[i])
 			}
 			return
 		}
 		if err := s.createDB(ctx, d); err != nil {
-			fail(err)
+			g.FailRemaining(err)
 			return
 		}
 	}
 	entries, err := s.listDB(ctx, d)
 	if err != nil {
-		fail(err)
+		g.FailRemaining(err)
 		return
 	}
 	changed := false
@@ -83,27 +76,27 @@ func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx [
 	// mode); whatever the batch did not add is then added one by one,
 	// which names the root that failed and why.
 	var want []int
-	for _, i := range idx {
-		if c := changes[i]; c.Op == trust.OpInstall && !hasOurs(entries, c.FP) {
+	for _, i := range g.Slots {
+		if c := b.Changes[i]; c.Op == trust.OpInstall && !hasOurs(entries, c.FP) {
 			want = append(want, i)
 		}
 	}
 	if len(want) > 1 {
-		if err := s.batchAdd(ctx, d, changes, want); err != nil {
+		if err := s.batchAdd(ctx, d, b.Changes, want); err != nil {
 			s.log.Debug("batch add failed; adding one by one", "target", d.target.String(), "error", err)
 		}
 		before := s.invalidate(d.dir)
 		for _, i := range want {
-			added = append(added, changes[i].Cert)
+			added = append(added, b.Changes[i].Cert)
 		}
 		entries, err = s.relistDB(ctx, d, knownCerts(before, added))
 		if err != nil {
-			fail(err)
+			g.FailRemaining(err)
 			return
 		}
 	}
-	for _, i := range idx {
-		c := changes[i]
+	for _, i := range g.Slots {
+		c := b.Changes[i]
 		switch c.Op {
 		case trust.OpInstall:
 			if hasOurs(entries, c.FP) {
@@ -114,7 +107,7 @@ func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx [
 			add := s.certutilCmd(d, "-A", "-n", nickname(c.FP), "-t", "C,,")
 			add.Stdin = c.Cert.PEM()
 			if _, err := s.runCertutil(ctx, add); err != nil {
-				res[i] = trust.Failed(c, fmt.Errorf("nss: certutil -A (%s): %w", d.target, err))
+				b.Results[i] = trust.Failed(c, fmt.Errorf("nss: certutil -A (%s): %w", d.target, err))
 				continue
 			}
 			changed = true
@@ -122,12 +115,12 @@ func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx [
 		case trust.OpRemove:
 			nicks, why := removable(entries, c.FP)
 			if why != "" {
-				res[i] = trust.Skipped(c, why)
+				b.Results[i] = trust.Skipped(c, why)
 				continue
 			}
 			for _, n := range nicks {
 				if _, err := s.runCertutil(ctx, s.certutilCmd(d, "-D", "-n", n)); err != nil {
-					res[i] = trust.Failed(c, fmt.Errorf("nss: certutil -D -n %q (%s): %w", n, d.target, err))
+					b.Results[i] = trust.Failed(c, fmt.Errorf("nss: certutil -D -n %q (%s): %w", n, d.target, err))
 					break
 				}
 				changed = true
@@ -141,21 +134,12 @@ func (s *Store) applyDB(ctx context.Context, d db, changes []trust.Change, idx [
 		before := s.invalidate(d.dir)
 		entries, err = s.relistDB(ctx, d, knownCerts(before, added))
 		if err != nil {
-			fail(err)
+			g.FailRemaining(err)
 			return
 		}
 	}
 	held := func(fp trust.Fingerprint) bool { return holds(entries, fp) }
-	trust.Confirm(changes, idx, res, held, held, "nss: "+d.target.String())
-}
-
-func hasInstall(changes []trust.Change, idx []int) bool {
-	for _, i := range idx {
-		if changes[i].Op == trust.OpInstall {
-			return true
-		}
-	}
-	return false
+	g.Confirm(held, held, "nss: "+d.target.String())
 }
 
 func hasOurs(es []nssEntry, fp trust.Fingerprint) bool {

@@ -229,7 +229,7 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 // Failed: runtimes would not see it.
 func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Result {
 	if len(changes) == 0 {
-		return make([]trust.Result, 0)
+		return nil
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()

@@ -32,9 +32,9 @@ func (s coveredStore) Apply(_ context.Context, changes []trust.Change) []trust.R
 	if len(changes) == 0 {
 		return nil
 	}
-	out := make([]trust.Result, len(changes))
+	b := trust.NewBatch(changes)
 	for i, c := range changes {
-		out[i] = trust.Skipped(c, s.reason)
+		b.Results[i] = trust.Skipped(c, s.reason)
 	}
-	return out
+	return b.Results
 }

@@ -216,30 +216,26 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	results := make([]trust.Result, len(changes))
-	added, removed, err := s.write(ctx, changes, results)
+	b := trust.NewBatch(changes)
+	added, removed, err := s.write(ctx, b)
 	if err != nil {
-		for i, c := range changes {
-			if results[i].Status == "" {
-				results[i] = trust.Failed(c, err)
-			}
-		}
-		return results
+		b.FailRemaining(err)
+		return b.Results
 	}
-	s.verify(changes, results, added, removed)
-	return results
+	s.verify(b, added, removed)
+	return b.Results
 }
 
 // verify checks the batch's writes through one fresh read-only handle,
 // opened after the writer closed.
-func (s *Store) verify(changes []trust.Change, results []trust.Result, added []int, removed []removal) {
+func (s *Store) verify(b *trust.Batch, added []int, removed []removal) {
 	last := map[trust.Fingerprint]int{}
-	for i, c := range changes {
+	for i, c := range b.Changes {
 		last[c.FP] = i
 	}
 	var check []removal
 	for _, r := range removed {
-		if results[r.i].Status == trust.StatusOK && last[changes[r.i].FP] == r.i {
+		if b.Results[r.i].Status == trust.StatusOK && last[b.Changes[r.i].FP] == r.i {
 			check = append(check, r)
 		}
 	}
@@ -250,16 +246,16 @@ func (s *Store) verify(changes []trust.Change, results []trust.Result, added []i
 	if err != nil {
 		err = fmt.Errorf("trust/winroot: open %s to verify: %w", StorePath, err)
 		for _, i := range added {
-			results[i] = trust.Failed(changes[i], err)
+			b.Results[i] = trust.Failed(b.Changes[i], err)
 		}
 		for _, r := range check {
-			results[r.i] = trust.Failed(changes[r.i], err)
+			b.Results[r.i] = trust.Failed(b.Changes[r.i], err)
 		}
 		return
 	}
 	defer st.Close()
-	s.verifyAdded(st, changes, results, added)
-	s.verifyRemoved(st, changes, results, check)
+	s.verifyAdded(st, b, added)
+	s.verifyRemoved(st, b, check)
 }
 
 // removal is a delete the batch made: the change's index and the
@@ -275,20 +271,20 @@ type removal struct {
 // chain engine means another physical store of the ROOT collection (Group
 // Policy's, the enterprise one) holds a copy we did not write, so the
 // removal is skipped with that reason, never reported done.
-func (s *Store) verifyRemoved(st certStore, changes []trust.Change, results []trust.Result, check []removal) {
+func (s *Store) verifyRemoved(st certStore, b *trust.Batch, check []removal) {
 	if len(check) == 0 {
 		return
 	}
 	after, err := st.Enum()
 	for _, r := range check {
-		c := changes[r.i]
+		c := b.Changes[r.i]
 		switch {
 		case err != nil:
-			results[r.i] = trust.Failed(c, fmt.Errorf("trust/winroot: list %s to verify the delete of %s: %w", StorePath, c.FP.Short(), err))
+			b.Results[r.i] = trust.Failed(c, fmt.Errorf("trust/winroot: list %s to verify the delete of %s: %w", StorePath, c.FP.Short(), err))
 		case len(matching(after, c.FP)) > 0:
-			results[r.i] = trust.Failed(c, fmt.Errorf("trust/winroot: %s is still in %s after the delete", c.FP.Short(), StorePath))
+			b.Results[r.i] = trust.Failed(c, fmt.Errorf("trust/winroot: %s is still in %s after the delete", c.FP.Short(), StorePath))
 		case st.Verify(r.der) == nil:
-			results[r.i] = trust.Skipped(c, fmt.Sprintf("deleted from %s, but the machine still trusts it through a copy in another physical store (Group Policy, enterprise) that we did not write; not removed", StorePath))
+			b.Results[r.i] = trust.Skipped(c, fmt.Sprintf("deleted from %s, but the machine still trusts it through a copy in another physical store (Group Policy, enterprise) that we did not write; not removed", StorePath))
 		}
 	}
 }
@@ -296,7 +292,7 @@ func (s *Store) verifyRemoved(st certStore, changes []trust.Change, results []tr
 // write performs the changes through one writing handle, which it closes
 // before returning. It fills results for every change except the installs
 // it returns (their indexes), which are in the store and await verification.
-func (s *Store) write(ctx context.Context, changes []trust.Change, results []trust.Result) (added []int, removed []removal, err error) {
+func (s *Store) write(ctx context.Context, b *trust.Batch) (added []int, removed []removal, err error) {
 	st, err := s.open(true)
 	if err != nil {
 		return nil, nil, fmt.Errorf("trust/winroot: open %s for writing: %w", StorePath, err)
@@ -310,9 +306,9 @@ func (s *Store) write(ctx context.Context, changes []trust.Change, results []tru
 	if err != nil {
 		return nil, nil, fmt.Errorf("trust/winroot: list %s: %w", StorePath, err)
 	}
-	for i, c := range changes {
+	for i, c := range b.Changes {
 		if err := ctx.Err(); err != nil {
-			results[i] = trust.Failed(c, fmt.Errorf("trust/winroot: %w", err))
+			b.Results[i] = trust.Failed(c, fmt.Errorf("trust/winroot: %w", err))
 			continue
 		}
 		var der []byte
@@ -329,15 +325,15 @@ func (s *Store) write(ctx context.Context, changes []trust.Change, results []tru
 			added = append(added, i)
 			continue
 		}
-		results[i] = r
+		b.Results[i] = r
 		if c.Op == trust.OpRemove && r.Status == trust.StatusOK {
 			// An install earlier in the batch did what it was asked; the
 			// root is gone again by request, so there is nothing to verify.
 			added = slices.DeleteFunc(added, func(j int) bool {
-				if changes[j].FP != c.FP {
+				if b.Changes[j].FP != c.FP {
 					return false
 				}
-				results[j] = trust.OK(changes[j])
+				b.Results[j] = trust.OK(b.Changes[j])
 				return true
 			})
 		}
@@ -347,17 +343,17 @@ func (s *Store) write(ctx context.Context, changes []trust.Change, results []tru
 
 // verifyAdded asks the machine's chain engine whether each root the batch
 // added is trusted.
-func (s *Store) verifyAdded(st certStore, changes []trust.Change, results []trust.Result, added []int) {
+func (s *Store) verifyAdded(st certStore, b *trust.Batch, added []int) {
 	for _, i := range added {
-		c := changes[i]
+		c := b.Changes[i]
 		if err := st.Verify(c.Cert.X509.Raw); err != nil {
 			// It is in the store, but the machine does not trust it (a
 			// policy, or an explicit distrust entry): say so rather than OK.
-			results[i] = trust.Failed(c, fmt.Errorf("trust/winroot: %s added to %s but the chain engine does not trust it: %w", c.FP.Short(), StorePath, err))
+			b.Results[i] = trust.Failed(c, fmt.Errorf("trust/winroot: %s added to %s but the chain engine does not trust it: %w", c.FP.Short(), StorePath, err))
 			continue
 		}
 		s.log.Info("root installed", "fingerprint", c.FP.Short(), "store", StorePath)
-		results[i] = trust.OK(c)
+		b.Results[i] = trust.OK(c)
 	}
 }
 
