@@ -450,7 +450,7 @@ func LedgerPEM(path string) ([]byte, error) {
 }
 
 // Sync implements localapi.Backend.
-func (d *Daemon) Sync(ctx context.Context, dryRun bool) (any, error) {
+func (d *Daemon) Sync(ctx context.Context, dryRun bool) (*agent.Report, error) {
 	d.mu.Lock()
 	ag, purged := d.ag, d.purged
 	d.mu.Unlock()
@@ -469,7 +469,7 @@ func (d *Daemon) Sync(ctx context.Context, dryRun bool) (any, error) {
 
 // Purge implements localapi.Backend: it stops the loop so nothing is
 // reinstalled, then removes everything the ledger says we installed.
-func (d *Daemon) Purge(ctx context.Context) (any, error) {
+func (d *Daemon) Purge(ctx context.Context) (*agent.PurgeReport, error) {
 	d.mu.Lock()
 	cfg := d.cfg
 	d.purged = true

@@ -20,6 +20,7 @@ import (
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/certagent/certagent/agent"
 	"github.com/certagent/certagent/agent/status"
 	"github.com/certagent/certagent/internal/testenv"
 	"github.com/certagent/certagent/platform"
@@ -43,17 +44,17 @@ type syncReport struct {
 	Changes int  `json:"changes"`
 }
 
-func (f *fakeBackend) Sync(_ context.Context, dry bool) (any, error) {
+func (f *fakeBackend) Sync(_ context.Context, dry bool) (*agent.Report, error) {
 	f.syncs.Add(1)
 	if dry {
-		return syncReport{DryRun: true, Changes: 2}, nil
+		return &agent.Report{DryRun: true, Changes: 2}, nil
 	}
-	return syncReport{Changes: 1}, errors.New("store nss: certutil -A (user alice): exit status 255")
+	return &agent.Report{Changes: 1}, errors.New("store nss: certutil -A (user alice): exit status 255")
 }
 
-func (f *fakeBackend) Purge(context.Context) (any, error) {
+func (f *fakeBackend) Purge(context.Context) (*agent.PurgeReport, error) {
 	f.purges.Add(1)
-	return map[string]int{"removed": 3}, nil
+	return &agent.PurgeReport{StateRemoved: true}, nil
 }
 
 // serve starts a server on a socket in a directory every user can reach.

@@ -20,6 +20,7 @@ import (
 
 	"github.com/hashicorp/go-hclog"
 
+	"github.com/certagent/certagent/agent"
 	"github.com/certagent/certagent/agent/status"
 	"github.com/certagent/certagent/platform"
 )
@@ -33,11 +34,11 @@ type Backend interface {
 	Status(ctx context.Context) (*status.Report, error)
 	// CertsPEM returns the PEM of every certificate the agent manages.
 	CertsPEM(ctx context.Context) ([]byte, error)
-	// Sync runs one reconcile pass now and returns its report, which is
-	// encoded as JSON.
-	Sync(ctx context.Context, dryRun bool) (any, error)
+	// Sync runs one reconcile pass now and returns its report (nil when
+	// no pass ran), with an error when it failed.
+	Sync(ctx context.Context, dryRun bool) (*agent.Report, error)
 	// Purge removes everything the agent installed and returns its report.
-	Purge(ctx context.Context) (any, error)
+	Purge(ctx context.Context) (*agent.PurgeReport, error)
 }
 
 // handler is one LocalAPI endpoint.
@@ -174,27 +175,32 @@ func (s *Server) serveWhoami(w http.ResponseWriter, r *http.Request) {
 func (s *Server) serveSync(w http.ResponseWriter, r *http.Request) {
 	dry := r.URL.Query().Get("dry_run")
 	rep, err := s.backend.Sync(r.Context(), dry == "1" || dry == "true")
-	s.writeResult(w, rep, err)
+	writeResult(w, rep, err)
 }
 
 func (s *Server) servePurge(w http.ResponseWriter, r *http.Request) {
 	rep, err := s.backend.Purge(r.Context())
-	s.writeResult(w, rep, err)
+	writeResult(w, rep, err)
 }
 
 // writeResult sends a report even with an error: a pass that failed in
 // one store still has per-target results worth showing.
-func (s *Server) writeResult(w http.ResponseWriter, rep any, err error) {
+func writeResult[R any](w http.ResponseWriter, rep *R, err error) {
 	if err != nil {
-		writeJSON(w, http.StatusInternalServerError, errorBody{Error: err.Error(), Report: rep})
+		writeJSON(w, http.StatusInternalServerError, reportError[R]{Error: err.Error(), Report: rep})
 		return
 	}
 	writeJSON(w, http.StatusOK, rep)
 }
 
-type errorBody struct {
+// reportError is a failed call's body, with the report when there is one.
+type reportError[R any] struct {
 	Error  string `json:"error"`
-	Report any    `json:"report,omitempty"`
+	Report *R     `json:"report,omitempty"`
+}
+
+type errorBody struct {
+	Error string `json:"error"`
 }
 
 func writeError(w http.ResponseWriter, code int, msg string) {
