@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 )
 
@@ -73,6 +74,50 @@ const maxPasswd = 16 << 20
 // with a session under /run/user. Supplementary groups come from the group
 // file (getent initgroups for directory users). Sorted by name.
 func LocalUsers(o UsersOptions) ([]User, error) {
+	return localUsers(o, nil)
+}
+
+// UserLister is LocalUsers for callers that ask every pass (the nss store):
+// it asks the directory again only when the candidates changed (a new home,
+// a new session) or DirectoryTTL passed, so a quiet pass starts no getent.
+// Safe for concurrent use.
+type UserLister struct {
+	o   UsersOptions
+	now func() time.Time
+
+	mu    sync.Mutex // guards the fields below
+	keys  string     // the candidates last asked about
+	at    time.Time  // when
+	found []User     // what the directory answered
+}
+
+// DirectoryTTL is how long a directory answer is reused while the
+// candidates stay the same (a user's shell or uid changed in LDAP).
+const DirectoryTTL = 10 * time.Minute
+
+// NewUserLister returns a lister for o.
+func NewUserLister(o UsersOptions) *UserLister { return &UserLister{o: o, now: time.Now} }
+
+// Users returns the people, as LocalUsers does.
+func (l *UserLister) Users() ([]User, error) { return localUsers(l.o, l) }
+
+// lookup returns the directory's answer for keys, from the cache when
+// it is fresh.
+func (l *UserLister) lookup(keys []string, ask func() []User) []User {
+	k := strings.Join(keys, "\x00")
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.found != nil && k == l.keys && l.now().Sub(l.at) < DirectoryTTL {
+		return l.found
+	}
+	l.found, l.keys, l.at = ask(), k, l.now()
+	if l.found == nil {
+		l.found = []User{}
+	}
+	return l.found
+}
+
+func localUsers(o UsersOptions, cache *UserLister) ([]User, error) {
 	if o.PasswdFile == "" {
 		o.PasswdFile = "/etc/passwd"
 		if o.Getent == "" {
@@ -126,7 +171,7 @@ func LocalUsers(o UsersOptions) ([]User, error) {
 		out = append(out, u)
 	}
 	if o.Getent != "" {
-		for _, u := range directoryUsers(o, seen, uids) {
+		for _, u := range directoryUsers(o, seen, uids, cache) {
 			if !seen[u.Name] && isPerson(u, o) {
 				seen[u.Name] = true
 				out = append(out, u)
@@ -141,7 +186,7 @@ func LocalUsers(o UsersOptions) ([]User, error) {
 // know: names of directories under the home roots and uids with a session.
 // A lookup that fails (no getent, directory unreachable) finds nobody; the
 // passwd file's people are still served.
-func directoryUsers(o UsersOptions, names map[string]bool, uids map[int]bool) []User {
+func directoryUsers(o UsersOptions, names map[string]bool, uids map[int]bool, cache *UserLister) []User {
 	var keys []string
 	asked := make(map[string]bool)
 	ask := func(k string) {
@@ -171,6 +216,14 @@ func directoryUsers(o UsersOptions, names map[string]bool, uids map[int]bool) []
 	if len(keys) == 0 {
 		return nil
 	}
+	if cache != nil {
+		return cache.lookup(keys, func() []User { return getentUsers(o, keys) })
+	}
+	return getentUsers(o, keys)
+}
+
+// getentUsers runs getent for keys.
+func getentUsers(o UsersOptions, keys []string) []User {
 	ctx, cancel := context.WithTimeout(context.Background(), getentTimeout)
 	defer cancel()
 	// One run for every key; exit 2 means some were not found, and the

@@ -3,7 +3,9 @@ package platform
 import (
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
@@ -172,4 +174,41 @@ func TestDirectoryUsersHostileAnswers(t *testing.T) {
 			assert.Equal(t, []string{"alice"}, names)
 		})
 	}
+}
+
+// TestUserListerAsksTheDirectoryOnlyOnChange: a quiet pass starts no
+// getent; a new home, or the TTL, asks again.
+func TestUserListerAsksTheDirectoryOnlyOnChange(t *testing.T) {
+	dir := t.TempDir()
+	shell := filepath.Join(dir, "bash")
+	require.NoError(t, os.WriteFile(shell, []byte("#!/bin/sh\n"), 0o755))
+	homes := filepath.Join(dir, "home")
+	require.NoError(t, os.MkdirAll(filepath.Join(homes, "dana"), 0o755))
+	pf := filepath.Join(dir, "passwd")
+	require.NoError(t, os.WriteFile(pf, nil, 0o644))
+	log := filepath.Join(dir, "asked")
+	getent := filepath.Join(dir, "getent")
+	require.NoError(t, os.WriteFile(getent, []byte("#!/bin/sh\n[ \"$1\" = passwd ] || exit 0\necho \"$@\" >> "+log+"\n"+
+		"echo dana:x:5001:5001::"+filepath.Join(homes, "dana")+":"+shell+"\n"), 0o755))
+	l := NewUserLister(UsersOptions{PasswdFile: pf, GroupFile: filepath.Join(dir, "none"), Getent: getent, HomeRoots: []string{homes}, RunUserDir: filepath.Join(dir, "none")})
+	now := time.Now()
+	l.now = func() time.Time { return now }
+	asked := func() int {
+		b, _ := os.ReadFile(log)
+		return strings.Count(string(b), "\n")
+	}
+	for range 3 {
+		users, err := l.Users()
+		require.NoError(t, err)
+		require.Len(t, users, 1)
+	}
+	assert.Equal(t, 1, asked(), "quiet passes reuse the answer")
+	require.NoError(t, os.MkdirAll(filepath.Join(homes, "erin"), 0o755))
+	_, err := l.Users()
+	require.NoError(t, err)
+	assert.Equal(t, 2, asked(), "a new home asks again")
+	now = now.Add(DirectoryTTL)
+	_, err = l.Users()
+	require.NoError(t, err)
+	assert.Equal(t, 3, asked(), "an old answer is refreshed")
 }

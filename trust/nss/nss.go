@@ -64,7 +64,8 @@ var (
 
 // Options configure the store.
 type Options struct {
-	// Users returns the local users; nil means platform.LocalUsers(UsersOptions).
+	// Users returns the local users; nil means a platform.UserLister over
+	// UsersOptions (directory lookups cached while the homes stay the same).
 	Users func() ([]platform.User, error)
 	// UsersOptions are passed to platform.LocalUsers (passwd path, uid range).
 	UsersOptions platform.UsersOptions
@@ -134,8 +135,9 @@ func New(o Options) *Store {
 		workers: o.Workers, run: o.Runner, log: o.Logger, cache: make(map[string]cached), cacheFile: o.CacheFile,
 	}
 	if s.users == nil {
-		uo := o.UsersOptions
-		s.users = func() ([]platform.User, error) { return platform.LocalUsers(uo) }
+		// Every pass asks; the lister asks the directory service only
+		// when the homes or sessions changed.
+		s.users = platform.NewUserLister(o.UsersOptions).Users
 	}
 	switch s.systemDB {
 	case "":
