@@ -373,6 +373,11 @@ func (b *Backend) Tokens(ctx context.Context, accountID string) ([]storage.Token
 // until every listening replica has acknowledged that it dropped it:
 // from the next request on, no replica accepts the token. A replica whose
 // listener is down is not counted; it serves nothing from memory then.
+//
+// NOTIFY is database-wide, so certplanes on other schemas of the same
+// database hear the revocation too and acknowledge it; only the
+// acknowledgements of this schema's listeners, told apart by their
+// backend's process id, count.
 func (b *Backend) RevokeToken(ctx context.Context, accountID, id string, at time.Time) (storage.Token, error) {
 	// A connection of its own (not the pool's): it LISTENs for the
 	// acknowledgements, and a pooled connection must not keep listening.
@@ -391,7 +396,9 @@ func (b *Backend) RevokeToken(ctx context.Context, accountID, id string, at time
 	nonce := hex.EncodeToString(nb[:])
 	var t storage.Token
 	var created, revoked int64
-	var listeners int
+	// listeners holds the backend pids of this schema's listeners that
+	// have not acknowledged yet.
+	listeners := map[uint32]bool{}
 	err = pgx.BeginFunc(ctx, conn, func(tx pgx.Tx) error {
 		// The account_id condition makes another account's token id look
 		// exactly like an unknown one; revoked_at is set only the first time.
@@ -407,8 +414,19 @@ func (b *Backend) RevokeToken(ctx context.Context, accountID, id string, at time
 		// Counted inside the transaction: a listener that connects after
 		// this point never hears the NOTIFY, but it starts with nothing
 		// cached, so it need not acknowledge.
-		return tx.QueryRow(ctx, `select count(*) from pg_stat_activity where datname = current_database() and application_name = $1`,
-			b.listenerName).Scan(&listeners)
+		rows, err := tx.Query(ctx, `select pid from pg_stat_activity where datname = current_database() and application_name = $1`,
+			b.listenerName)
+		if err != nil {
+			return err
+		}
+		pids, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+		if err != nil {
+			return err
+		}
+		for _, pid := range pids {
+			listeners[uint32(pid)] = true
+		}
+		return nil
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return storage.Token{}, storage.ErrNotFound
@@ -423,15 +441,17 @@ func (b *Backend) RevokeToken(ctx context.Context, accountID, id string, at time
 	}
 	wctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
-	for acks := 0; acks < listeners; {
+	for len(listeners) > 0 {
 		n, err := conn.WaitForNotification(wctx)
 		if err != nil {
 			// Committed either way; a listener that did not answer in time
 			// is stuck or gone, and its next reconnect drops its caches.
 			break
 		}
+		// A listener acknowledges on its own connection, so the
+		// notification's sender is the listener's backend.
 		if n.Channel == ChannelAcks && n.Payload == nonce {
-			acks++
+			delete(listeners, n.PID)
 		}
 	}
 	return t, nil

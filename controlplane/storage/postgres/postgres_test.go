@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -467,4 +468,80 @@ func TestListenerWithoutCacheAcknowledgesRevocations(t *testing.T) {
 	case <-time.After(2 * time.Minute): // a safety net far below AckTimeout, not a timing assertion
 		t.Fatal("RevokeToken is still waiting for an acknowledgement the cache-less listener never sent")
 	}
+}
+
+// TestRevokeTokenCountsOnlyItsOwnSchemasAcknowledgements: NOTIFY is
+// database-wide, so a certplane on another schema of the same database
+// hears every revocation and acknowledges it at once. RevokeToken must
+// still wait for this schema's listener: counting the stranger's answer
+// instead let a replica serve a revoked token from memory (seen as a
+// flaky TestRevocationHoldsOnEveryReplica while fleetsim or another
+// package's tests ran on the cluster).
+func TestRevokeTokenCountsOnlyItsOwnSchemasAcknowledgements(t *testing.T) {
+	stores, backends := replicas(t, 1, newClock())
+	b := backends[0]
+	b.AckTimeout = 10 * time.Minute
+	_, err := stores[0].CreateAccount(t.Context(), acct, "acme", newCert(t, api.TypeGatewayManaged))
+	require.NoError(t, err)
+	// Other tests on the cluster revoke tokens too: ours is unique.
+	tokID := "tok-" + uuid.NewString()
+	require.NoError(t, b.CreateToken(t.Context(), storage.Token{ID: tokID, AccountID: acct, Hash: []byte("h"), Scope: storage.ScopeRead, CreatedAt: time.Now()}))
+	_, strangers := replicas(t, 1, newClock())
+
+	ctx, cancel := context.WithCancel(t.Context())
+	defer cancel()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+
+	// Whoever acknowledges first is seen here.
+	watch, err := pgx.ConnectConfig(ctx, b.Pool().Config().ConnConfig.Copy())
+	require.NoError(t, err)
+	defer func() { _ = watch.Close(context.Background()) }()
+	_, err = watch.Exec(ctx, `listen `+postgres.ChannelAcks)
+	require.NoError(t, err)
+	firstAck := make(chan struct{})
+	wg.Go(func() {
+		if _, err := watch.WaitForNotification(ctx); err == nil {
+			close(firstAck)
+		}
+	})
+
+	// The stranger caches nothing and acknowledges at once.
+	strangerReady := make(chan struct{}, 1)
+	stranger := &postgres.Listener{OnReconnect: func() { strangerReady <- struct{}{} }}
+	wg.Go(func() { _ = stranger.Run(ctx, strangers[0]) })
+	<-strangerReady
+
+	// Ours drops the token only after the stranger has answered, and
+	// gives a wrongly satisfied RevokeToken every chance to return first.
+	var dropped atomic.Bool
+	returned := make(chan struct{})
+	ownReady := make(chan struct{}, 1)
+	own := &postgres.Listener{
+		OnReconnect: func() { ownReady <- struct{}{} },
+		OnRevoke: func(id string) {
+			if id != tokID {
+				return
+			}
+			select {
+			case <-firstAck:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case <-returned:
+			case <-time.After(time.Second):
+			}
+			dropped.Store(true)
+		},
+	}
+	wg.Go(func() { _ = own.Run(ctx, b) })
+	<-ownReady
+
+	_, err = b.RevokeToken(t.Context(), acct, tokID, time.Now())
+	acked := dropped.Load()
+	close(returned)
+	require.NoError(t, err)
+	assert.True(t, acked, "RevokeToken returned before this schema's listener dropped the token (another schema's acknowledgement counted)")
 }
