@@ -89,7 +89,13 @@ ok "serving $URL"
 API=$URL/accounts/$ACCOUNT
 admin() { curl -sS -H "Authorization: Bearer $WRITE_TOKEN" -H 'Content-Type: application/json' "$@"; }
 
-is_available() { cp_ cert list --account "$ACCOUNT" 2>/dev/null | grep "^$1" | grep -q available; }
+# Output is captured before it is searched: with pipefail, `cmd | grep -q`
+# fails by chance when grep exits first and cmd dies of SIGPIPE.
+is_available() {
+	local out
+	out=$(cp_ cert list --account "$ACCOUNT" 2>/dev/null) || return 1
+	grep -Eq "^$1[[:space:]]+available" <<<"$out"
+}
 wait_available() { # id
 	wait_for "certificate $1 to become available (the deployer)" "$CERTPLANE" "$WORK/certplane.log" is_available "$1"
 }
@@ -145,7 +151,8 @@ ok "3 roots in the dir: store"
 step "rotation readiness: the agent checked in; certplane knows which roots it trusts"
 run cp_ devices list --account "$ACCOUNT"
 run cp_ cert readiness --account "$ACCOUNT" --id "$CUSTOM"
-cp_ cert readiness --account "$ACCOUNT" --id "$CUSTOM" 2>/dev/null | grep -q 'ready on 1 of 1 active devices' || die "the device's check-in did not count"
+READINESS=$(cp_ cert readiness --account "$ACCOUNT" --id "$CUSTOM" 2>/dev/null) || die "certplane cert readiness failed"
+grep -q 'ready on 1 of 1 active devices' <<<"$READINESS" || die "the device's check-in did not count"
 ok "ready on 1 of 1 active devices"
 
 # The bundle: store is the system roots plus ours in one PEM, what

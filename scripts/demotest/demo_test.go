@@ -77,3 +77,17 @@ func TestDemo(t *testing.T) {
 		})
 	}
 }
+
+// TestDemoHasNoEarlyExitPipes: under pipefail, `cmd | grep -q …` fails
+// whenever grep finds its match and exits before cmd has written
+// everything (cmd dies of SIGPIPE): a demo that passes or fails by chance.
+func TestDemoHasNoEarlyExitPipes(t *testing.T) {
+	b, err := os.ReadFile("../demo.sh")
+	require.NoError(t, err)
+	for i, line := range strings.Split(string(b), "\n") {
+		code, _, _ := strings.Cut(line, "#")
+		if strings.Contains(code, "| grep -q") || strings.Contains(code, "|grep -q") {
+			t.Errorf("demo.sh:%d: %s: capture the output, then grep -q <<<\"$out\"", i+1, strings.TrimSpace(line))
+		}
+	}
+}
