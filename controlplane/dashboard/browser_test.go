@@ -310,6 +310,14 @@ func checkAccessible(t *testing.T, ctx context.Context, page string) {
 	assert.Empty(t, lowContrast, "%s: text below WCAG AA contrast", page)
 }
 
+// checkFits fails if a table scrolls sideways inside its box at the
+// laptop width.
+func checkFits(t *testing.T, ctx context.Context, page string) {
+	t.Helper()
+	over := eval[[]string](t, ctx, `Array.prototype.filter.call(document.querySelectorAll(".tablewrap"),function(w){return w.scrollWidth>w.clientWidth+1}).map(function(w){return w.scrollWidth+">"+w.clientWidth})`)
+	assert.Empty(t, over, "%s: a table scrolls sideways at 1366 px", page)
+}
+
 // checkPhone renders the current page at a phone's width and fails if it
 // scrolls sideways; it takes the phone screenshot and restores the laptop.
 func checkPhone(t *testing.T, ctx context.Context, name string) {

@@ -66,7 +66,9 @@ func (d *Dashboard) addReadiness(ctx context.Context, account string, rs []certR
 		rs[i].Readiness = rd.Text()
 		if rd.Active > 0 {
 			rs[i].ReadinessPercent = rd.Percent
-			rs[i].ReadinessBelow = rd.Below
+			// "Below the minimum" matters where the guard will be asked:
+			// an Available certificate not yet in use.
+			rs[i].ReadinessBelow = rd.Below && rs[i].Status == LabelAvailable
 		}
 	}
 	return nil

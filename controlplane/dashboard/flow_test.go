@@ -82,6 +82,7 @@ func TestBrowserWriteFlow(t *testing.T) {
 	step(t, ctx, "reload the list", chromedp.Reload(), chromedp.WaitVisible(chromedp.ID("certs")))
 	assert.Equal(t, "trusted on 1 of 2 devices", eval[string](t, ctx,
 		fmt.Sprintf(`document.querySelector("#cert-%s td.readiness a").textContent`, id)))
+	checkFits(t, ctx, "certificates")
 	screenshot(t, ctx, "dashboard-certificates")
 
 	// Turning it on is refused by the guard, with the API's message; the
@@ -115,6 +116,7 @@ func TestBrowserWriteFlow(t *testing.T) {
 	checkAccessible(t, ctx, "devices")
 	hosts := eval[[]string](t, ctx, `Array.prototype.map.call(document.querySelectorAll("#devices tbody .name"),function(e){return e.textContent})`)
 	assert.ElementsMatch(t, []string{"laptop-ready", "laptop-behind"}, hosts)
+	checkFits(t, ctx, "devices")
 	screenshot(t, ctx, "dashboard-devices")
 	step(t, ctx, "filter to not ready", chromedp.SetValue(chromedp.ID("not_ready"), id), chromedp.Click(chromedp.ID("filter")),
 		chromedp.WaitVisible(chromedp.ID("filter-summary")))
