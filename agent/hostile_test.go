@@ -317,6 +317,15 @@ func hostileCases() []hostileCase {
 			w.Header().Set("Content-Type", "text/html")
 			io.WriteString(w, listBody(e.withdrawAAddX()...))
 		}, text: "not JSON"},
+		hostileCase{name: "malformed header echoing the token", serve: func(e *hostileEnv, w http.ResponseWriter, r *http.Request) {
+			conn, buf, err := w.(http.Hijacker).Hijack()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			buf.WriteString("HTTP/1.1 200 OK\r\nX-Echo: " + r.Header.Get("Authorization") + "\x1b\r\n\r\n")
+			buf.Flush()
+		}, text: "malformed MIME header"},
 		hostileCase{name: "hung server", serve: func(e *hostileEnv, w http.ResponseWriter, r *http.Request) { e.hang(r) }, text: "context canceled", hangs: true},
 		hostileCase{name: "slow body cut short", serve: func(e *hostileEnv, w http.ResponseWriter, r *http.Request) {
 			b := listBody(e.withdrawAAddX()...)
