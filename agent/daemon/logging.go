@@ -97,8 +97,10 @@ type guardLogger struct {
 	g *guard
 }
 
-// tokenKeys are argument names whose value is a secret whatever it is.
-var tokenKeys = []string{"token", "password", "secret", "authorization", "private_key"}
+// SecretKeys are the words that make a name secret: a log argument or a
+// config key containing one (api_token, api_token_file, pin's password…)
+// has its value redacted whatever it is, in logs and in a bugreport.
+var SecretKeys = []string{"token", "password", "secret", "authorization", "private_key"}
 
 func (l *guardLogger) clean(msg string, args []any) (string, []any) {
 	msg = l.g.redact(msg)
@@ -106,7 +108,7 @@ func (l *guardLogger) clean(msg string, args []any) (string, []any) {
 	copy(out, args)
 	for i := 0; i+1 < len(out); i += 2 {
 		key := strings.ToLower(fmt.Sprint(out[i]))
-		for _, k := range tokenKeys {
+		for _, k := range SecretKeys {
 			if strings.Contains(key, k) {
 				out[i+1] = Redacted
 			}

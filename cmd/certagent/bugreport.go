@@ -57,9 +57,6 @@ func cmdBugreport(args []string) int {
 	return 0
 }
 
-// secretKeys are config keys whose values never leave the machine.
-var secretKeys = []string{"token", "secret", "password", "private_key", "authorization"}
-
 // bugFile is one archive member.
 type bugFile struct {
 	name string
@@ -198,7 +195,7 @@ func redactValue(v any) {
 
 func isSecretKey(k string) bool {
 	k = strings.ToLower(k)
-	for _, s := range secretKeys {
+	for _, s := range daemon.SecretKeys {
 		if strings.Contains(k, s) {
 			return true
 		}

@@ -18,6 +18,7 @@ import (
 	"github.com/mattn/go-isatty"
 
 	"github.com/certagent/certagent/agent"
+	"github.com/certagent/certagent/agent/daemon"
 	"github.com/certagent/certagent/internal/buildinfo"
 )
 
@@ -129,20 +130,13 @@ func notInBuild(name string) int {
 	return exitConfig
 }
 
-// newLogger returns the root logger: JSON when stderr is not a terminal
-// (a service manager collects it), text with colours on a terminal.
-func newLogger(level string) hclog.Logger {
+// newLogger returns a one-shot command's root logger on stderr: the
+// daemon's constructor (secrets redacted wherever they appear), JSON when
+// stderr is not a terminal, text on one, every line kept (a single pass
+// has no repeats worth folding).
+func newLogger(level string, secrets ...string) hclog.Logger {
 	tty := isatty.IsTerminal(os.Stderr.Fd()) || isatty.IsCygwinTerminal(os.Stderr.Fd())
-	opts := &hclog.LoggerOptions{
-		Name:       "certagent",
-		Level:      hclog.LevelFromString(level),
-		Output:     os.Stderr,
-		JSONFormat: !tty,
-	}
-	if tty {
-		opts.Color = hclog.AutoColor
-	}
-	return hclog.New(opts)
+	return daemon.NewLogger(daemon.LogOptions{Output: os.Stderr, JSON: !tty, Level: level, RepeatWindow: -1, Secrets: secrets})
 }
 
 // exitFor maps an error to an exit code.

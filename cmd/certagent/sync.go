@@ -56,7 +56,7 @@ func cmdSync(args []string) int {
 		fmt.Fprintln(os.Stderr, "certagent sync:", err)
 		return exitConfig
 	}
-	log := newLogger(cfg.LogLevel)
+	log := newLogger(cfg.LogLevel, cfg.APIToken)
 	if !*verbose {
 		// The report says everything the log would, per target.
 		log.SetLevel(hclog.Off)
@@ -222,7 +222,7 @@ func cmdUninstall(args []string) int {
 		fmt.Fprintf(os.Stderr, "certagent uninstall: %v\ncertagent uninstall: purging with the state dir %s\n", err, dir)
 		cfg = &agent.Config{StateDir: dir}
 	}
-	log := newLogger("warn")
+	log := newLogger("warn", cfg.APIToken)
 	ctx, cancel := signalContext()
 	defer cancel()
 	rep, err := agent.Purge(ctx, cfg, agent.Deps{Logger: log.Named("agent")})
