@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"encoding/json"
@@ -68,19 +68,19 @@ func TestCLISyncCertsUninstall(t *testing.T) {
 	t.Setenv("CERTAGENT_SOCKET", filepath.Join(dir, "none.sock"))
 
 	// No config yet: misconfigured.
-	assert.Equal(t, exitConfig, dispatch([]string{"sync"}))
+	assert.Equal(t, exitConfig, Main([]string{"sync"}))
 
 	cfg := fmt.Sprintf(`{"control_plane_url":%q,"account_id":%q,"api_token_file":%q,"stores":["dir:%s"],"state_dir":%q}`,
 		srv.URL, cliAccount, token, anchors, filepath.Join(dir, "state"))
 	require.NoError(t, os.WriteFile(cfgPath, []byte(cfg), 0o644))
 
-	code, out := capture(t, func() int { return dispatch([]string{"sync", "--dry-run"}) })
+	code, out := capture(t, func() int { return Main([]string{"sync", "--dry-run"}) })
 	assert.Equal(t, exitOK, code)
 	assert.Contains(t, out, "planned")
 	_, err := os.Stat(anchors)
 	assert.ErrorIs(t, err, os.ErrNotExist, "dry run created the store")
 
-	code, out = capture(t, func() int { return dispatch([]string{"sync", "--json"}) })
+	code, out = capture(t, func() int { return Main([]string{"sync", "--json"}) })
 	require.Equal(t, exitOK, code, out)
 	var rep struct {
 		Changes int `json:"changes"`
@@ -90,7 +90,7 @@ func TestCLISyncCertsUninstall(t *testing.T) {
 	assert.Equal(t, 1, rep.Changes)
 	assert.Equal(t, "ok", rep.Fetch.Status)
 
-	code, out = capture(t, func() int { return dispatch([]string{"certs"}) })
+	code, out = capture(t, func() int { return Main([]string{"certs"}) })
 	assert.Equal(t, exitOK, code)
 	got, err := trust.ParsePEM([]byte(out))
 	require.NoError(t, err)
@@ -99,7 +99,7 @@ func TestCLISyncCertsUninstall(t *testing.T) {
 
 	// The control plane fails: exit 1, nothing removed.
 	fail.Store(true)
-	code, out = capture(t, func() int { return dispatch([]string{"sync"}) })
+	code, out = capture(t, func() int { return Main([]string{"sync"}) })
 	assert.Equal(t, exitFailed, code)
 	assert.Contains(t, out, "fail static")
 	entries, err := os.ReadDir(anchors)
@@ -107,8 +107,8 @@ func TestCLISyncCertsUninstall(t *testing.T) {
 	assert.Len(t, entries, 1)
 
 	// uninstall needs --purge, and works without the control plane.
-	assert.Equal(t, exitConfig, dispatch([]string{"uninstall"}))
-	code, out = capture(t, func() int { return dispatch([]string{"uninstall", "--purge"}) })
+	assert.Equal(t, exitConfig, Main([]string{"uninstall"}))
+	code, out = capture(t, func() int { return Main([]string{"uninstall", "--purge"}) })
 	assert.Equal(t, exitOK, code, out)
 	entries, err = os.ReadDir(anchors)
 	require.NoError(t, err)
@@ -118,16 +118,16 @@ func TestCLISyncCertsUninstall(t *testing.T) {
 }
 
 func TestCLIDispatch(t *testing.T) {
-	code, out := capture(t, func() int { return dispatch([]string{"--help"}) })
+	code, out := capture(t, func() int { return Main([]string{"--help"}) })
 	assert.Equal(t, exitOK, code)
 	for _, want := range []string{"sync", "uninstall", "api_token_file", "Exit codes"} {
 		assert.Contains(t, out, want)
 	}
-	code, out = capture(t, func() int { return dispatch([]string{"version"}) })
+	code, out = capture(t, func() int { return Main([]string{"version"}) })
 	assert.Equal(t, exitOK, code)
 	assert.True(t, strings.HasPrefix(out, "certagent "))
-	assert.Equal(t, exitConfig, dispatch([]string{"frobnicate"}))
-	assert.Equal(t, exitConfig, dispatch(nil))
+	assert.Equal(t, exitConfig, Main([]string{"frobnicate"}))
+	assert.Equal(t, exitConfig, Main(nil))
 }
 
 // TestPrintReportNeutralisesTerminalControls: `certagent sync` run by an
