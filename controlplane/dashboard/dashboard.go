@@ -289,9 +289,19 @@ func (d *Dashboard) authed(h handlerFunc, write bool) http.HandlerFunc {
 				d.errorPage(w, r, ss, http.StatusForbidden, "Refused: the request did not come from this dashboard (cross-origin).")
 				return
 			}
+			if err := parseForm(r); err != nil {
+				var mbe *http.MaxBytesError
+				if errors.As(err, &mbe) {
+					d.errorPage(w, r, ss, http.StatusRequestEntityTooLarge,
+						fmt.Sprintf("Refused: request body larger than %d bytes", controlplane.MaxBodyBytes))
+					return
+				}
+				d.errorPage(w, r, ss, http.StatusBadRequest, "Refused: the form could not be read.")
+				return
+			}
 			got := r.Header.Get(csrfHeader)
 			if got == "" {
-				got = formValue(r, csrfField)
+				got = r.PostFormValue(csrfField)
 			}
 			if !d.sessions.checkCSRF(ss, got) {
 				d.errorPage(w, r, ss, http.StatusForbidden, "Refused: missing or wrong CSRF token. Reload the page and try again.")
@@ -306,19 +316,13 @@ func (d *Dashboard) authed(h handlerFunc, write bool) http.HandlerFunc {
 	}
 }
 
-// formValue reads a field of an urlencoded or multipart body. A body that
-// is too large or malformed yields "".
-func formValue(r *http.Request, name string) string {
+// parseForm reads an urlencoded or multipart body (files up to
+// MaxBodyBytes stay in memory).
+func parseForm(r *http.Request) error {
 	if strings.HasPrefix(r.Header.Get("Content-Type"), "multipart/form-data") {
-		if r.MultipartForm == nil {
-			if err := r.ParseMultipartForm(controlplane.MaxBodyBytes); err != nil {
-				return ""
-			}
-		}
-	} else if err := r.ParseForm(); err != nil {
-		return ""
+		return r.ParseMultipartForm(controlplane.MaxBodyBytes)
 	}
-	return r.PostFormValue(name)
+	return r.ParseForm()
 }
 
 // tokenLive reports whether the session's token still exists, is not

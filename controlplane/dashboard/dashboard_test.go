@@ -334,6 +334,9 @@ func TestCSRF(t *testing.T) {
 			assert.Equal(t, http.StatusForbidden, a.status)
 		})
 	}
+	// An oversized body is refused before anything reads it further.
+	big := b.post("/dashboard/certificates/upload", url.Values{"certificates": {strings.Repeat("x", 70<<10)}})
+	assert.Equal(t, http.StatusRequestEntityTooLarge, big.status)
 	// The header works as well as the field (the live script's way).
 	a := b.do(http.MethodPost, "/dashboard/certificates/generate", url.Values{"validity": {"recommended"}},
 		map[string]string{"X-CSRF-Token": b.csrf})

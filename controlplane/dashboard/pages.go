@@ -194,7 +194,10 @@ func (d *Dashboard) login(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c, err := r.Cookie(loginCookie)
-	got := formValue(r, csrfField)
+	got := ""
+	if parseForm(r) == nil {
+		got = r.PostFormValue(csrfField)
+	}
 	if err != nil || got == "" || c.Value != got {
 		d.showLogin(w, r, http.StatusForbidden, "Refused: missing or wrong CSRF token. Try again.", true)
 		return
