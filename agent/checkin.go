@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/url"
 	"os"
 	"path/filepath"
 	"runtime"
@@ -332,6 +333,12 @@ func (a *Agent) ensureIdentity(cfg *Config) {
 func (a *Agent) maybeCheckIn() {
 	a.mu.Lock()
 	src, ok := a.source.(CheckInner)
+	if ok && !offersCheckIn(a.cfg.ControlPlaneURL) {
+		// Cloudflare's API has no check-in: asking would only earn a
+		// refusal (and a warning) every day.
+		ok = false
+		a.snap.CheckIn.Status, a.snap.CheckIn.Error = CheckInUnsupported, "api.cloudflare.com has no device check-in (a certplane extension)"
+	}
 	if !ok || a.identity.ID == "" || a.checkInRunning {
 		a.mu.Unlock()
 		return
@@ -418,7 +425,7 @@ func (a *Agent) checkIn(src CheckInner, cfg *Config, in api.CheckIn, hash string
 	case renewed:
 		st.Status, st.Error = "", "device id was taken by another machine; made a new one: "+id.ID
 		a.log.Warn("device id taken by another machine, made a new one", "device_id", id.ID)
-	case api.StatusCode(err) == 404:
+	case api.StatusCode(err) == 404 || apiHasCode(err, codeNoRoute):
 		st.Status, st.Error = CheckInUnsupported, err.Error()
 	case api.IsAuth(err):
 		st.Status, st.Error = CheckInRefused, err.Error()
@@ -432,6 +439,29 @@ func (a *Agent) checkIn(src CheckInner, cfg *Config, in api.CheckIn, hash string
 // codeDeviceSecret is certplane's error code for a check-in without the
 // device's secret.
 const codeDeviceSecret = 1201
+
+// codeNoRoute is the v4 API's "no route for that URI" code.
+const codeNoRoute = 7000
+
+// offersCheckIn reports whether the control plane at base may serve
+// check-ins: anything but Cloudflare's own API.
+func offersCheckIn(base string) bool {
+	u, err := url.Parse(base)
+	return err != nil || !strings.EqualFold(u.Hostname(), "api.cloudflare.com")
+}
+
+// apiHasCode reports whether any envelope error of err has code.
+func apiHasCode(err error, code int) bool {
+	var ae *api.Error
+	if errors.As(err, &ae) {
+		for _, m := range ae.Errors {
+			if m.Code == code {
+				return true
+			}
+		}
+	}
+	return false
+}
 
 // apiCode returns the first envelope error code of err, or 0.
 func apiCode(err error) int {

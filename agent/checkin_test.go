@@ -106,3 +106,20 @@ func TestDeviceIdentityFiles(t *testing.T) {
 		assert.ErrorIs(t, err, os.ErrNotExist, bad)
 	}
 }
+
+func TestOffersCheckIn(t *testing.T) {
+	for _, tc := range []struct {
+		url  string
+		want bool
+	}{
+		{"https://api.cloudflare.com/client/v4", false},
+		{"https://API.Cloudflare.com:443/client/v4", false},
+		{"https://certplane.example.com/client/v4", true},
+		{"http://127.0.0.1:8080/client/v4", true},
+		{"https://api.cloudflare.com.evil.example/client/v4", true},
+	} {
+		if got := offersCheckIn(tc.url); got != tc.want {
+			t.Errorf("%s: got %v, want %v", tc.url, got, tc.want)
+		}
+	}
+}
