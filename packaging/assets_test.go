@@ -25,6 +25,7 @@ import (
 	"github.com/certagent/certagent/packaging/macpkg"
 	"github.com/certagent/certagent/packaging/winpkg"
 	"github.com/certagent/certagent/platform"
+	"github.com/certagent/certagent/trust/stores"
 )
 
 func asset(t *testing.T, name string) []byte {
@@ -265,9 +266,29 @@ func TestSystemdUnit(t *testing.T) {
 		assert.Contains(t, rw, p, "ReadWritePaths")
 	}
 
+	// Everything but the writable paths is the unit `certagent service
+	// install` renders. Those come from the stores (stores.SandboxPaths)
+	// and depend on the machine, so the shipped unit carries a static
+	// superset: every path any store kind writes on this machine must lie
+	// inside one of them, or the packaged service fails as firefox-policy
+	// once did (read-only file system).
 	rendered := unitDirectives(t, []byte(platform.SystemdUnit("certagent trust-store agent", "/usr/bin/certagent", []string{"run"}, nil)), false)
 	delete(directives, "Documentation") // the package also ships the man page
+	delete(directives, "ReadWritePaths")
+	delete(rendered, "ReadWritePaths")
 	assert.Equal(t, rendered, directives, "packaging/linux/certagent.service has drifted from platform.SystemdUnit: make them agree")
+	write, _ := stores.SandboxPaths(nil, stores.Env{})
+	require.NotEmpty(t, write)
+	for _, p := range write {
+		covered := false
+		for _, g := range rw {
+			g = strings.TrimPrefix(g, "-")
+			if p == g || strings.HasPrefix(p, strings.TrimSuffix(g, "/")+"/") {
+				covered = true
+			}
+		}
+		assert.True(t, covered, "the stores write %s, which the shipped unit's ReadWritePaths= does not grant", p)
+	}
 
 	// systemd's own parser agrees.
 	t.Run("systemd-analyze verify", func(t *testing.T) {

@@ -16,6 +16,11 @@ set -e
 # ledger inside is 0600 by itself.
 mkdir -p /var/lib/certagent
 chmod 0755 /var/lib/certagent
+# The unit grants ReadWritePaths= only to directories that exist (a "-"
+# path that is missing is skipped), and the firefox-policy and runtimes
+# stores write under this one of ours.
+mkdir -p /usr/local/share/certagent
+chmod 0755 /usr/local/share/certagent
 
 # Only talk to systemd when it is PID 1: containers, chroots and image builds
 # have systemctl but no systemd, and an install there must still succeed.
