@@ -86,6 +86,9 @@ certplane_url() { URL=$(json_field url <"$WORK/certplane.log"); [[ -n $URL ]]; }
 wait_for "certplane serve (its \"listening\" line)" "$CERTPLANE" "$WORK/certplane.log" certplane_url
 wait_for "certplane serve (GET /healthz)" "$CERTPLANE" "$WORK/certplane.log" curl -fsS -o /dev/null "${URL%/client/v4}/healthz"
 ok "serving $URL"
+DASHBOARD=${URL%/client/v4}/dashboard/
+curl -fsS -o /dev/null "${DASHBOARD}login" || die "the dashboard does not answer at $DASHBOARD"
+ok "dashboard at $DASHBOARD (log in with the write token)"
 API=$URL/accounts/$ACCOUNT
 admin() { curl -sS -H "Authorization: Bearer $WRITE_TOKEN" -H 'Content-Type: application/json' "$@"; }
 
