@@ -87,6 +87,15 @@ type Store struct {
 	// stay the same, Refresh reads nothing. Any write clears it. Guarded by
 	// mu.
 	fresh *freshness
+	// shared is the last content List or Check parsed, with the bundle's
+	// stamp then: while the file keeps it, a quiet pass parses nothing.
+	// Read-only; writers read the file afresh. Guarded by mu.
+	shared *sharedContent
+}
+
+type sharedContent struct {
+	stamp filestamp.Stamp
+	c     *content
 }
 
 // freshness is what Refresh saw the last time it had nothing to do.
@@ -216,6 +225,27 @@ func (s *Store) sameFile(src string) bool {
 
 // read parses the bundle file. A missing file is an empty, not-yet-ours
 // bundle.
+// readShared is read for readers that change nothing (List, Check): the
+// content parsed last time while the file keeps its stamp. The caller
+// holds mu and must not modify the result.
+func (s *Store) readShared() (*content, error) {
+	st, err := filestamp.Of(s.path)
+	if err == nil && s.shared != nil && s.shared.stamp == st {
+		return s.shared.c, nil
+	}
+	s.shared = nil
+	c, rerr := s.read()
+	if rerr != nil {
+		return nil, rerr
+	}
+	if err == nil {
+		// Stamped before the read: a write in between moves the stamp
+		// and the next reader parses again.
+		s.shared = &sharedContent{stamp: st, c: c}
+	}
+	return c, nil
+}
+
 func (s *Store) read() (*content, error) {
 	c := &content{}
 	st, err := os.Stat(s.path)
@@ -391,7 +421,7 @@ func (s *Store) Check(ctx context.Context) error {
 		return fmt.Errorf("trust/bundle: %s: %w: it is the system bundle; choose another path", s.path, trust.ErrUnavailable)
 	}
 	s.mu.Lock()
-	c, err := s.read()
+	c, err := s.readShared()
 	s.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("%w: %v", trust.ErrUnavailable, err)
@@ -421,7 +451,7 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	c, err := s.read()
+	c, err := s.readShared()
 	if err != nil {
 		return nil, err
 	}
