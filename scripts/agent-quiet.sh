@@ -82,6 +82,12 @@ mkdir -p "$work/roothome"
 	echo "quietuser:x:$uid:$uid:agent-quiet:$home:/bin/sh"
 } >"$work/passwd"
 mount --bind "$work/passwd" /etc/passwd
+# No other homes or sessions: directories there that passwd does not name
+# would be looked up with getent on every pass (directory users), which a
+# laptop whose one user is in passwd never does.
+for d in /home /run/user; do
+	[ -d "$d" ] && mount -t tmpfs -o mode=0755 agent-quiet "$d"
+done
 setpriv --reuid="$uid" --regid="$uid" --clear-groups mkdir -p -m 0700 "$home/.pki/nssdb"
 setpriv --reuid="$uid" --regid="$uid" --clear-groups certutil -N -d "sql:$home/.pki/nssdb" --empty-password
 
