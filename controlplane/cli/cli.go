@@ -240,6 +240,26 @@ func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	}
 }
 
+// parseNoArgs parses flags like parse and refuses positional arguments.
+func parseNoArgs(fs *flag.FlagSet, args []string) error {
+	pos, err := parse(fs, args)
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
+	}
+	return nil
+}
+
+// checkAccount refuses an --account that is not a 32-hex account id.
+func checkAccount(id string) error {
+	if !api.ValidAccountID(id) {
+		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
+	}
+	return nil
+}
+
 // DefaultDataDir is $XDG_DATA_HOME/certplane, else /var/lib/certplane.
 func DefaultDataDir(getenv func(string) string) string {
 	if x := getenv("XDG_DATA_HOME"); x != "" && filepath.IsAbs(x) {
@@ -366,10 +386,8 @@ func serve(ctx context.Context, args []string, env Env) error {
 	keyType := fs.String("key-type", ca.KeyECDSAP256, "key of generated roots: ecdsa-p256, rsa-2048 or rsa-3072")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
 	pprofAddr := fs.String("pprof", "", "serve Go's /debug/pprof/ on this loopback address (profiling; off by default)")
-	if pos, err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
 	if (*tlsCert == "") != (*tlsKey == "") {
 		return fmt.Errorf("%w: --tls-cert and --tls-key go together", errUsage)
@@ -509,10 +527,8 @@ func accountCreate(ctx context.Context, args []string, env Env) error {
 	var c common
 	fs := newFlags("account create", env, &c, "ACCOUNT=$(certplane account create --name acme)")
 	name := fs.String("name", "", "account name (required)")
-	if pos, err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
 	if strings.TrimSpace(*name) == "" {
 		return fmt.Errorf("%w: --name is required", errUsage)
@@ -540,13 +556,11 @@ func tokenCreate(ctx context.Context, args []string, env Env) error {
 	fs := newFlags("token create", env, &c, `TOKEN=$(certplane token create --account "$ACCOUNT" --scope read)`)
 	account := fs.String("account", "", "account id (required)")
 	scope := fs.String("scope", "", "read (list and get), write (everything) or device (what agents need: list certificates and check in) (required)")
-	if pos, err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
-	if !api.ValidAccountID(*account) {
-		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
+	if err := checkAccount(*account); err != nil {
+		return err
 	}
 	if *scope != storage.ScopeRead && *scope != storage.ScopeWrite && *scope != storage.ScopeDevice {
 		return fmt.Errorf("%w: --scope must be read, write or device", errUsage)
@@ -598,13 +612,11 @@ func tokenAdmin(ctx context.Context, sub string, args []string, env Env) error {
 	if sub == "revoke" {
 		id = fs.String("id", "", "token id, or the whole cpt_<id>.<secret> token (required)")
 	}
-	if pos, err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
-	if !api.ValidAccountID(*account) {
-		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
+	if err := checkAccount(*account); err != nil {
+		return err
 	}
 	var tokenID string
 	if sub == "revoke" {
@@ -692,8 +704,8 @@ func certCommand(ctx context.Context, sub string, args []string, env Env) error 
 	} else if len(pos) > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
-	if !api.ValidAccountID(*account) {
-		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
+	if err := checkAccount(*account); err != nil {
+		return err
 	}
 	needsID := sub != "list" && sub != "generate"
 	if needsID && *id == "" {

@@ -40,8 +40,8 @@ func devicesCommand(ctx context.Context, sub string, args []string, env Env) err
 	} else if len(pos) > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
-	if !api.ValidAccountID(*account) {
-		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
+	if err := checkAccount(*account); err != nil {
+		return err
 	}
 	var devID string
 	if id != nil {
@@ -186,13 +186,11 @@ func accountSet(ctx context.Context, args []string, env Env) error {
 	account := fs.String("account", "", "account id (required)")
 	minReady := fs.Float64("min-readiness", -1, "share of active devices (0..1) that must trust a root before it can be turned on")
 	days := fs.Int("device-active-days", 0, fmt.Sprintf("days after which a silent device is stale and not counted (1..%d)", storage.MaxDeviceActiveDays))
-	if pos, err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
-	if !api.ValidAccountID(*account) {
-		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
+	if err := checkAccount(*account); err != nil {
+		return err
 	}
 	var p api.DeviceSettingsPatch
 	fs.Visit(func(f *flag.Flag) {

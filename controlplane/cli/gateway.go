@@ -11,7 +11,6 @@ import (
 	"text/tabwriter"
 	"time"
 
-	"github.com/certagent/certagent/api"
 	"github.com/certagent/certagent/controlplane"
 	"github.com/certagent/certagent/controlplane/gateway"
 	"github.com/certagent/certagent/controlplane/storage"
@@ -38,13 +37,11 @@ func gatewayRun(ctx context.Context, args []string, env Env) error {
 	maxConns := fs.Int("max-conns", gateway.DefaultMaxConns, "most client connections open at once; more are answered 503")
 	leafValidity := fs.Duration("leaf-validity", gateway.DefaultLeafValidity, "validity of minted leaf certificates")
 	level := fs.String("log-level", "info", "log level: trace, debug, info, warn, error")
-	if pos, err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
-	if !api.ValidAccountID(*account) {
-		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
+	if err := checkAccount(*account); err != nil {
+		return err
 	}
 	if *maxConns < 1 || *leafValidity < time.Hour || *leafValidity > 398*24*time.Hour {
 		return fmt.Errorf("%w: --max-conns must be positive and --leaf-validity between 1h and 398 days", errUsage)
@@ -154,13 +151,11 @@ func gatewayList(ctx context.Context, args []string, env Env) error {
 	var c common
 	fs := newFlags("gateway list", env, &c, `certplane gateway list --account "$ACCOUNT"`)
 	account := fs.String("account", "", "account id (required)")
-	if pos, err := parse(fs, args); err != nil {
+	if err := parseNoArgs(fs, args); err != nil {
 		return err
-	} else if len(pos) > 0 {
-		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
 	}
-	if !api.ValidAccountID(*account) {
-		return fmt.Errorf("%w: --account must be a 32-hex account id", errUsage)
+	if err := checkAccount(*account); err != nil {
+		return err
 	}
 	svc, b, err := c.service(ctx, env, false, controlplane.Options{})
 	if err != nil {
