@@ -134,6 +134,14 @@ func run(ctx context.Context, args []string, env Env) error {
 	if len(args) == 0 {
 		return fmt.Errorf("%w: no command", errUsage)
 	}
+	if len(args) == 2 && isHelp(args[1]) {
+		switch args[0] {
+		case "account", "devices", "token", "cert":
+			// A group has no flags of its own: `cert --help` is a question.
+			fmt.Fprint(env.Stdout, usage)
+			return nil
+		}
+	}
 	switch args[0] {
 	case "-h", "--help", "help":
 		fmt.Fprint(env.Stdout, usage)
@@ -176,6 +184,11 @@ func run(ctx context.Context, args []string, env Env) error {
 		return certCommand(ctx, args[1], args[2:], env)
 	}
 	return fmt.Errorf("%w: unknown command %q", errUsage, args[0])
+}
+
+// isHelp reports whether arg asks for help.
+func isHelp(arg string) bool {
+	return arg == "-h" || arg == "--help" || arg == "help"
 }
 
 // common holds the flags every database command takes.
@@ -676,9 +689,18 @@ func tokenAdmin(ctx context.Context, sub string, args []string, env Env) error {
 
 func certCommand(ctx context.Context, sub string, args []string, env Env) error {
 	var c common
-	fs := newFlags("cert "+sub, env, &c, `certplane cert `+sub+` --account "$ACCOUNT" --id "$CERT"`)
+	// list and generate name no certificate: no --id to ignore.
+	needsID := sub != "list" && sub != "generate"
+	example := `certplane cert ` + sub + ` --account "$ACCOUNT"`
+	if needsID {
+		example += ` --id "$CERT"`
+	}
+	fs := newFlags("cert "+sub, env, &c, example)
 	account := fs.String("account", "", "account id (required)")
-	id := fs.String("id", "", "certificate id (or give it as the argument)")
+	id := new(string)
+	if needsID {
+		fs.StringVar(id, "id", "", "certificate id (or give it as the argument)")
+	}
 	var days *int
 	var keyType, format, out *string
 	var force *bool
@@ -699,7 +721,7 @@ func certCommand(ctx context.Context, sub string, args []string, env Env) error 
 	if err != nil {
 		return err
 	}
-	if *id == "" && len(pos) == 1 {
+	if needsID && *id == "" && len(pos) == 1 {
 		*id = pos[0]
 	} else if len(pos) > 0 {
 		return fmt.Errorf("%w: unexpected argument %q", errUsage, pos[0])
@@ -707,7 +729,6 @@ func certCommand(ctx context.Context, sub string, args []string, env Env) error 
 	if err := checkAccount(*account); err != nil {
 		return err
 	}
-	needsID := sub != "list" && sub != "generate"
 	if needsID && *id == "" {
 		return fmt.Errorf("%w: --id is required", errUsage)
 	}

@@ -17,7 +17,11 @@ import (
 // devicesCommand runs `devices list|show|delete`.
 func devicesCommand(ctx context.Context, sub string, args []string, env Env) error {
 	var c common
-	fs := newFlags("devices "+sub, env, &c, `certplane devices `+sub+` --account "$ACCOUNT"`)
+	example := `certplane devices ` + sub + ` --account "$ACCOUNT"`
+	if sub == "show" || sub == "delete" {
+		example += ` --id "$DEVICE"`
+	}
+	fs := newFlags("devices "+sub, env, &c, example)
 	account := fs.String("account", "", "account id (required)")
 	var id, stale *string
 	var page, perPage *int

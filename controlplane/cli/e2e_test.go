@@ -453,10 +453,18 @@ func TestCLIAdminShortcuts(t *testing.T) {
 	help.Reset()
 	assert.Equal(t, 0, cli.Main(context.Background(), []string{"serve", "-h"}, cli.Env{Stdout: &help, Stderr: &help}))
 	assert.Contains(t, help.String(), "-deploy-delay")
+	// A command group asked for help answers with the usage, not an error.
+	for _, group := range []string{"account", "cert", "devices", "token"} {
+		help.Reset()
+		assert.Equal(t, 0, cli.Main(context.Background(), []string{group, "--help"}, cli.Env{Stdout: &help, Stderr: &help}), group)
+		assert.Contains(t, help.String(), "certplane "+group+" ", group)
+	}
 
 	for _, args := range [][]string{
 		{},
 		{"bogus"},
+		{"cert", "list", "--db", db, "--account", account, "--id", id}, // list names no certificate
+		{"cert", "list", "--db", db, "--account", account, id},
 		{"account", "create", "--db", db},
 		{"token", "create", "--db", db, "--account", account, "--scope", "admin"},
 		{"cert", "activate", "--db", db, "--account", account},
