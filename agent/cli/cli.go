@@ -44,7 +44,7 @@ func commands() []command {
 		{"sync", "[--dry-run] [--json]", "one reconcile pass now; --dry-run only prints the plan", cmdSync},
 		{"status", "[--json]", "health, roots and stores; exit 0 healthy, 1 degraded, 2 down or misconfigured", cmdStatus},
 		{"certs", "", "print the PEM of every root certagent manages", cmdCerts},
-		{"service", "install|uninstall|start|stop|restart", "manage the system service", cmdService},
+		{"service", "install|uninstall|start|stop|restart|status", "manage the system service", cmdService},
 		{"uninstall", "--purge", "remove every root certagent installed, then its state", cmdUninstall},
 		{"mdm-profile", "", "write a macOS configuration profile that trusts the roots", cmdMDMProfile},
 		{"bugreport", "", "collect what support needs (no secrets)", cmdBugreport},
@@ -89,7 +89,7 @@ Usage: certagent <command> [flags]
 Commands:
 `)
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-12s %-38s %s\n", c.name, c.args, c.summary)
+		fmt.Fprintf(w, "  %-12s %-44s %s\n", c.name, c.args, c.summary)
 	}
 	fmt.Fprintf(w, `
 Config: %s (CERTAGENT_CONFIG overrides the path).
@@ -103,7 +103,7 @@ Managed settings (MDM) win over the file, key by key. A minimal config:
 
 Keys: control_plane_url, account_id, api_token or api_token_file (mode 0600),
 poll_interval ("60s"), stores (default %s; also firefox-policy,
-java, bundle:PATH, dir:PATH), remove_retired (true), retired_fingerprints
+java, runtimes, bundle:PATH, dir:PATH), remove_retired (true), retired_fingerprints
 (SHA-256), state_dir, log_level (info), ca_file / pin_sha256 (control-plane TLS).
 
 Safety: only roots certagent installed are ever removed (its ledger in
