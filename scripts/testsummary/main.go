@@ -9,7 +9,8 @@
 // than how many table rows. A package that failed outside any test (it did
 // not build, TestMain exited non-zero, a panic or a timeout between tests)
 // is one more failure, whether or not other packages had failing tests. It
-// exits 1 when anything failed.
+// exits 1 when anything failed. Before the totals it lists the slowest
+// top-level tests (go test's Elapsed), so a CI log says where the time goes.
 package main
 
 import (
@@ -37,6 +38,17 @@ type event struct {
 	Test        string
 	Output      string
 	FailedBuild string
+	// Elapsed is a finished test's or package's wall time in seconds.
+	Elapsed float64
+}
+
+// slowestShown is how many of the slowest tests the report lists.
+const slowestShown = 10
+
+// timing is one finished top-level test's wall time.
+type timing struct {
+	name    string
+	seconds float64
 }
 
 // counts are pass/fail/skip totals of one kind of test.
@@ -51,6 +63,7 @@ func (c counts) String() string {
 func summarize(in io.Reader, out io.Writer) bool {
 	var tests, subtests counts
 	var skips []string
+	var timings []timing
 	output := map[string][]string{} // package/test → output lines, kept until the test ends
 	testFailed := map[string]bool{} // packages with a failing test
 	var pkgFailures []string        // packages that failed outside any test, with why
@@ -69,6 +82,9 @@ func summarize(in io.Reader, out io.Writer) bool {
 		tally := &tests
 		if sub {
 			tally = &subtests
+		}
+		if e.Test != "" && !sub && (e.Action == "pass" || e.Action == "fail") {
+			timings = append(timings, timing{e.Package + "." + e.Test, e.Elapsed})
 		}
 		switch e.Action {
 		case "build-output":
@@ -129,6 +145,13 @@ func summarize(in io.Reader, out io.Writer) bool {
 		fmt.Fprintln(out, "packages that failed outside any test (each counted as one failure):")
 		for _, p := range pkgFailures {
 			fmt.Fprintln(out, "  "+p)
+		}
+	}
+	if len(timings) > 0 {
+		sort.SliceStable(timings, func(i, j int) bool { return timings[i].seconds > timings[j].seconds })
+		fmt.Fprintln(out, "slowest tests:")
+		for _, tm := range timings[:min(len(timings), slowestShown)] {
+			fmt.Fprintf(out, "  %7.1fs %s\n", tm.seconds, tm.name)
 		}
 	}
 	fmt.Fprintf(out, "subtests: %s\n", subtests)

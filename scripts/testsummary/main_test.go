@@ -58,6 +58,15 @@ func TestSummarize(t *testing.T) {
 			ok:     false, last: "0 passed, 1 failed, 0 skipped",
 		},
 		{
+			name: "the slowest top-level tests are listed, slowest first, subtests not",
+			events: []string{`{"Action":"pass","Package":"p","Test":"TestFast","Elapsed":0.5}`,
+				`{"Action":"pass","Package":"p","Test":"TestSlow/sub","Elapsed":90}`,
+				`{"Action":"pass","Package":"p","Test":"TestSlow","Elapsed":91.25}`,
+				`{"Action":"fail","Package":"q","Test":"TestMid","Elapsed":12}`},
+			ok: false, last: "2 passed, 1 failed, 0 skipped",
+			mustPrint: []string{"slowest tests:\n     91.2s p.TestSlow\n     12.0s q.TestMid\n      0.5s p.TestFast\nsubtests:"},
+		},
+		{
 			name:   "non-JSON lines pass through",
 			events: []string{"# vet says hello", ev("pass", "p", "TestA")},
 			ok:     true, last: "1 passed, 0 failed, 0 skipped", mustPrint: []string{"# vet says hello"},
