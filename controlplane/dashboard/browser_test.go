@@ -101,6 +101,9 @@ func startPlane(t *testing.T, delay string) *plane {
 	t.Cleanup(func() {
 		cancel()
 		assert.Equal(t, 0, <-done, "serve exit code; logs:\n%s", p.logs.String())
+		if t.Failed() {
+			t.Logf("certplane serve's log:\n%s", p.logs.String())
+		}
 	})
 	return p
 }
@@ -194,14 +197,22 @@ func newBrowser(t *testing.T) (ctx context.Context, downloads string) {
 }
 
 // step bounds one browser step, so a page that never shows what the test
-// waits for fails the test instead of hanging it.
+// waits for fails the test instead of hanging it. It ends once the page has
+// loaded (stylesheet and script included): a step's wait for an element
+// of a new page succeeds while its stylesheet may still be on the way, and
+// the next click, aimed at where the unstyled page put its target, would
+// land elsewhere once the style applies and do nothing (seen under load:
+// "open the devices page" and "confirm the deletion" never navigated);
+// checkAccessible would also judge the unstyled page.
 func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
 	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
 	defer cancel()
+	actions = append(actions, chromedp.Poll[chromedp.Void](`document.readyState === "complete"`))
 	if err := chromedp.Do(sctx, actions...); err != nil {
 		body, _ := chromedp.Run(ctx, chromedp.Evaluate[string](`document.body ? document.body.innerText : ""`))
-		t.Fatalf("%s: %v\npage text:\n%s", what, err, body)
+		loc, _ := chromedp.Run(ctx, chromedp.Location())
+		t.Fatalf("%s: %v\npage %s, text:\n%s", what, err, loc, body)
 	}
 }
 

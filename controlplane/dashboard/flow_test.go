@@ -15,7 +15,10 @@ import (
 // TestBrowserWriteFlow drives the product docs' whole certificate flow in
 // headless Chromium against a real `certplane serve` on SQLite.
 func TestBrowserWriteFlow(t *testing.T) {
-	p := startPlane(t, "2s")
+	// The deploy delay is how long a certificate stays Pending: the test
+	// reads "Pending" on the page loaded after each click, and a -race run
+	// on two loaded cores can take more than 2 s to get there.
+	p := startPlane(t, "5s")
 	ctx, downloads := newBrowser(t)
 
 	step(t, ctx, "open the login page", chromedp.Navigate(p.base+"/dashboard/login"), chromedp.WaitVisible(chromedp.ID("token")))
