@@ -2,6 +2,7 @@ package sqlite_test
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
@@ -99,4 +100,35 @@ func TestUpgradeKeepsTokensLive(t *testing.T) {
 	set, err := db.DeviceSettings(ctx, "acct")
 	require.NoError(t, err)
 	assert.Equal(t, storage.DefaultDeviceSettings(), set)
+}
+
+// A database whose devices were checked in before the count buckets
+// (schema 4) gets them filled by migration 5: readiness counts the same.
+func TestUpgradeFillsReadinessBuckets(t *testing.T) {
+	ctx := context.Background()
+	path := filepath.Join(t.TempDir(), "certplane.db")
+	now := time.Date(2026, 12, 4, 12, 30, 0, 0, time.UTC)
+	stmts := []string{`CREATE TABLE schema_version (version INTEGER NOT NULL)`}
+	for i := 0; i < 4; i++ {
+		stmts = append(stmts, sqlite.MigrationsForTest[i], fmt.Sprintf(`INSERT INTO schema_version (version) VALUES (%d)`, i+1))
+	}
+	stmts = append(stmts,
+		`INSERT INTO accounts (id, name, created_at, config_created_at, config_updated_at) VALUES ('acct', 'old', 1, 1, 1)`,
+		`INSERT INTO certificates (id, account_id, type, status, der, fingerprint, issuer_org, issuer_raw, name, created_at, updated_at, uploaded_on, expires_on, sealed_key)
+			VALUES ('c1', 'acct', 'gateway_managed', 'available', x'00', 'FP', '', '', '', 1, 1, 0, 0, x'00')`)
+	for i, seen := range []time.Time{now, now.Add(-time.Hour), now.Add(-3 * 24 * time.Hour), now.Add(-10 * 24 * time.Hour)} {
+		id := fmt.Sprintf("00000000-0000-4000-8000-00000000000%d", i)
+		stmts = append(stmts,
+			fmt.Sprintf(`INSERT INTO devices (account_id, id, secret_hash, hostname, os, os_version, agent_version, synced_at, last_seen, created_at, roots)
+				VALUES ('acct', '%s', x'00', 'h', 'linux', '', '', 0, %d, 0, '[]')`, id, seen.UnixNano()),
+			fmt.Sprintf(`INSERT INTO device_roots (account_id, device_id, fingerprint, state, last_seen, not_ready)
+				VALUES ('acct', '%s', 'FP', %d, %d, '[]')`, id, []int{2, 1, 2, 2}[i], seen.UnixNano()))
+	}
+	for _, stmt := range stmts {
+		require.NoError(t, sqlite.ExecForTest(path, stmt))
+	}
+	db := open(t, path)
+	rc, err := db.Readiness(ctx, storage.ReadinessQuery{AccountID: "acct", Fingerprint: "FP", ActiveSince: now.Add(-7 * 24 * time.Hour)})
+	require.NoError(t, err)
+	assert.Equal(t, storage.ReadinessCounts{Active: 3, Ready: 2, Partial: 1, StaleExcluded: 1, NotReady: []storage.NotReadyDevice{}}, rc)
 }
