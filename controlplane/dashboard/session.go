@@ -30,12 +30,17 @@ type session struct {
 	flashErr bool
 }
 
+// maxSessions bounds the session table (about 300 bytes each).
+const maxSessions = 10000
+
 // sessions is the in-memory session table. Sessions live in this process
 // only: a restart logs everyone out, and behind a load balancer each
 // replica has its own (use sticky sessions, or log in per replica).
 type sessions struct {
 	idle, maxAge time.Duration
 	now          func() time.Time
+	// max bounds the table; maxSessions unless a test says otherwise.
+	max int
 
 	mu sync.Mutex
 	// byKey maps session.key to the session; guarded by mu, as is every
@@ -44,7 +49,7 @@ type sessions struct {
 }
 
 func newSessions(idle, maxAge time.Duration, now func() time.Time) *sessions {
-	return &sessions{idle: idle, maxAge: maxAge, now: now, byKey: map[string]*session{}}
+	return &sessions{idle: idle, maxAge: maxAge, now: now, max: maxSessions, byKey: map[string]*session{}}
 }
 
 // randomToken returns 32 random bytes, base64url-encoded.
@@ -80,6 +85,18 @@ func (s *sessions) create(p controlplane.Principal) (cookie string, _ *session, 
 		if s.expired(o, now) {
 			delete(s.byKey, k)
 		}
+	}
+	// Logins need a valid token, but a token holder looping on login must
+	// not grow the table without bound: past the cap the session idle the
+	// longest ends.
+	if len(s.byKey) >= s.max {
+		var oldest *session
+		for _, o := range s.byKey {
+			if oldest == nil || o.lastSeen.Before(oldest.lastSeen) {
+				oldest = o
+			}
+		}
+		delete(s.byKey, oldest.key)
 	}
 	s.byKey[ss.key] = ss
 	return cookie, ss, nil
