@@ -232,6 +232,11 @@ func (e *flagError) Is(target error) bool { return target == errUsage }
 // parse parses flags and positional arguments in any order (Go's flag
 // package stops at the first positional one, so `cert activate ID --db X`
 // would otherwise leave --db unparsed) and returns the positional ones.
+//
+// This loop is the whole of what a CLI library (cobra, urfave/cli) would
+// add here, and certplane's commands are a handful of flat verbs: the
+// standard flag package keeps the product's go.mod to what it links and
+// the help text in our hands, so flag stays.
 func parse(fs *flag.FlagSet, args []string) ([]string, error) {
 	var pos []string
 	usage := fs.Usage
