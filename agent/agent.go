@@ -357,7 +357,7 @@ func stampOf(path string) fileStamp {
 
 // SyncOnce runs one pass now, asking the control plane. With dryRun it plans
 // and reports but changes nothing and writes nothing.
-func (a *Agent) SyncOnce(ctx context.Context, dryRun bool) (*Report, error) {
+func (a *Agent) SyncOnce(ctx context.Context, dryRun bool) (*PassReport, error) {
 	return a.pass(ctx, passOptions{fetch: true, dryRun: dryRun, reason: "sync"})
 }
 
@@ -371,8 +371,8 @@ type passOptions struct {
 	answered *api.ListResult
 }
 
-// Report is the outcome of one pass.
-type Report struct {
+// PassReport is the outcome of one pass.
+type PassReport struct {
 	Started  time.Time `json:"started"`
 	Duration string    `json:"duration"`
 	DryRun   bool      `json:"dry_run,omitempty"`
@@ -405,7 +405,7 @@ type FetchReport struct {
 
 // Failed reports whether any target failed or the control plane could not
 // be read: the CLI's exit code 1.
-func (r *Report) Failed() bool {
+func (r *PassReport) Failed() bool {
 	if r.Fetch.Status == "error" || r.Fetch.Status == "auth_error" {
 		return true
 	}
@@ -420,14 +420,12 @@ func (r *Report) Failed() bool {
 // StatusPlanned marks dry-run results.
 const StatusPlanned trust.Status = "planned"
 
-var errNoAnswer = errors.New("no valid answer from the control plane yet")
-
 // pass is one reconcile: fetch (maybe), evaluate, inventory, plan, apply.
-func (a *Agent) pass(ctx context.Context, opt passOptions) (*Report, error) {
+func (a *Agent) pass(ctx context.Context, opt passOptions) (*PassReport, error) {
 	a.passMu.Lock()
 	defer a.passMu.Unlock()
 	now := a.deps.Now()
-	rep := &Report{Started: now.UTC(), DryRun: opt.dryRun, Reason: opt.reason}
+	rep := &PassReport{Started: now.UTC(), DryRun: opt.dryRun, Reason: opt.reason}
 	defer func() { rep.Duration = a.deps.Now().Sub(now).String() }()
 
 	a.mu.Lock()
@@ -670,7 +668,7 @@ func inventory(ctx context.Context, h storeHandle) StoreState {
 // after 2. Nothing is ever installed twice (the planner only installs what
 // a target lacks) and nothing is forgotten (an entry leaves the ledger only
 // once its root is confirmed gone).
-func (a *Agent) apply(ctx context.Context, cfg *Config, plan *Plan, handles []storeHandle, rep *Report, now time.Time) error {
+func (a *Agent) apply(ctx context.Context, cfg *Config, plan *Plan, handles []storeHandle, rep *PassReport, now time.Time) error {
 	if err := os.MkdirAll(cfg.StateDir, 0o755); err != nil {
 		return fmt.Errorf("agent: state dir: %w", err)
 	}

@@ -256,7 +256,7 @@ func TestConcurrentProcessesDoNotDuplicate(t *testing.T) {
 	}})
 	require.NoError(t, err)
 
-	done := make(chan *Report)
+	done := make(chan *PassReport)
 	go func() {
 		rep, err := first.SyncOnce(context.Background(), false)
 		assert.NoError(t, err)

@@ -258,7 +258,7 @@ func (r *rig) agent() *Agent {
 	return a
 }
 
-func (r *rig) sync(a *Agent) *Report {
+func (r *rig) sync(a *Agent) *PassReport {
 	r.t.Helper()
 	rep, err := a.SyncOnce(context.Background(), false)
 	require.NoError(r.t, err)

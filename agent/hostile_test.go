@@ -518,7 +518,7 @@ func TestHostileAnswers(t *testing.T) {
 
 // syncHostile runs one pass; for a server that hangs, it cancels the pass
 // once the server says it is hanging.
-func syncHostile(t *testing.T, e *hostileEnv, a *Agent, hangs bool) *Report {
+func syncHostile(t *testing.T, e *hostileEnv, a *Agent, hangs bool) *PassReport {
 	t.Helper()
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()

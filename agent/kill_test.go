@@ -73,7 +73,7 @@ func (w killWorld) open(spec string) (trust.Store, error) {
 	return nil, fmt.Errorf("kill world: no store %q: %w", spec, trust.ErrUnavailable)
 }
 
-func (w killWorld) sync(t testing.TB, url string) *Report {
+func (w killWorld) sync(t testing.TB, url string) *PassReport {
 	t.Helper()
 	a, err := New(w.config(url), Deps{OpenStore: w.open})
 	require.NoError(t, err)

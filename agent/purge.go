@@ -61,7 +61,7 @@ func Purge(ctx context.Context, cfg *Config, deps Deps) (*PurgeReport, error) {
 		// Under the lock: what killed writes left goes too.
 		a.sweep(cfg, handles)
 	}
-	shim := &Report{}
+	shim := &PassReport{}
 	if !plan.Empty() {
 		if err := a.apply(ctx, &Config{StateDir: cfg.StateDir}, plan, handles, shim, now); err != nil {
 			return rep, err

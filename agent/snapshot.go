@@ -92,7 +92,7 @@ func (a *Agent) fillStatic(s *Snapshot) {
 }
 
 // recordFetch updates the fetch state after a poll.
-func (a *Agent) recordFetch(rep *Report, last *answer, now time.Time) {
+func (a *Agent) recordFetch(rep *PassReport, last *answer, now time.Time) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	a.snap.LastPoll = now.UTC()
@@ -133,7 +133,7 @@ func (a *Agent) recordError(err error) {
 }
 
 // updateSnapshot stores the pass's outcome.
-func (a *Agent) updateSnapshot(rep *Report, cfg *Config) {
+func (a *Agent) updateSnapshot(rep *PassReport, cfg *Config) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	now := a.deps.Now().UTC()

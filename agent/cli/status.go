@@ -179,10 +179,10 @@ func serviceState() platform.ServiceState {
 const daemonTimeout = 10 * time.Minute
 
 // syncViaDaemon asks the running daemon for a pass.
-func syncViaDaemon(dryRun bool) (rep *agent.Report, err error, ok bool) {
+func syncViaDaemon(dryRun bool) (rep *agent.PassReport, err error, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), daemonTimeout)
 	defer cancel()
-	rep = &agent.Report{}
+	rep = &agent.PassReport{}
 	err = localapi.NewClient(platform.DefaultPaths().Socket).Sync(ctx, dryRun, rep)
 	if errors.Is(err, localapi.ErrNotRunning) {
 		return nil, nil, false
@@ -194,7 +194,7 @@ func syncViaDaemon(dryRun bool) (rep *agent.Report, err error, ok bool) {
 }
 
 // finishDaemonSync prints a pass the daemon ran, like an in-process sync.
-func finishDaemonSync(rep *agent.Report, err error, asJSON bool) int {
+func finishDaemonSync(rep *agent.PassReport, err error, asJSON bool) int {
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "certagent sync (through the daemon):", err)
 		if rep == nil {

@@ -102,13 +102,13 @@ func cmdSync(args []string) int {
 // printReport writes rep as text. Targets, reasons and tool output are
 // other people's strings (a user's profile path, a certificate subject):
 // they reach the terminal through status.Printable.
-func printReport(w io.Writer, rep *agent.Report) {
+func printReport(w io.Writer, rep *agent.PassReport) {
 	var b strings.Builder
 	writeReport(&b, rep)
 	io.WriteString(w, status.Printable(b.String()))
 }
 
-func writeReport(w io.Writer, rep *agent.Report) {
+func writeReport(w io.Writer, rep *agent.PassReport) {
 	f := rep.Fetch
 	switch f.Status {
 	case "ok", "not_modified":

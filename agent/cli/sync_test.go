@@ -135,7 +135,7 @@ func TestCLIDispatch(t *testing.T) {
 // tool output; escape sequences in them must not reach the terminal.
 func TestPrintReportNeutralisesTerminalControls(t *testing.T) {
 	ca := trusttest.NewCA(t)
-	rep := &agent.Report{
+	rep := &agent.PassReport{
 		Fetch:   agent.FetchReport{Status: "ok"},
 		Desired: []agent.CertInfo{{FP: ca.FP, Subject: "Root \u202eevil"}},
 		Results: []agent.TargetResult{{

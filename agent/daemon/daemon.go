@@ -450,7 +450,7 @@ func LedgerPEM(path string) ([]byte, error) {
 }
 
 // Sync implements localapi.Backend.
-func (d *Daemon) Sync(ctx context.Context, dryRun bool) (*agent.Report, error) {
+func (d *Daemon) Sync(ctx context.Context, dryRun bool) (*agent.PassReport, error) {
 	d.mu.Lock()
 	ag, purged := d.ag, d.purged
 	d.mu.Unlock()

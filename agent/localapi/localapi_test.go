@@ -44,12 +44,12 @@ type syncReport struct {
 	Changes int  `json:"changes"`
 }
 
-func (f *fakeBackend) Sync(_ context.Context, dry bool) (*agent.Report, error) {
+func (f *fakeBackend) Sync(_ context.Context, dry bool) (*agent.PassReport, error) {
 	f.syncs.Add(1)
 	if dry {
-		return &agent.Report{DryRun: true, Changes: 2}, nil
+		return &agent.PassReport{DryRun: true, Changes: 2}, nil
 	}
-	return &agent.Report{Changes: 1}, errors.New("store nss: certutil -A (user alice): exit status 255")
+	return &agent.PassReport{Changes: 1}, errors.New("store nss: certutil -A (user alice): exit status 255")
 }
 
 func (f *fakeBackend) Purge(context.Context) (*agent.PurgeReport, error) {

@@ -36,7 +36,7 @@ type Backend interface {
 	CertsPEM(ctx context.Context) ([]byte, error)
 	// Sync runs one reconcile pass now and returns its report (nil when
 	// no pass ran), with an error when it failed.
-	Sync(ctx context.Context, dryRun bool) (*agent.Report, error)
+	Sync(ctx context.Context, dryRun bool) (*agent.PassReport, error)
 	// Purge removes everything the agent installed and returns its report.
 	Purge(ctx context.Context) (*agent.PurgeReport, error)
 }

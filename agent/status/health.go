@@ -60,9 +60,9 @@ const (
 	MaxClockSkew = 5 * time.Minute
 )
 
-// Evaluate returns r's health warnings, most severe first, each with a
+// Warnings returns r's health warnings, most severe first, each with a
 // fix. It is a pure function of r and now.
-func Evaluate(r *Report, now time.Time) []Warning {
+func Warnings(r *Report, now time.Time) []Warning {
 	var ws []Warning
 	add := func(code string, sev Severity, title, text, fix string) {
 		ws = append(ws, Warning{Code: code, Severity: sev, Title: title, Text: text, Fix: fix})

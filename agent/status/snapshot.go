@@ -77,7 +77,7 @@ func FromSnapshot(s *agent.Snapshot, in Inputs) *Report {
 	r.Stores = storesOf(s, in.StoreErrors)
 	r.Certificates = certificatesOf(s)
 	r.Retired = removalsOf(s)
-	r.Health = Evaluate(r, now)
+	r.Health = Warnings(r, now)
 	return r
 }
 

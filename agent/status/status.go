@@ -3,7 +3,7 @@
 // how the control plane answered, every certificate against every store
 // and user, the retired roots removed, and health warnings each with a fix.
 //
-// Health is data (Tailscale's model): Evaluate derives the warnings from a
+// Health is data (Tailscale's model): Warnings derives them from a
 // Report, ExitCode turns them into 0 healthy, 1 degraded, 2 down or
 // misconfigured, and Render prints the ten-second help-desk view. The same
 // Report is printed as JSON for fleet tools.

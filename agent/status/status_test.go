@@ -78,7 +78,7 @@ func degraded() *Report {
 	)
 	r.Device.CheckIn, r.Device.Accepted, r.Device.LastAttempt = "refused", false, now.Add(-time.Minute)
 	r.Device.Error = "api: PUT /accounts/0123456789abcdef0123456789abcdef/certplane/devices/7d4e1f2a-3b5c-4d6e-8f90-a1b2c3d4e5f6: HTTP 403: 10001 the token's scope is read; checking in needs a device token"
-	r.Health = Evaluate(r, now)
+	r.Health = Warnings(r, now)
 	return r
 }
 
@@ -89,7 +89,7 @@ func down() *Report {
 	r.ControlPlane.LastPoll = now.Add(-26 * time.Hour)
 	r.ControlPlane.LastSuccess = now.Add(-26 * time.Hour)
 	r.LastSync = now.Add(-26 * time.Hour)
-	r.Health = Evaluate(r, now)
+	r.Health = Warnings(r, now)
 	return r
 }
 
@@ -105,7 +105,7 @@ func TestGolden(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			tt.report.Health = Evaluate(tt.report, now)
+			tt.report.Health = Warnings(tt.report, now)
 			if got := ExitCode(tt.report.Health); got != tt.wantExit {
 				t.Errorf("exit code: got %d, want %d (health %+v)", got, tt.wantExit, tt.report.Health)
 			}
@@ -174,7 +174,7 @@ func TestEvaluateCodes(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := healthy()
 			tt.mutate(r)
-			got := codes(Evaluate(r, now))
+			got := codes(Warnings(r, now))
 			require.Equal(t, tt.want, got)
 		})
 	}
@@ -183,7 +183,7 @@ func TestEvaluateCodes(t *testing.T) {
 func TestStoreFix(t *testing.T) {
 	r := healthy()
 	r.Stores[1].Available, r.Stores[1].Error = false, "trust: store unavailable: certutil not found"
-	ws := Evaluate(r, now)
+	ws := Warnings(r, now)
 	require.Len(t, ws, 1)
 	if !strings.Contains(ws[0].Fix, "libnss3-tools") || !strings.Contains(ws[0].Fix, "nss-tools") {
 		t.Errorf("fix %q does not name the package", ws[0].Fix)

@@ -92,7 +92,6 @@ type Options struct {
 type Store struct {
 	fam    Family
 	famErr error
-	tool   string
 	run    platform.Runner
 	log    hclog.Logger
 	java   javaHook

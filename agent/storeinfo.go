@@ -2,9 +2,9 @@ package agent
 
 import "github.com/certagent/certagent/trust"
 
-// This file holds the small additions the daemon (agent/daemon) needs from
-// the engine: which paths each store wants watched, and which stores could
-// not be opened. They read state under a.mu and change nothing.
+// What the configured stores are, as others outside a pass need it (the
+// daemon's watcher, status): which paths each declares, which could not be
+// opened. These read state under a.mu and change nothing.
 
 // StoreWatchPaths returns, for every configured store, the paths the store
 // declares (trust.PathDeclarer's Watch); a store that declares none (or
