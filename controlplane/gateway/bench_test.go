@@ -82,7 +82,11 @@ func BenchmarkRequests(b *testing.B) {
 func TestThroughputSideBySide(t *testing.T) {
 	rounds, _ := strconv.Atoi(os.Getenv("CERTPLANE_GATEWAY_ROUNDS"))
 	if rounds <= 0 {
-		t.Skip("a measurement, not a test: set CERTPLANE_GATEWAY_ROUNDS=5")
+		// A measurement, not a test: make test returns instead of
+		// skipping, so that under CERTAGENT_E2E=1 every reported skip is
+		// a real gap.
+		t.Log("a measurement, not run: set CERTPLANE_GATEWAY_ROUNDS=5")
+		return
 	}
 	p := newPlane(t)
 	o := startOrigin(t, bytes.Repeat([]byte("x"), 1024))
@@ -288,7 +292,10 @@ func measure() mem {
 func TestMemoryHelper(t *testing.T) {
 	dir := os.Getenv(envMemHelper)
 	if dir == "" {
-		t.Skip("helper of TestMemoryPerConnection")
+		// Only a child process that TestMemoryPerConnection starts does
+		// anything here; a plain run returns instead of skipping, so that
+		// under CERTAGENT_E2E=1 every reported skip is a real gap.
+		return
 	}
 	n, _ := strconv.Atoi(os.Getenv(envMem))
 	o := startOrigin(t, bytes.Repeat([]byte("x"), 1024))
