@@ -433,11 +433,102 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*PassReport, error) 
 	last := a.last
 	a.mu.Unlock()
 
-	// 1. The desired set.
-	var ev *Evaluation
+	// 1. The desired set: the control plane's answer, or what stands in.
 	policy := trust.Policy{Now: a.deps.Now}
 	retired := cfg.Retired()
-	authoritative := false
+	ev, last, authoritative := a.fetch(ctx, opt, src, last, policy, retired, rep, now)
+	ledger, err := a.memo.loadLedger(cfg.LedgerPath())
+	if err != nil {
+		// Without the ledger we do not know what is ours: refuse the pass.
+		a.recordError(err)
+		return rep, err
+	}
+	switch {
+	case ev != nil:
+		// Evaluated on arrival.
+	case last == nil:
+		// No valid answer in this process yet: keep what the ledger says
+		// we installed (drift repair works offline), remove nothing.
+		if rep.Fetch.Status == "skipped" {
+			rep.Fetch.Status = "none"
+		}
+		ev = ledgerEvaluation(ledger, policy, retired)
+	default:
+		// The last good answer, judged again against the clock: a root
+		// that expired since is no longer desired.
+		ev, err = a.memo.evaluate(last, cfg, policy, now)
+		if err != nil {
+			// Cannot happen for an answer adopted above; be safe anyway.
+			a.recordError(err)
+			return rep, err
+		}
+	}
+	rep.Fetch.Authoritative = authoritative
+	rep.Desired, rep.Rejected, rep.Withheld = ev.Infos, ev.Rejected, ev.Withheld
+
+	// 2. What the stores hold (including stores the config dropped that
+	// still hold roots we installed), and 3. the plan.
+	configured := handles
+	plan, handles := a.plan(ctx, ev, authoritative, retired, now, configured, ledger)
+	// A process killed mid-write leaves temporary files; the first pass of
+	// the next one sweeps them, under the lock so no other certagent is
+	// mid-write. Without a state dir nothing was ever written.
+	sweep := !opt.dryRun && !a.swept && dirExists(cfg.StateDir)
+	if !opt.dryRun && (!plan.Empty() || sweep) {
+		// Another certagent process (a `sync` or `uninstall --purge` next
+		// to the daemon) may be mid-pass: take the state lock, and plan
+		// again if the ledger moved while we were not holding it. Quiet
+		// passes never get here after the first, so they touch no lock.
+		if err := a.step("lock"); err != nil {
+			return rep, err
+		}
+		unlock, err := lockState(cfg.StateDir)
+		if err != nil {
+			a.recordError(err)
+			return rep, err
+		}
+		defer unlock()
+		swept := a.sweep(cfg, handles)
+		fresh, err := LoadLedger(cfg.LedgerPath())
+		if err != nil {
+			a.recordError(err)
+			return rep, err
+		}
+		if !fresh.Equal(ledger) || swept {
+			plan, handles = a.plan(ctx, ev, authoritative, retired, now, configured, fresh)
+		}
+	}
+	rep.Changes = plan.ChangeCount()
+	if opt.dryRun {
+		rep.Results = plannedResults(plan)
+		return rep, nil
+	}
+	if !plan.Empty() {
+		if err := a.apply(ctx, cfg, plan, handles, rep, now); err != nil {
+			a.recordError(err)
+			a.updateSnapshot(rep, cfg)
+			return rep, err
+		}
+	} else {
+		for _, sp := range plan.Stores {
+			rep.Results = append(rep.Results, sp.Results...)
+		}
+	}
+	a.refreshDerived(ctx, configured)
+	a.updateSnapshot(rep, cfg)
+	a.ensureIdentity(cfg)
+	a.persistSnapshot(false)
+	// After the pass, in the background: a slow or refusing control plane
+	// never delays an install, and never fails the pass.
+	a.maybeCheckIn()
+	return rep, nil
+}
+
+// fetch asks the control plane for the certificates (unless opt says the
+// pass reuses the last answer) and records how it answered in rep. It
+// returns the evaluated answer (nil when none arrived this pass), the last
+// good answer, and whether the answer may remove roots (authoritative).
+func (a *Agent) fetch(ctx context.Context, opt passOptions, src Source, last *answer, policy trust.Policy, retired map[trust.Fingerprint]bool, rep *PassReport, now time.Time) (ev *Evaluation, _ *answer, authoritative bool) {
 	if opt.fetch {
 		etag := ""
 		if last != nil {
@@ -485,114 +576,41 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*PassReport, error) 
 		// The last good answer (if any) stands in, but removes nothing.
 		authoritative = false
 	}
+	return ev, last, authoritative
+}
 
-	ledger, err := a.memo.loadLedger(cfg.LedgerPath())
-	if err != nil {
-		// Without the ledger we do not know what is ours: refuse the pass.
-		a.recordError(err)
-		return rep, err
+// plan inventories the configured stores, plus the dropped ones that still
+// hold roots the ledger l says we installed, and plans the pass. It
+// returns the plan and the handles it covers.
+func (a *Agent) plan(ctx context.Context, ev *Evaluation, authoritative bool, retired map[trust.Fingerprint]bool, now time.Time, configured []storeHandle, l *Ledger) (*Plan, []storeHandle) {
+	hs := append(configured[:len(configured):len(configured)], a.orphans(l, configured)...)
+	states := make([]StoreState, 0, len(hs))
+	for _, h := range hs {
+		st := inventory(ctx, h)
+		st.Orphaned = h.orphaned
+		states = append(states, st)
 	}
-	switch {
-	case ev != nil:
-		// Evaluated on arrival.
-	case last == nil:
-		// No valid answer in this process yet: keep what the ledger says
-		// we installed (drift repair works offline), remove nothing.
-		if rep.Fetch.Status == "skipped" {
-			rep.Fetch.Status = "none"
-		}
-		ev = ledgerEvaluation(ledger, policy, retired)
-	default:
-		// The last good answer, judged again against the clock: a root
-		// that expired since is no longer desired.
-		ev, err = a.memo.evaluate(last, cfg, policy, now)
-		if err != nil {
-			// Cannot happen for an answer adopted above; be safe anyway.
-			a.recordError(err)
-			return rep, err
-		}
-	}
-	rep.Fetch.Authoritative = authoritative
-	rep.Desired, rep.Rejected, rep.Withheld = ev.Infos, ev.Rejected, ev.Withheld
+	return MakePlan(PlanInput{
+		Desired:       ev.Desired,
+		Authoritative: authoritative,
+		Ledger:        l,
+		Stores:        states,
+		Retired:       retired,
+		Now:           now.UTC(),
+	}), hs
+}
 
-	// 2. What the stores hold (including stores the config dropped that
-	// still hold roots we installed), and 3. the plan.
-	configured := handles
-	makePlan := func(l *Ledger) (*Plan, []storeHandle) {
-		hs := append(configured[:len(configured):len(configured)], a.orphans(l, configured)...)
-		states := make([]StoreState, 0, len(hs))
-		for _, h := range hs {
-			st := inventory(ctx, h)
-			st.Orphaned = h.orphaned
-			states = append(states, st)
+// plannedResults is a dry run's report: every change as planned, and the
+// pairs that need none.
+func plannedResults(plan *Plan) []TargetResult {
+	var out []TargetResult
+	for _, sp := range plan.Stores {
+		for i, c := range sp.Changes {
+			out = append(out, changeResult(sp.Store, c, sp.Retired[i], StatusPlanned, "", plan.Intent))
 		}
-		return MakePlan(PlanInput{
-			Desired:       ev.Desired,
-			Authoritative: authoritative,
-			Ledger:        l,
-			Stores:        states,
-			Retired:       retired,
-			Now:           now.UTC(),
-		}), hs
+		out = append(out, sp.Results...)
 	}
-	plan, handles := makePlan(ledger)
-	// A process killed mid-write leaves temporary files; the first pass of
-	// the next one sweeps them, under the lock so no other certagent is
-	// mid-write. Without a state dir nothing was ever written.
-	sweep := !opt.dryRun && !a.swept && dirExists(cfg.StateDir)
-	if !opt.dryRun && (!plan.Empty() || sweep) {
-		// Another certagent process (a `sync` or `uninstall --purge` next
-		// to the daemon) may be mid-pass: take the state lock, and plan
-		// again if the ledger moved while we were not holding it. Quiet
-		// passes never get here after the first, so they touch no lock.
-		if err := a.step("lock"); err != nil {
-			return rep, err
-		}
-		unlock, err := lockState(cfg.StateDir)
-		if err != nil {
-			a.recordError(err)
-			return rep, err
-		}
-		defer unlock()
-		swept := a.sweep(cfg, handles)
-		fresh, err := LoadLedger(cfg.LedgerPath())
-		if err != nil {
-			a.recordError(err)
-			return rep, err
-		}
-		if !fresh.Equal(ledger) || swept {
-			plan, handles = makePlan(fresh)
-		}
-	}
-	rep.Changes = plan.ChangeCount()
-	if opt.dryRun {
-		for _, sp := range plan.Stores {
-			for i, c := range sp.Changes {
-				rep.Results = append(rep.Results, changeResult(sp.Store, c, sp.Retired[i], StatusPlanned, "", plan.Intent))
-			}
-			rep.Results = append(rep.Results, sp.Results...)
-		}
-		return rep, nil
-	}
-	if !plan.Empty() {
-		if err := a.apply(ctx, cfg, plan, handles, rep, now); err != nil {
-			a.recordError(err)
-			a.updateSnapshot(rep, cfg)
-			return rep, err
-		}
-	} else {
-		for _, sp := range plan.Stores {
-			rep.Results = append(rep.Results, sp.Results...)
-		}
-	}
-	a.refreshDerived(ctx, configured)
-	a.updateSnapshot(rep, cfg)
-	a.ensureIdentity(cfg)
-	a.persistSnapshot(false)
-	// After the pass, in the background: a slow or refusing control plane
-	// never delays an install, and never fails the pass.
-	a.maybeCheckIn()
-	return rep, nil
+	return out
 }
 
 // sweep removes the leftovers of writes a killed process never finished:
