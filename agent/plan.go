@@ -124,187 +124,244 @@ func (p *Plan) ChangeCount() int {
 // Skipped targets and unusable stores keep their ledger entries and report
 // every desired root as skipped, never as ok.
 func MakePlan(in PlanInput) *Plan {
+	p := newPlanner(in)
+	plan := &Plan{}
+	for _, st := range in.Stores {
+		plan.Stores = append(plan.Stores, p.store(st))
+	}
+	if p.intent.dirty {
+		p.intent.normalize()
+		plan.LedgerChanged = !p.intent.Equal(p.orig)
+	}
+	plan.Intent = p.intent
+	return plan
+}
+
+// planner is one MakePlan: what every store's plan reads (the input, the
+// ledger as it was, the desired roots) and the intent ledger it writes.
+type planner struct {
+	in     PlanInput
+	orig   *Ledger
+	intent *Ledger
+	// desired are the roots to trust by fingerprint, order the same in the
+	// input's order, retired and duplicate ones dropped.
+	desired map[trust.Fingerprint]*trust.Cert
+	order   []*trust.Cert
+	// byStore indexes orig's entries by store, so each store only looks
+	// at its own.
+	byStore map[string][]int
+}
+
+func newPlanner(in PlanInput) *planner {
 	orig := NewLedger()
 	if in.Ledger != nil {
 		// Work on a copy: lookups build an index, and the caller's ledger
 		// must stay as it was for the LedgerChanged comparison.
 		orig = in.Ledger.Clone()
 	}
-	intent := orig.Clone()
-	desired := make(map[trust.Fingerprint]*trust.Cert, len(in.Desired))
-	var order []*trust.Cert
+	p := &planner{in: in, orig: orig, intent: orig.Clone(),
+		desired: make(map[trust.Fingerprint]*trust.Cert, len(in.Desired)), byStore: make(map[string][]int)}
 	for _, c := range in.Desired {
-		if in.Retired[c.FP] || desired[c.FP] != nil {
+		if in.Retired[c.FP] || p.desired[c.FP] != nil {
 			continue
 		}
-		desired[c.FP] = c
-		order = append(order, c)
+		p.desired[c.FP] = c
+		p.order = append(p.order, c)
 	}
-	// Ledger entries (indexes) by store, so each store only looks at its
-	// own.
-	byStore := make(map[string][]int)
 	for i, e := range orig.Entries {
-		byStore[e.Store] = append(byStore[e.Store], i)
+		p.byStore[e.Store] = append(p.byStore[e.Store], i)
 	}
-	plan := &Plan{}
-	for _, st := range in.Stores {
-		sp := StorePlan{Store: st.Name}
-		wanted := order
-		if st.Orphaned {
-			wanted = nil
-			if st.Err != nil || st.Inv == nil {
-				// Left for a pass that can reach it.
-				plan.Stores = append(plan.Stores, sp)
-				continue
-			}
-		}
-		if st.Err != nil || st.Inv == nil {
-			reason := "store unavailable"
-			if st.Err != nil {
-				reason = st.Err.Error()
-			}
-			for _, c := range wanted {
-				sp.Results = append(sp.Results, certResult(st.Name, trust.Target{}, c, "", trust.StatusSkipped, reason))
-			}
-			plan.Stores = append(plan.Stores, sp)
+	return p
+}
+
+// storeIndex is one store's inventory indexed for planning.
+type storeIndex struct {
+	present map[trust.Target]map[trust.Fingerprint]bool
+	pending map[LedgerKey]bool
+	// tagged holds the roots present through a copy of ours, for stores
+	// where each writer keeps its own (Inventory.OwnCopies).
+	tagged map[LedgerKey]bool
+	// retiredAt lists the retired roots found per target, so the sweep
+	// does not rescan every entry for every target.
+	retiredAt map[trust.Target][]trust.Fingerprint
+	// skipped are the targets the store cannot serve, with why.
+	skipped map[trust.Target]string
+}
+
+func indexStore(st StoreState, retired map[trust.Fingerprint]bool) storeIndex {
+	inv := st.Inv
+	ix := storeIndex{
+		present:   make(map[trust.Target]map[trust.Fingerprint]bool, len(inv.Targets)),
+		pending:   map[LedgerKey]bool{},
+		tagged:    map[LedgerKey]bool{},
+		retiredAt: map[trust.Target][]trust.Fingerprint{},
+		skipped:   make(map[trust.Target]string, len(inv.Skipped)),
+	}
+	for _, t := range inv.Targets {
+		ix.present[t] = map[trust.Fingerprint]bool{}
+	}
+	for _, e := range inv.Entries {
+		m := ix.present[e.Target]
+		if m == nil {
 			continue
 		}
-		inv := st.Inv
-		sp.Results = make([]TargetResult, 0, len(wanted)*(len(inv.Targets)+len(inv.Skipped)))
-		present := make(map[trust.Target]map[trust.Fingerprint]bool, len(inv.Targets))
-		for _, t := range inv.Targets {
-			present[t] = map[trust.Fingerprint]bool{}
+		if retired[e.FP] && !m[e.FP] {
+			ix.retiredAt[e.Target] = append(ix.retiredAt[e.Target], e.FP)
 		}
-		pending := map[LedgerKey]bool{}
-		// tagged holds the roots present through a copy of ours, for stores
-		// where each writer keeps its own (Inventory.OwnCopies).
-		tagged := map[LedgerKey]bool{}
-		// retiredAt lists the retired roots found per target, so the sweep
-		// below does not rescan every entry for every target.
-		retiredAt := map[trust.Target][]trust.Fingerprint{}
-		for _, e := range inv.Entries {
-			m := present[e.Target]
-			if m == nil {
-				continue
-			}
-			if in.Retired[e.FP] && !m[e.FP] {
-				retiredAt[e.Target] = append(retiredAt[e.Target], e.FP)
-			}
-			m[e.FP] = true
-			if e.TrustPending {
-				pending[LedgerKey{Store: st.Name, Target: e.Target, FP: e.FP}] = true
-			}
-			if e.Tagged {
-				tagged[LedgerKey{Store: st.Name, Target: e.Target, FP: e.FP}] = true
-			}
+		m[e.FP] = true
+		if e.TrustPending {
+			ix.pending[LedgerKey{Store: st.Name, Target: e.Target, FP: e.FP}] = true
 		}
-		skipped := make(map[trust.Target]string, len(inv.Skipped))
-		for _, s := range inv.Skipped {
-			skipped[s.Target] = s.Reason
-			for _, c := range wanted {
-				sp.Results = append(sp.Results, certResult(st.Name, s.Target, c, "", trust.StatusSkipped, s.Reason))
-			}
+		if e.Tagged {
+			ix.tagged[LedgerKey{Store: st.Name, Target: e.Target, FP: e.FP}] = true
 		}
-		for _, t := range inv.Targets {
-			if _, skip := skipped[t]; skip {
-				continue
-			}
-			have := present[t]
-			// Desired roots.
-			for _, c := range wanted {
-				key := LedgerKey{Store: st.Name, Target: t, FP: c.FP}
-				e, owned := orig.Get(key)
-				lost := owned && inv.OwnCopies && !tagged[key]
-				switch {
-				case !have[c.FP] || lost:
-					sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpInstall, FP: c.FP, Target: t, Cert: c})
-					sp.Retired = append(sp.Retired, false)
-					ne := entryFor(key, c, StateInstalling, in.Now)
-					if owned {
-						ne.InstalledAt = e.InstalledAt
-						if e.State == StateInstalling {
-							// Keep the first attempt's time so a target
-							// that keeps failing does not rewrite the
-							// ledger every pass.
-							ne.Since = e.Since
-						}
-					}
-					intent.set(ne)
-					intent.Certs[c.FP] = ledgerCert(c)
-				case pending[key]:
-					// Held but not trusted (macOS without an MDM profile):
-					// not a success, and reinstalling would not help.
-					if owned {
-						adopt(intent, e, c, in.Now)
-					}
-					sp.Results = append(sp.Results, certResult(st.Name, t, c, "", trust.StatusSkipped, "in the store but not trusted by the OS (trust pending: deliver it with an MDM profile)"))
-				case owned:
-					adopt(intent, e, c, in.Now)
-					sp.Results = append(sp.Results, certResult(st.Name, t, c, "", trust.StatusOK, "present"))
-				default:
-					sp.Results = append(sp.Results, certResult(st.Name, t, c, "", trust.StatusOK, "already present, not installed by certagent (left alone)"))
-				}
-			}
-			if !in.Authoritative || st.Orphaned {
-				continue
-			}
-			// Retired roots, wherever they are and whoever put them there.
-			for _, fp := range retiredAt[t] {
-				// Foreign: a retired root goes from every copy, ours or not.
-				sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpRemove, FP: fp, Target: t, Cert: ledgerCertOf(orig, fp), Foreign: true})
-				sp.Retired = append(sp.Retired, true)
-				key := LedgerKey{Store: st.Name, Target: t, FP: fp}
-				if le, ok := orig.Get(key); ok {
-					le.State, le.Since = StateRemoving, in.Now
-					intent.set(le)
-				}
-			}
-		}
-		// Our entries in this store that are no longer desired.
-		for _, i := range byStore[st.Name] {
-			e := orig.Entries[i]
-			if _, skip := skipped[e.Target]; skip {
-				continue
-			}
-			if desired[e.FP] != nil && !st.Orphaned {
-				if _, known := present[e.Target]; known {
-					continue // handled above
-				}
-			}
-			if !in.Authoritative {
-				continue
-			}
-			have, known := present[e.Target]
-			switch {
-			case !known || !have[e.FP]:
-				// Gone from the store (or the target itself is gone):
-				// nothing to remove, forget it.
-				intent.remove(e.LedgerKey)
-			case in.Retired[e.FP]:
-				// Already planned as a retired removal.
-			case inv.OwnCopies && !tagged[e.LedgerKey]:
-				// Our copy is gone and only someone else's holds the root
-				// (an administrator's anchor file): not ours to remove.
-				// A remove here would make the store delete their copy.
-				intent.remove(e.LedgerKey)
-			default:
-				// Not Foreign: if our copy vanishes before Apply, the
-				// store must leave an administrator's copy alone.
-				sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpRemove, FP: e.FP, Target: e.Target, Cert: ledgerCertOf(orig, e.FP)})
-				sp.Retired = append(sp.Retired, false)
-				le := e
-				le.State, le.Since = StateRemoving, in.Now
-				intent.set(le)
-			}
-		}
-		plan.Stores = append(plan.Stores, sp)
 	}
-	if intent.dirty {
-		intent.normalize()
-		plan.LedgerChanged = !intent.Equal(orig)
+	for _, s := range inv.Skipped {
+		ix.skipped[s.Target] = s.Reason
 	}
-	plan.Intent = intent
-	return plan
+	return ix
+}
+
+// store plans one store: the desired roots and the retired ones target by
+// target, then our entries no longer desired.
+func (p *planner) store(st StoreState) StorePlan {
+	sp := StorePlan{Store: st.Name}
+	wanted := p.order
+	if st.Orphaned {
+		wanted = nil
+		if st.Err != nil || st.Inv == nil {
+			// Left for a pass that can reach it.
+			return sp
+		}
+	}
+	if st.Err != nil || st.Inv == nil {
+		reason := "store unavailable"
+		if st.Err != nil {
+			reason = st.Err.Error()
+		}
+		for _, c := range wanted {
+			sp.Results = append(sp.Results, certResult(st.Name, trust.Target{}, c, "", trust.StatusSkipped, reason))
+		}
+		return sp
+	}
+	inv := st.Inv
+	sp.Results = make([]TargetResult, 0, len(wanted)*(len(inv.Targets)+len(inv.Skipped)))
+	ix := indexStore(st, p.in.Retired)
+	for _, s := range inv.Skipped {
+		for _, c := range wanted {
+			sp.Results = append(sp.Results, certResult(st.Name, s.Target, c, "", trust.StatusSkipped, s.Reason))
+		}
+	}
+	for _, t := range inv.Targets {
+		if _, skip := ix.skipped[t]; skip {
+			continue
+		}
+		p.desiredAt(&sp, st, ix, t, wanted)
+		if !p.in.Authoritative || st.Orphaned {
+			continue
+		}
+		p.retiredAt(&sp, st.Name, t, ix.retiredAt[t])
+	}
+	p.withdrawn(&sp, st, ix)
+	return sp
+}
+
+// desiredAt plans the wanted roots at target t: install what is missing
+// (or, where each writer keeps its own copy, what lost ours), adopt what
+// is there.
+func (p *planner) desiredAt(sp *StorePlan, st StoreState, ix storeIndex, t trust.Target, wanted []*trust.Cert) {
+	have := ix.present[t]
+	for _, c := range wanted {
+		key := LedgerKey{Store: st.Name, Target: t, FP: c.FP}
+		e, owned := p.orig.Get(key)
+		lost := owned && st.Inv.OwnCopies && !ix.tagged[key]
+		switch {
+		case !have[c.FP] || lost:
+			sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpInstall, FP: c.FP, Target: t, Cert: c})
+			sp.Retired = append(sp.Retired, false)
+			ne := entryFor(key, c, StateInstalling, p.in.Now)
+			if owned {
+				ne.InstalledAt = e.InstalledAt
+				if e.State == StateInstalling {
+					// Keep the first attempt's time so a target
+					// that keeps failing does not rewrite the
+					// ledger every pass.
+					ne.Since = e.Since
+				}
+			}
+			p.intent.set(ne)
+			p.intent.Certs[c.FP] = ledgerCert(c)
+		case ix.pending[key]:
+			// Held but not trusted (macOS without an MDM profile):
+			// not a success, and reinstalling would not help.
+			if owned {
+				adopt(p.intent, e, c, p.in.Now)
+			}
+			sp.Results = append(sp.Results, certResult(st.Name, t, c, "", trust.StatusSkipped, "in the store but not trusted by the OS (trust pending: deliver it with an MDM profile)"))
+		case owned:
+			adopt(p.intent, e, c, p.in.Now)
+			sp.Results = append(sp.Results, certResult(st.Name, t, c, "", trust.StatusOK, "present"))
+		default:
+			sp.Results = append(sp.Results, certResult(st.Name, t, c, "", trust.StatusOK, "already present, not installed by certagent (left alone)"))
+		}
+	}
+}
+
+// retiredAt plans the removal of the retired roots found at target t,
+// wherever they are and whoever put them there.
+func (p *planner) retiredAt(sp *StorePlan, store string, t trust.Target, fps []trust.Fingerprint) {
+	for _, fp := range fps {
+		// Foreign: a retired root goes from every copy, ours or not.
+		sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpRemove, FP: fp, Target: t, Cert: ledgerCertOf(p.orig, fp), Foreign: true})
+		sp.Retired = append(sp.Retired, true)
+		key := LedgerKey{Store: store, Target: t, FP: fp}
+		if le, ok := p.orig.Get(key); ok {
+			le.State, le.Since = StateRemoving, p.in.Now
+			p.intent.set(le)
+		}
+	}
+}
+
+// withdrawn plans our entries in the store that are no longer desired:
+// removed when the answer is authoritative and our copy is still there,
+// forgotten when it is gone.
+func (p *planner) withdrawn(sp *StorePlan, st StoreState, ix storeIndex) {
+	for _, i := range p.byStore[st.Name] {
+		e := p.orig.Entries[i]
+		if _, skip := ix.skipped[e.Target]; skip {
+			continue
+		}
+		if p.desired[e.FP] != nil && !st.Orphaned {
+			if _, known := ix.present[e.Target]; known {
+				continue // handled by desiredAt
+			}
+		}
+		if !p.in.Authoritative {
+			continue
+		}
+		have, known := ix.present[e.Target]
+		switch {
+		case !known || !have[e.FP]:
+			// Gone from the store (or the target itself is gone):
+			// nothing to remove, forget it.
+			p.intent.remove(e.LedgerKey)
+		case p.in.Retired[e.FP]:
+			// Already planned as a retired removal.
+		case st.Inv.OwnCopies && !ix.tagged[e.LedgerKey]:
+			// Our copy is gone and only someone else's holds the root
+			// (an administrator's anchor file): not ours to remove.
+			// A remove here would make the store delete their copy.
+			p.intent.remove(e.LedgerKey)
+		default:
+			// Not Foreign: if our copy vanishes before Apply, the
+			// store must leave an administrator's copy alone.
+			sp.Changes = append(sp.Changes, trust.Change{Op: trust.OpRemove, FP: e.FP, Target: e.Target, Cert: ledgerCertOf(p.orig, e.FP)})
+			sp.Retired = append(sp.Retired, false)
+			le := e
+			le.State, le.Since = StateRemoving, p.in.Now
+			p.intent.set(le)
+		}
+	}
 }
 
 // adopt marks a pending entry whose root the store holds as installed: the
