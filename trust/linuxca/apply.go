@@ -3,7 +3,9 @@ package linuxca
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -131,7 +133,12 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 	if changed || stale {
 		args := s.fam.Args
 		if removed && s.fam.RemoveArgs != nil {
-			args = s.fam.RemoveArgs
+			if !s.fam.LinksBesideBundle {
+				args = s.fam.RemoveArgs
+			} else if err := s.unlinkDangling(); err != nil {
+				s.log.Warn("cannot remove the links of removed anchors; rebuilding all", "error", err)
+				args = s.fam.RemoveArgs
+			}
 		}
 		s.refreshes.Add(1)
 		s.log.Info("refreshing system trust", "tool", tool, "args", strings.Join(args, " "))
@@ -232,4 +239,51 @@ func (s *Store) javaCleanup(ctx context.Context, aliases []string) string {
 		return fmt.Sprintf("removed; deleting %s from %s failed (see the log)", strings.Join(failed, ", "), s.java.keystore)
 	}
 	return ""
+}
+
+// unlinkDangling deletes, in the bundle's directory, the links that point
+// into AnchorDir at a file that no longer exists (the ones a plain refresh
+// leaves behind after a removal), then the hash links (<hash>.N) that name
+// one of them. Only symbolic links are touched, and only those: an
+// administrator's link to an anchor that still exists stays.
+func (s *Store) unlinkDangling() error {
+	dir := filepath.Dir(s.fam.Bundle)
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("linuxca: read %s: %w", dir, err)
+	}
+	anchorDir := filepath.Clean(s.fam.AnchorDir) + string(filepath.Separator)
+	gone := make(map[string]bool)
+	for _, e := range ents {
+		if e.Type()&fs.ModeSymlink == 0 {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		t, err := os.Readlink(p)
+		if err != nil || !filepath.IsAbs(t) || !strings.HasPrefix(filepath.Clean(t), anchorDir) {
+			continue
+		}
+		if _, err := os.Lstat(t); !errors.Is(err, fs.ErrNotExist) {
+			continue
+		}
+		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return fmt.Errorf("linuxca: remove %s: %w", p, err)
+		}
+		gone[e.Name()] = true
+	}
+	if len(gone) == 0 {
+		return nil
+	}
+	for _, e := range ents {
+		if e.Type()&fs.ModeSymlink == 0 || gone[e.Name()] {
+			continue
+		}
+		p := filepath.Join(dir, e.Name())
+		if t, err := os.Readlink(p); err == nil && !filepath.IsAbs(t) && gone[t] {
+			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("linuxca: remove %s: %w", p, err)
+			}
+		}
+	}
+	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/smallstep/truststore"
 
@@ -53,6 +54,7 @@ func benchTenRoots(b *testing.B) {
 	b.Run("certagent", func(b *testing.B) {
 		cr := &platform.CountingRunner{Runner: &platform.ExecRunner{}}
 		s := New(Options{Runner: cr})
+		var removal time.Duration // timed apart: ns/op is the install
 		for i := 0; i < b.N; i++ {
 			res, err := trust.Install(ctx, s, trusttest.Certs(cas...)...)
 			if err == nil {
@@ -66,16 +68,20 @@ func benchTenRoots(b *testing.B) {
 			for j, c := range cas {
 				fps[j] = c.FP
 			}
+			t0 := time.Now()
 			if _, err := trust.Uninstall(ctx, s, fps...); err != nil {
 				b.Fatal(err)
 			}
+			removal += time.Since(t0)
 			b.StartTimer()
 		}
 		b.ReportMetric(float64(s.Refreshes())/float64(b.N)/2, "refreshes/op")
+		b.ReportMetric(float64(removal.Nanoseconds())/float64(b.N), "ns-remove/op")
 	})
 
 	b.Run("truststore", func(b *testing.B) {
 		log := shimPath(b)
+		var removal time.Duration
 		for i := 0; i < b.N; i++ {
 			for _, c := range cas {
 				if err := truststore.Install(c.X509); err != nil {
@@ -83,15 +89,18 @@ func benchTenRoots(b *testing.B) {
 				}
 			}
 			b.StopTimer()
+			t0 := time.Now()
 			for _, c := range cas {
 				if err := truststore.Uninstall(c.X509); err != nil {
 					b.Fatal(err)
 				}
 			}
+			removal += time.Since(t0)
 			b.StartTimer()
 		}
 		runs, _ := os.ReadFile(log)
 		b.ReportMetric(float64(bytes.Count(runs, []byte("\n")))/float64(b.N)/2, "refreshes/op")
+		b.ReportMetric(float64(removal.Nanoseconds())/float64(b.N), "ns-remove/op")
 	})
 }
 

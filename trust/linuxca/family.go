@@ -30,8 +30,16 @@ type Family struct {
 	Tools []string
 	// Args are the refresh tool's arguments.
 	Args []string
-	// RemoveArgs, when non-nil, replace Args for a refresh after a removal.
+	// RemoveArgs, when non-nil, replace Args for a refresh after a removal
+	// (when LinksBesideBundle is set: only if unlinking failed).
 	RemoveArgs []string
+	// LinksBesideBundle says the refresh tool keeps, in the bundle's
+	// directory, a link to every anchor and hash links (<hash>.N) to those
+	// links, and a plain run leaves them dangling after a removal. Apply
+	// then deletes, itself, the links that dangle into AnchorDir and the
+	// hash links naming them, so a plain refresh suffices: --fresh would
+	// rebuild every link of the distribution's ~150 roots.
+	LinksBesideBundle bool
 	// Bundle is the extracted PEM bundle the refresh writes: what curl,
 	// OpenSSL and Go actually read, so List checks it.
 	Bundle string
@@ -49,13 +57,14 @@ type Family struct {
 // package must still use the Debian layout.
 var Families = []Family{
 	// Debian, Ubuntu, Mint, Pop!_OS (ID_LIKE=debian or ubuntu): only *.crt in
-	// PEM form are read. After a removal only --fresh drops the dangling
-	// links and their <hash>.0 twins; a plain run leaves them behind.
+	// PEM form are read. After a removal a plain run leaves the dangling
+	// links and their <hash>.0 twins behind; we delete those ourselves
+	// (LinksBesideBundle) and keep --fresh for when that fails.
 	{
 		Name: "debian", IDs: []string{"debian", "ubuntu"},
 		AnchorDir: "/usr/local/share/ca-certificates", Ext: ".crt", Consumes: []string{".crt"},
 		Tools: []string{"/usr/sbin/update-ca-certificates", "/usr/bin/update-ca-certificates", "/sbin/update-ca-certificates"},
-		Args:  nil, RemoveArgs: []string{"--fresh"},
+		Args:  nil, RemoveArgs: []string{"--fresh"}, LinksBesideBundle: true,
 		Bundle: "/etc/ssl/certs/ca-certificates.crt", Package: "ca-certificates",
 		// certs/ holds the links, the bundle and (jks-keystore hook) java/cacerts;
 		// /etc/ca-certificates the hooks' state.
@@ -105,8 +114,8 @@ var Families = []Family{
 		Name: "gentoo", IDs: []string{"gentoo"},
 		AnchorDir: "/usr/local/share/ca-certificates", Ext: ".crt", Consumes: []string{".crt"},
 		Tools:      []string{"/usr/sbin/update-ca-certificates", "/usr/bin/update-ca-certificates"},
-		RemoveArgs: []string{"--fresh"},
-		Bundle:     "/etc/ssl/certs/ca-certificates.crt", Package: "app-misc/ca-certificates",
+		RemoveArgs: []string{"--fresh"}, LinksBesideBundle: true,
+		Bundle: "/etc/ssl/certs/ca-certificates.crt", Package: "app-misc/ca-certificates",
 		Writes: []string{"/etc/ssl/certs", "/etc/ca-certificates"},
 	},
 	// NixOS builds /etc/ssl/certs from configuration.nix into the read-only

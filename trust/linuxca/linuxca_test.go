@@ -197,12 +197,14 @@ func requireOK(t *testing.T, res []trust.Result) {
 // sequence of install, no-op and remove passes, and what lands on disk.
 func TestRecordedCommands(t *testing.T) {
 	want := map[string]struct{ install, remove string }{
-		"debian": {"update-ca-certificates", "update-ca-certificates --fresh"},
+		// Debian and Gentoo: the links of a removed anchor are deleted by
+		// Apply itself, so no --fresh rebuild of every link.
+		"debian": {"update-ca-certificates", "update-ca-certificates"},
 		"fedora": {"update-ca-trust extract", "update-ca-trust extract"},
 		"arch":   {"trust extract-compat", "trust extract-compat"},
 		"suse":   {"update-ca-certificates", "update-ca-certificates"},
 		"alpine": {"update-ca-certificates", "update-ca-certificates"},
-		"gentoo": {"update-ca-certificates", "update-ca-certificates --fresh"},
+		"gentoo": {"update-ca-certificates", "update-ca-certificates"},
 	}
 	for _, fam := range Families {
 		if fam.Unsupported != "" {
@@ -309,7 +311,7 @@ func TestRemoveForeign(t *testing.T) {
 	assert.Contains(t, res[0].Reason, "corp-bundle.crt")
 	assert.NoFileExists(t, single, "a file holding exactly the retired root goes")
 	assert.FileExists(t, multi, "a file with other roots stays")
-	assert.Equal(t, []string{"update-ca-certificates --fresh"}, sm.commands())
+	assert.Equal(t, []string{"update-ca-certificates"}, sm.commands())
 
 	// A distribution root is never removed.
 	distro, err := trust.ParseOnePEM(sm.distro)
@@ -361,7 +363,7 @@ func TestInterruptedPass(t *testing.T) {
 	require.NoError(t, err)
 	assert.True(t, inv.Has(trust.Target{}, ca.FP), "the bundle still trusts it")
 	requireOK(t, s.Apply(ctx, remove(ca.FP)))
-	assert.Equal(t, []string{"update-ca-certificates --fresh"}, sm.commands())
+	assert.Equal(t, []string{"update-ca-certificates"}, sm.commands())
 	inv, err = s.List(ctx)
 	require.NoError(t, err)
 	assert.False(t, inv.Has(trust.Target{}, ca.FP))
@@ -430,7 +432,7 @@ func TestDebianJavaGap(t *testing.T) {
 	res := s.Apply(context.Background(), remove(ca.FP))
 	requireOK(t, res)
 	require.Len(t, got, 2)
-	assert.Equal(t, []string{"--fresh"}, got[0].Args)
+	assert.Empty(t, got[0].Args, "a plain refresh: the removed anchor's links were deleted by Apply")
 	assert.Equal(t, kt, got[1].Path)
 	assert.Contains(t, got[1].Args, "debian:certagent-"+ca.FP.Hex()+".pem")
 	assert.NotContains(t, strings.Join(got[1].Args, " "), "changeit", "the store password stays out of argv")
@@ -439,3 +441,34 @@ func TestDebianJavaGap(t *testing.T) {
 
 // farFuture makes a directory look changed after the bundle was written.
 var farFuture = time.Now().Add(time.Hour)
+
+// After a removal, Apply deletes the links that dangle into the anchor
+// directory and the hash links naming them, and nothing else: the
+// administrator's link to an anchor that still exists, other hash links
+// and regular files stay. A plain refresh then suffices.
+func TestUnlinkDangling(t *testing.T) {
+	sm, s, _ := newSim(t, Families[0])
+	certs := filepath.Dir(sm.fam.Bundle)
+	ca := trusttest.NewCA(t)
+	ours := filepath.Join(sm.fam.AnchorDir, "certagent-"+ca.FP.Hex()+".crt")
+	require.NoError(t, os.WriteFile(ours, ca.PEM(), 0o644))
+	theirs := filepath.Join(sm.fam.AnchorDir, "admin.crt")
+	require.NoError(t, os.WriteFile(theirs, trusttest.NewCA(t).PEM(), 0o644))
+	link := func(target, name string) { require.NoError(t, os.Symlink(target, filepath.Join(certs, name))) }
+	link(ours, "certagent-"+ca.FP.Hex()+".pem")
+	link("certagent-"+ca.FP.Hex()+".pem", "5e82b473.0")
+	link(theirs, "admin.pem")
+	link("admin.pem", "0a1b2c3d.0")
+	link("/usr/share/ca-certificates/mozilla/Some_Root.crt", "Some_Root.pem") // outside the anchor dir
+	require.NoError(t, os.WriteFile(filepath.Join(certs, "regular.pem"), []byte("x"), 0o644))
+
+	requireOK(t, s.Apply(context.Background(), remove(ca.FP)))
+	assert.Equal(t, []string{"update-ca-certificates"}, sm.commands())
+	for name, want := range map[string]bool{
+		"certagent-" + ca.FP.Hex() + ".pem": false, "5e82b473.0": false,
+		"admin.pem": true, "0a1b2c3d.0": true, "Some_Root.pem": true, "regular.pem": true,
+	} {
+		_, err := os.Lstat(filepath.Join(certs, name))
+		assert.Equal(t, want, err == nil, "%s present: got %v, want %v", name, err == nil, want)
+	}
+}

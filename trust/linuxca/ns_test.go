@@ -97,7 +97,7 @@ func TestFullDebianStore(t *testing.T) {
 	t.Logf("uninstall with the full store: %v", time.Since(start))
 	assert.False(t, nstest.CurlTrusts(t, srv), "curl after uninstall")
 	assert.False(t, nstest.GoClientTrusts(t, srv), "go after uninstall")
-	assert.Equal(t, host, hashFile(t, nstest.DebianBundle), "after --fresh the bundle is the host's again")
+	assert.Equal(t, host, hashFile(t, nstest.DebianBundle), "after the removal the bundle is the host's again")
 	assertNothingOfOurs(t)
 }
 
