@@ -83,12 +83,6 @@ func (p *fakePlane) setMode(m failMode) {
 	p.mode = m
 }
 
-func (p *fakePlane) listCount() int {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.lists
-}
-
 // add publishes ca with status and returns its id.
 func (p *fakePlane) add(ca *trusttest.CA, status api.BindingStatus) string {
 	p.mu.Lock()

@@ -211,9 +211,6 @@ func serve(t *testing.T, ca *trusttest.CA) *server {
 		Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 			s.mu.Lock()
 			s.seen = append(s.seen, r.URL.Path)
-			if os.Getenv("E2E_DEBUG") != "" {
-				fmt.Fprintln(os.Stderr, "REQ", r.URL.Path)
-			}
 			s.mu.Unlock()
 			parts := strings.SplitN(strings.TrimPrefix(r.URL.Path, "/"), "/", 3)
 			switch {
