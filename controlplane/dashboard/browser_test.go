@@ -196,8 +196,12 @@ func newBrowser(t *testing.T) (ctx context.Context, downloads string) {
 	return ctx, downloads
 }
 
-// step bounds one browser step, so a page that never shows what the test
-// waits for fails the test instead of hanging it. It ends once the page has
+// stepTimeout bounds one browser step, so a page that never shows what the
+// test waits for fails the test instead of hanging it. Generous: `make test`
+// runs every package at once on a small CI machine.
+const stepTimeout = time.Minute
+
+// step runs browser actions within stepTimeout. It ends once the page has
 // loaded (stylesheet and script included): a step's wait for an element
 // of a new page succeeds while its stylesheet may still be on the way, and
 // the next click, aimed at where the unstyled page put its target, would
@@ -206,7 +210,7 @@ func newBrowser(t *testing.T) (ctx context.Context, downloads string) {
 // checkAccessible would also judge the unstyled page.
 func step(t *testing.T, ctx context.Context, what string, actions ...chromedp.Action[chromedp.Void]) {
 	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
 	actions = append(actions, chromedp.Poll[chromedp.Void](`document.readyState === "complete"`))
 	if err := chromedp.Do(sctx, actions...); err != nil {
@@ -230,7 +234,7 @@ func submit(t *testing.T, ctx context.Context, what string, sel chromedp.CSS) {
 // eval evaluates a JavaScript expression on the page.
 func eval[T any](t *testing.T, ctx context.Context, expr string) T {
 	t.Helper()
-	sctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	sctx, cancel := context.WithTimeout(ctx, stepTimeout)
 	defer cancel()
 	v, err := chromedp.Run(sctx, chromedp.Evaluate[T](expr, chromedp.EvalAwaitPromise))
 	require.NoError(t, err, "evaluate %s", expr)
@@ -343,7 +347,7 @@ func checkPhone(t *testing.T, ctx context.Context, name string) {
 // waitFile waits for a finished download named name.
 func waitFile(t *testing.T, dir, name string) []byte {
 	t.Helper()
-	deadline := time.Now().Add(30 * time.Second)
+	deadline := time.Now().Add(stepTimeout)
 	for time.Now().Before(deadline) {
 		if b, err := os.ReadFile(filepath.Join(dir, name)); err == nil && len(b) > 0 {
 			return b
