@@ -247,32 +247,65 @@ type keyErr struct {
 func (e *keyErr) Error() string { return fmt.Sprintf("config %s: %s: %v", e.origin, e.key, e.err) }
 
 func parseConfig(m map[string]json.RawMessage, origin map[string]string, p platform.Paths, goos string, local bool) (*Config, error) {
-	fail := func(key string, format string, args ...any) error {
-		o := origin[key]
-		if o == "" {
-			o = p.ConfigFile
-		}
-		return fmt.Errorf("%w: %w", ErrConfig, &keyErr{key: key, origin: o, err: fmt.Errorf(format, args...)})
+	c := configParser{m: m, origin: origin, p: p}
+	cfg, err := c.decode(goos)
+	if err != nil {
+		return nil, err
 	}
+	if err := c.decodeLists(cfg); err != nil {
+		return nil, err
+	}
+	if err := c.checkLocal(cfg); err != nil {
+		return nil, err
+	}
+	if local {
+		return cfg, nil
+	}
+	if err := c.checkControlPlane(cfg); err != nil {
+		return nil, err
+	}
+	return cfg, nil
+}
+
+// configParser is one parseConfig: the merged keys, where each came from
+// (for errors that name the file or the MDM profile to fix), and the paths.
+type configParser struct {
+	m      map[string]json.RawMessage
+	origin map[string]string
+	p      platform.Paths
+}
+
+// fail is a config error for key, naming where the key came from.
+func (c configParser) fail(key string, format string, args ...any) error {
+	o := c.origin[key]
+	if o == "" {
+		o = c.p.ConfigFile
+	}
+	return fmt.Errorf("%w: %w", ErrConfig, &keyErr{key: key, origin: o, err: fmt.Errorf(format, args...)})
+}
+
+// decode refuses unknown keys and decodes the scalar ones over the
+// defaults for goos.
+func (c configParser) decode(goos string) (*Config, error) {
 	var unknown []string
-	for k := range m {
+	for k := range c.m {
 		if !knownKeys[k] {
 			unknown = append(unknown, k)
 		}
 	}
 	if len(unknown) > 0 {
 		sort.Strings(unknown)
-		return nil, fail(unknown[0], "unknown key (known keys: %s)", strings.Join(sortedKeys(knownKeys), ", "))
+		return nil, c.fail(unknown[0], "unknown key (known keys: %s)", strings.Join(sortedKeys(knownKeys), ", "))
 	}
 	cfg := &Config{
 		PollInterval:  DefaultPollInterval,
 		Stores:        DefaultStores(goos),
 		RemoveRetired: true,
-		StateDir:      p.StateDir,
+		StateDir:      c.p.StateDir,
 		LogLevel:      "info",
 	}
 	str := func(key string, dst *string) error {
-		raw, ok := m[key]
+		raw, ok := c.m[key]
 		if !ok {
 			return nil
 		}
@@ -280,9 +313,9 @@ func parseConfig(m map[string]json.RawMessage, origin map[string]string, p platf
 			if key == "api_token" {
 				// The value is probably the token in the wrong shape:
 				// never echo it into an error, a log or status.
-				return fail(key, "want a string")
+				return c.fail(key, "want a string")
 			}
-			return fail(key, "want a string, got %s", abbrev(raw))
+			return c.fail(key, "want a string, got %s", abbrev(raw))
 		}
 		*dst = strings.TrimSpace(*dst)
 		return nil
@@ -296,131 +329,144 @@ func parseConfig(m map[string]json.RawMessage, origin map[string]string, p platf
 			return nil, err
 		}
 	}
-	if raw, ok := m["poll_interval"]; ok {
+	if raw, ok := c.m["poll_interval"]; ok {
 		d, err := parseDuration(raw)
 		if err != nil {
-			return nil, fail("poll_interval", "%v", err)
+			return nil, c.fail("poll_interval", "%v", err)
 		}
 		if d < MinPollInterval || d > MaxPollInterval {
-			return nil, fail("poll_interval", "%s is outside %s..%s", d, MinPollInterval, MaxPollInterval)
+			return nil, c.fail("poll_interval", "%s is outside %s..%s", d, MinPollInterval, MaxPollInterval)
 		}
 		cfg.PollInterval = d
 	}
-	if raw, ok := m["remove_retired"]; ok {
+	if raw, ok := c.m["remove_retired"]; ok {
 		v, err := parseBool(raw)
 		if err != nil {
-			return nil, fail("remove_retired", "%v", err)
+			return nil, c.fail("remove_retired", "%v", err)
 		}
 		cfg.RemoveRetired = v
 	}
-	if raw, ok := m["stores"]; ok {
+	return cfg, nil
+}
+
+// decodeLists decodes the list keys: stores (canonical, no duplicates),
+// retired fingerprints and TLS pins.
+func (c configParser) decodeLists(cfg *Config) error {
+	if raw, ok := c.m["stores"]; ok {
 		list, err := parseStringList(raw)
 		if err != nil {
-			return nil, fail("stores", "%v", err)
+			return c.fail("stores", "%v", err)
 		}
 		if len(list) == 0 {
-			return nil, fail("stores", "empty: name at least one store (system, nss, firefox-policy, java, runtimes, bundle:PATH, dir:PATH)")
+			return c.fail("stores", "empty: name at least one store (system, nss, firefox-policy, java, runtimes, bundle:PATH, dir:PATH)")
 		}
 		seen := map[string]bool{}
 		for i, s := range list {
 			spec, err := stores.ParseSpec(s)
 			if err != nil {
-				return nil, fail("stores", "%v", err)
+				return c.fail("stores", "%v", err)
 			}
 			// The spec is the ledger's store key: "dir:/a/" and "dir:/a"
 			// must be the same store.
 			s = spec.String()
 			list[i] = s
 			if seen[s] {
-				return nil, fail("stores", "%q is listed twice", s)
+				return c.fail("stores", "%q is listed twice", s)
 			}
 			seen[s] = true
 		}
 		cfg.Stores = list
 	}
-	if raw, ok := m["retired_fingerprints"]; ok {
+	if raw, ok := c.m["retired_fingerprints"]; ok {
 		list, err := parseStringList(raw)
 		if err != nil {
-			return nil, fail("retired_fingerprints", "%v", err)
+			return c.fail("retired_fingerprints", "%v", err)
 		}
 		for _, s := range list {
 			fp, err := trust.ParseFingerprint(s)
 			if err != nil {
-				return nil, fail("retired_fingerprints", "%v", err)
+				return c.fail("retired_fingerprints", "%v", err)
 			}
 			cfg.RetiredFingerprints = append(cfg.RetiredFingerprints, fp)
 		}
 	}
-	if raw, ok := m["pin_sha256"]; ok {
+	if raw, ok := c.m["pin_sha256"]; ok {
 		list, err := parseStringList(raw)
 		if err != nil {
-			return nil, fail("pin_sha256", "%v", err)
+			return c.fail("pin_sha256", "%v", err)
 		}
 		for _, s := range list {
 			pin, err := ParsePin(s)
 			if err != nil {
-				return nil, fail("pin_sha256", "%v", err)
+				return c.fail("pin_sha256", "%v", err)
 			}
 			cfg.PinSHA256 = append(cfg.PinSHA256, pin)
 		}
 	}
+	return nil
+}
+
+// checkLocal validates what every command needs, the control plane or not:
+// the log level, the state dir, the CA file's path.
+func (c configParser) checkLocal(cfg *Config) error {
 	switch strings.ToLower(cfg.LogLevel) {
 	case "trace", "debug", "info", "warn", "error":
 		cfg.LogLevel = strings.ToLower(cfg.LogLevel)
 	default:
-		return nil, fail("log_level", "%q: want trace, debug, info, warn or error", cfg.LogLevel)
+		return c.fail("log_level", "%q: want trace, debug, info, warn or error", cfg.LogLevel)
 	}
 	if cfg.StateDir == "" || !filepath.IsAbs(cfg.StateDir) {
-		return nil, fail("state_dir", "%q: want an absolute path", cfg.StateDir)
+		return c.fail("state_dir", "%q: want an absolute path", cfg.StateDir)
 	}
 	cfg.StateDir = filepath.Clean(cfg.StateDir)
 	if cfg.CAFile != "" && !filepath.IsAbs(cfg.CAFile) {
-		return nil, fail("ca_file", "%q: want an absolute path", cfg.CAFile)
+		return c.fail("ca_file", "%q: want an absolute path", cfg.CAFile)
 	}
-	if local {
-		return cfg, nil
-	}
+	return nil
+}
 
-	// The control-plane keys.
+// checkControlPlane validates the keys a pass needs to reach the control
+// plane, and reads the token file.
+func (c configParser) checkControlPlane(cfg *Config) error {
 	if cfg.ControlPlaneURL == "" {
-		return nil, fail("control_plane_url", "missing (for example https://api.cloudflare.com/client/v4)")
+		return c.fail("control_plane_url", "missing (for example https://api.cloudflare.com/client/v4)")
 	}
 	if err := validURL(cfg.ControlPlaneURL, cfg.CAFile != "" || len(cfg.PinSHA256) > 0); err != nil {
-		return nil, fail("control_plane_url", "%v", err)
+		return c.fail("control_plane_url", "%v", err)
 	}
 	if cfg.AccountID == "" {
-		return nil, fail("account_id", "missing (32 hex characters, from the dashboard URL)")
+		return c.fail("account_id", "missing (32 hex characters, from the dashboard URL)")
 	}
 	if !api.ValidAccountID(cfg.AccountID) {
-		return nil, fail("account_id", "%q: want 32 lower-case hex characters", cfg.AccountID)
+		return c.fail("account_id", "%q: want 32 lower-case hex characters", cfg.AccountID)
 	}
 	switch {
 	case cfg.APIToken != "" && cfg.APITokenFile != "":
-		return nil, fail("api_token_file", "set api_token or api_token_file, not both")
+		return c.fail("api_token_file", "set api_token or api_token_file, not both")
 	case cfg.APIToken == "" && cfg.APITokenFile == "":
-		return nil, fail("api_token", "missing: set api_token_file (a 0600 file holding a read token) or api_token")
+		return c.fail("api_token", "missing: set api_token_file (a 0600 file holding a read token) or api_token")
 	case cfg.APITokenFile != "":
 		tok, err := ReadTokenFile(cfg.APITokenFile)
 		if err != nil {
-			return nil, fail("api_token_file", "%v", err)
+			return c.fail("api_token_file", "%v", err)
 		}
 		cfg.APIToken = tok
 	default:
 		// An inline token is held to the api_token_file rule: a
 		// world-readable config.json would hand it to every local user.
-		if err := checkInlineTokenFile(origin["api_token"], p); err != nil {
-			return nil, fail("api_token", "%v", err)
+		if err := checkInlineTokenFile(c.origin["api_token"], c.p); err != nil {
+			return c.fail("api_token", "%v", err)
 		}
 	}
 	if strings.ContainsAny(cfg.APIToken, " \t\r\n") {
-		return nil, fail("api_token", "contains white space (a pasted line break?)")
+		return c.fail("api_token", "contains white space (a pasted line break?)")
 	}
 	if cfg.CAFile != "" {
 		if _, err := loadCAPool(cfg.CAFile); err != nil {
-			return nil, fail("ca_file", "%v", err)
+			return c.fail("ca_file", "%v", err)
 		}
 	}
-	return cfg, nil
+	return nil
 }
 
 // checkInlineTokenFile refuses an inline api_token held in a file (the
