@@ -249,15 +249,7 @@ func (s *Store) listDB(ctx context.Context, d db) ([]nssEntry, error) {
 	}
 	// What the last listing knew stands in for exports of our own
 	// nicknames (they name the fingerprint they hold).
-	es, err := s.listDBNow(ctx, d, knownCerts(c.entries, nil))
-	if err != nil {
-		return nil, err
-	}
-	s.mu.Lock()
-	s.cache[d.dir] = cached{key: key, entries: es}
-	s.saveCacheLocked()
-	s.mu.Unlock()
-	return es, nil
+	return s.listAndCache(ctx, d, key, knownCerts(c.entries, nil))
 }
 
 // knownCerts maps our nicknames to the certificates they hold, from a
@@ -355,6 +347,12 @@ func (s *Store) relistDB(ctx context.Context, d db, known map[string]*trust.Cert
 	if err != nil {
 		return nil, fmt.Errorf("nss: %s: %w", d.target, err)
 	}
+	return s.listAndCache(ctx, d, key, known)
+}
+
+// listAndCache lists d (listDBNow) and caches the result under key, the
+// stamp taken before the listing. The caller holds d's lock.
+func (s *Store) listAndCache(ctx context.Context, d db, key filestamp.Stamp, known map[string]*trust.Cert) ([]nssEntry, error) {
 	es, err := s.listDBNow(ctx, d, known)
 	if err != nil {
 		return nil, err
