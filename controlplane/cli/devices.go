@@ -188,7 +188,7 @@ func accountSet(ctx context.Context, args []string, env Env) error {
 	var c common
 	fs := newFlags("account set", env, &c, `certplane account set --account "$ACCOUNT" --min-readiness 0.9 --device-active-days 14`)
 	account := fs.String("account", "", "account id (required)")
-	minReady := fs.Float64("min-readiness", -1, "share of active devices (0..1) that must trust a root before it can be turned on")
+	minReady := fs.Float64("min-readiness", 0, "share of active devices (0..1) that must trust a root before it can be turned on")
 	days := fs.Int("device-active-days", 0, fmt.Sprintf("days after which a silent device is stale and not counted (1..%d)", storage.MaxDeviceActiveDays))
 	if err := parseNoArgs(fs, args); err != nil {
 		return err
