@@ -162,7 +162,7 @@ func (s *Service) recoverPanics(next http.Handler) http.Handler {
 		if r.TLS == nil {
 			r.TLS = tlsState(r)
 		}
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &StatusRecorder{ResponseWriter: w}
 		defer func() {
 			v := recover()
 			if v == nil || v == http.ErrAbortHandler {
@@ -173,7 +173,7 @@ func (s *Service) recoverPanics(next http.Handler) http.Handler {
 			}
 			e := newError(http.StatusInternalServerError, CodeInternal, "internal error")
 			e.cause = fmt.Errorf("controlplane: panic: %v", v)
-			if rec.status == 0 {
+			if rec.Status == 0 {
 				s.writeError(rec, r, e)
 			} else {
 				s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", e.cause)
@@ -506,22 +506,24 @@ func jsonError(err error) *apiError {
 	return newError(http.StatusBadRequest, CodeMalformedJSON, "malformed JSON: %v", err)
 }
 
-// statusRecorder remembers the status for the request log.
-type statusRecorder struct {
+// StatusRecorder remembers the status a handler wrote, for a request log
+// (the API's and the dashboard's) and the panic handler.
+type StatusRecorder struct {
 	http.ResponseWriter
-	status int
+	// Status is the status written; 0 until the handler writes.
+	Status int
 }
 
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
+func (r *StatusRecorder) WriteHeader(code int) {
+	if r.Status == 0 {
+		r.Status = code
 	}
 	r.ResponseWriter.WriteHeader(code)
 }
 
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
+func (r *StatusRecorder) Write(b []byte) (int, error) {
+	if r.Status == 0 {
+		r.Status = http.StatusOK
 	}
 	return r.ResponseWriter.Write(b)
 }
@@ -540,12 +542,12 @@ func (s *Service) logRequests(next http.Handler) http.Handler {
 		}
 		start := time.Now()
 		info := &reqInfo{}
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &StatusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
-		if rec.status == 0 {
-			rec.status = http.StatusOK
+		if rec.Status == 0 {
+			rec.Status = http.StatusOK
 		}
-		args := []any{"method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start).String()}
+		args := []any{"method", r.Method, "path", r.URL.Path, "status", rec.Status, "duration", time.Since(start).String()}
 		if info.account != "" {
 			args = append(args, "account", info.account)
 		}

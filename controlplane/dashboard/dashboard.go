@@ -158,38 +158,18 @@ func (d *Dashboard) Handler() http.Handler {
 	return d.logRequests(d.secureHeaders(mux))
 }
 
-// statusRecorder remembers the status for the request log.
-type statusRecorder struct {
-	http.ResponseWriter
-	status int
-}
-
-func (r *statusRecorder) WriteHeader(code int) {
-	if r.status == 0 {
-		r.status = code
-	}
-	r.ResponseWriter.WriteHeader(code)
-}
-
-func (r *statusRecorder) Write(b []byte) (int, error) {
-	if r.status == 0 {
-		r.status = http.StatusOK
-	}
-	return r.ResponseWriter.Write(b)
-}
-
 // logRequests logs method, path, status and duration of every dashboard
 // request, like the API's log. Never the query, a cookie or a form field.
 func (d *Dashboard) logRequests(next http.Handler) http.Handler {
 	log := d.log.Named("http")
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		start := time.Now()
-		rec := &statusRecorder{ResponseWriter: w}
+		rec := &controlplane.StatusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r)
-		if rec.status == 0 {
-			rec.status = http.StatusOK
+		if rec.Status == 0 {
+			rec.Status = http.StatusOK
 		}
-		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.status, "duration", time.Since(start).String())
+		log.Info("request", "method", r.Method, "path", r.URL.Path, "status", rec.Status, "duration", time.Since(start).String())
 	})
 }
 
