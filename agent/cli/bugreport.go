@@ -6,7 +6,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -31,7 +30,7 @@ import (
 // re-encoded with every secret-looking key replaced by REDACTED, and every
 // file is scrubbed of the token's value before it is written.
 func cmdBugreport(args []string) int {
-	fset := flag.NewFlagSet("bugreport", flag.ContinueOnError)
+	fset := newFlagSet("bugreport")
 	out := fset.String("o", "", "output file (default certagent-bugreport-HOST-TIME.tar.gz in the current directory)")
 	if err := fset.Parse(args); err != nil {
 		return 2

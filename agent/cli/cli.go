@@ -6,6 +6,7 @@ package cli
 
 import (
 	"errors"
+	"flag"
 	"fmt"
 	"io"
 	"os"
@@ -36,6 +37,21 @@ type command struct {
 	args    string
 	summary string
 	run     func(args []string) int
+}
+
+// newFlagSet is the flag set of a command without usage text of its own:
+// -h prints the command's line of the command table, then its flags.
+func newFlagSet(name string) *flag.FlagSet {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.Usage = func() {
+		for _, c := range commands() {
+			if c.name == name {
+				fmt.Fprintf(fs.Output(), "usage: %s\n\n%s\n", strings.TrimSpace("certagent "+c.name+" "+c.args), c.summary)
+			}
+		}
+		fs.PrintDefaults()
+	}
+	return fs
 }
 
 func commands() []command {

@@ -143,7 +143,7 @@ func createDirs(paths platform.Paths) []string {
 // service manager or in a terminal. Logs are JSON lines under a service
 // manager and text on a terminal.
 func cmdRunDaemon(args []string) int {
-	fs := flag.NewFlagSet("run", flag.ContinueOnError)
+	fs := newFlagSet("run")
 	level := fs.String("log-level", "", "trace, debug, info, warn or error (default: the config's log_level, else info)")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the daemon to this file until it stops (scripts/agent-quiet.sh)")
 	if err := fs.Parse(args); err != nil {

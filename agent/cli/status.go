@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io/fs"
 	"os"
@@ -25,7 +24,7 @@ import (
 // the LocalAPI, or the last state it saved when it is not running. Exit 0
 // healthy, 1 degraded, 2 daemon down or misconfigured.
 func cmdStatus(args []string) int {
-	fset := flag.NewFlagSet("status", flag.ContinueOnError)
+	fset := newFlagSet("status")
 	asJSON := fset.Bool("json", false, "print the full report as JSON (for fleet tools)")
 	probe := fset.Bool("runtimes", true, "find node, python, pip, aws, gcloud, git, curl, java, Firefox and Chromium and check the CA store each reads")
 	if err := fset.Parse(args); err != nil {

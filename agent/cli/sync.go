@@ -169,7 +169,7 @@ func writeReport(w io.Writer, rep *agent.PassReport) {
 
 // cmdCerts prints the PEM of every root in the ledger, like `warp-cli certs`.
 func cmdCerts(args []string) int {
-	fs := flag.NewFlagSet("certs", flag.ContinueOnError)
+	fs := newFlagSet("certs")
 	if err := fs.Parse(args); err != nil {
 		return exitConfig
 	}
@@ -201,7 +201,7 @@ func cmdCerts(args []string) int {
 // package's pre-remove script: no control plane, and a config that may be
 // half gone.
 func cmdUninstall(args []string) int {
-	fs := flag.NewFlagSet("uninstall", flag.ContinueOnError)
+	fs := newFlagSet("uninstall")
 	purge := fs.Bool("purge", false, "remove every root certagent installed from every store, then its ledger and status")
 	if err := fs.Parse(args); err != nil {
 		return exitConfig
