@@ -88,7 +88,7 @@ func Warnings(r *Report, now time.Time) []Warning {
 	if cp.TokenRejected || cp.HTTPStatus == 401 || cp.HTTPStatus == 403 {
 		add(CodeTokenRejected, SeverityDegraded, "control plane rejected the API token",
 			cp.LastError,
-			"issue a new read token for account "+cp.AccountID+" (certplane token create --scope read, or a Cloudflare API token with Zero Trust read) and put it in api_token_file")
+			"issue a new token for account "+cp.AccountID+" (certplane token create --scope device, or a Cloudflare API token with Zero Trust read) and put it in api_token_file")
 	} else if unreachable(cp, r.Config.PollInterval, now) {
 		last := "never"
 		if !cp.LastSuccess.IsZero() {
