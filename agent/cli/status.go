@@ -181,12 +181,11 @@ const daemonTimeout = 10 * time.Minute
 func syncViaDaemon(dryRun bool) (rep *agent.PassReport, err error, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), daemonTimeout)
 	defer cancel()
-	rep = &agent.PassReport{}
-	err = localapi.NewClient(platform.DefaultPaths().Socket).Sync(ctx, dryRun, rep)
+	rep, err = localapi.NewClient(platform.DefaultPaths().Socket).Sync(ctx, dryRun)
 	if errors.Is(err, localapi.ErrNotRunning) {
 		return nil, nil, false
 	}
-	if rep.Started.IsZero() {
+	if rep != nil && rep.Started.IsZero() {
 		rep = nil
 	}
 	return rep, err, true
@@ -245,10 +244,12 @@ func finishDaemonCerts(pem []byte, err error) int {
 func purgeViaDaemon() (rep *agent.PurgeReport, err error, ok bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), daemonTimeout)
 	defer cancel()
-	rep = &agent.PurgeReport{}
-	err = localapi.NewClient(platform.DefaultPaths().Socket).Purge(ctx, rep)
+	rep, err = localapi.NewClient(platform.DefaultPaths().Socket).Purge(ctx)
 	if errors.Is(err, localapi.ErrNotRunning) {
 		return nil, nil, false
+	}
+	if rep == nil {
+		rep = &agent.PurgeReport{}
 	}
 	return rep, err, true
 }

@@ -173,21 +173,24 @@ func TestDaemonDriftRepairAndReload(t *testing.T) {
 	if os.Getuid() != 0 {
 		return
 	}
-	var sr map[string]any
-	require.NoError(t, c.Sync(ctx, false, &sr))
-	require.Equal(t, "sync", sr["reason"])
+	sr, err := c.Sync(ctx, false)
+	require.NoError(t, err)
+	require.NotNil(t, sr)
+	require.Equal(t, "sync", sr.Reason)
 
 	// Purge through the daemon: it stops its loop first, so its own drift
 	// repair cannot put back what the purge removes.
-	var pr map[string]any
-	require.NoError(t, c.Purge(ctx, &pr))
-	require.Equal(t, true, pr["state_removed"], "purge report: %v", pr)
+	pr, err := c.Purge(ctx)
+	require.NoError(t, err)
+	require.NotNil(t, pr)
+	require.True(t, pr.StateRemoved, "purge report: %+v", pr)
 	require.False(t, exists(anchor), "the root is gone after purge")
 	rep, err = c.Status(ctx)
 	require.NoError(t, err, "status still answers after a purge")
 	require.True(t, rep.Daemon.Running)
 	// A later sync is refused instead of reinstalling.
-	require.ErrorContains(t, c.Sync(ctx, false, nil), "purged")
+	_, err = c.Sync(ctx, false)
+	require.ErrorContains(t, err, "purged")
 }
 
 func TestDaemonUnprivilegedClient(t *testing.T) {
@@ -238,7 +241,7 @@ func TestHelperUnprivileged(t *testing.T) {
 		t.Fatalf("status as uid %d: %v", os.Getuid(), err)
 	}
 	fmt.Printf("HELPER read ok uid=%d certs=%d\n", os.Getuid(), len(rep.Certificates))
-	if err := c.Sync(ctx, false, nil); errors.Is(err, localapi.ErrForbidden) {
+	if _, err := c.Sync(ctx, false); errors.Is(err, localapi.ErrForbidden) {
 		fmt.Println("HELPER sync refused")
 	} else {
 		t.Fatalf("sync as uid %d: got %v, want ErrForbidden", os.Getuid(), err)

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"time"
 
+	"github.com/certagent/certagent/agent"
 	"github.com/certagent/certagent/agent/status"
 	"github.com/certagent/certagent/platform"
 )
@@ -73,20 +74,25 @@ func (c *Client) WhoAmI(ctx context.Context) (platform.PeerCred, error) {
 	return pc, err
 }
 
-// Sync asks the daemon for one reconcile pass now and decodes its report
-// into out (which may be nil). A failed pass returns its error and still
-// decodes the report.
-func (c *Client) Sync(ctx context.Context, dryRun bool, out any) error {
+// Sync asks the daemon for one reconcile pass now and returns its report.
+// A failed pass returns its error and still its report; the report is nil
+// when the daemon sent none (it refused, or no pass ran).
+func (c *Client) Sync(ctx context.Context, dryRun bool) (*agent.PassReport, error) {
 	ep := "sync"
 	if dryRun {
 		ep += "?dry_run=1"
 	}
-	return c.do(ctx, http.MethodPost, ep, out)
+	var rep *agent.PassReport
+	err := c.do(ctx, http.MethodPost, ep, &rep)
+	return rep, err
 }
 
-// Purge asks the daemon to remove everything it installed.
-func (c *Client) Purge(ctx context.Context, out any) error {
-	return c.do(ctx, http.MethodPost, "purge", out)
+// Purge asks the daemon to remove everything it installed, and returns
+// its report (nil when the daemon sent none).
+func (c *Client) Purge(ctx context.Context) (*agent.PurgeReport, error) {
+	var rep *agent.PurgeReport
+	err := c.do(ctx, http.MethodPost, "purge", &rep)
+	return rep, err
 }
 
 // rawBody receives a response body verbatim.

@@ -39,11 +39,6 @@ func (f *fakeBackend) CertsPEM(context.Context) ([]byte, error) {
 	return []byte("-----BEGIN CERTIFICATE-----\nMA==\n-----END CERTIFICATE-----\n"), nil
 }
 
-type syncReport struct {
-	DryRun  bool `json:"dry_run"`
-	Changes int  `json:"changes"`
-}
-
 func (f *fakeBackend) Sync(_ context.Context, dry bool) (*agent.PassReport, error) {
 	f.syncs.Add(1)
 	if dry {
@@ -100,23 +95,24 @@ func TestClientServer(t *testing.T) {
 	}
 
 	if os.Getuid() != 0 {
-		err := c.Sync(ctx, true, nil)
+		_, err := c.Sync(ctx, true)
 		require.ErrorIs(t, err, ErrForbidden)
 		return
 	}
-	var rep syncReport
-	require.NoError(t, c.Sync(ctx, true, &rep))
-	if !rep.DryRun || rep.Changes != 2 {
+	rep, err := c.Sync(ctx, true)
+	require.NoError(t, err)
+	if rep == nil || !rep.DryRun || rep.Changes != 2 {
 		t.Errorf("dry-run report: got %+v, want dry_run with 2 changes", rep)
 	}
 	// A failed pass still brings back its report.
-	rep = syncReport{}
-	err = c.Sync(ctx, false, &rep)
+	rep, err = c.Sync(ctx, false)
 	require.ErrorContains(t, err, "certutil -A")
+	require.NotNil(t, rep, "report with error")
 	if got, want := rep.Changes, 1; got != want {
 		t.Errorf("report with error: got %d changes, want %d", got, want)
 	}
-	require.NoError(t, c.Purge(ctx, nil))
+	_, err = c.Purge(ctx)
+	require.NoError(t, err)
 	if got, want := fb.purges.Load(), int32(1); got != want {
 		t.Errorf("purges: got %d, want %d", got, want)
 	}
@@ -221,7 +217,7 @@ func TestHelperClient(t *testing.T) {
 		t.Fatal(err)
 	}
 	fmt.Printf("HELPER status ok uid=%d version=%s\n", who.UID, r.Version)
-	err = c.Sync(ctx, false, nil)
+	_, err = c.Sync(ctx, false)
 	if errors.Is(err, ErrForbidden) && strings.Contains(err.Error(), "sudo certagent sync") {
 		fmt.Println("HELPER sync forbidden")
 	} else {
