@@ -118,7 +118,7 @@ func TestAgainstRealCertplane(t *testing.T) {
 	// Deactivated: removed at once (pending_deletion is not deployed).
 	_, err = p.admin.Deactivate(ctx, second.ID)
 	require.NoError(t, err)
-	rep = r.sync(a)
+	r.sync(a)
 	assert.Equal(t, 0, holds(fpOf(second.ID)), "removed after deactivate")
 	assert.Equal(t, 3, holds(first.FP), "the other root stays")
 

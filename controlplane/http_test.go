@@ -306,7 +306,8 @@ func TestUploadSealsTheKey(t *testing.T) {
 		}
 		require.NoError(t, err)
 		assert.False(t, bytes.Contains(data, block.Bytes), "%s holds the key in the clear", p)
-		d := want.(*ecdsa.PrivateKey).D.Bytes()
+		d, err := want.(*ecdsa.PrivateKey).Bytes()
+		require.NoError(t, err)
 		assert.False(t, bytes.Contains(data, d), "%s holds the private scalar", p)
 	}
 	assert.NotContains(t, f.logs.String(), "PRIVATE KEY")
