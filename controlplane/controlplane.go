@@ -1,7 +1,7 @@
 // Package controlplane is certplane: the Cloudflare-compatible Zero Trust
 // Gateway certificate API (DESIGN.md §3) over a storage.Backend.
 //
-// A Service ties together the lifecycle rules (storage.Store), root CA
+// A Service ties together the lifecycle rules (storage.Rules), root CA
 // minting (ca), key sealing (seal), bearer-token auth, the HTTP API, the
 // deployer that finishes pending transitions, and the long-poll hub. The
 // admin CLI (controlplane/cli) and the HTTP handlers call the same Service
@@ -60,7 +60,7 @@ type Options struct {
 
 // Service is one certplane instance over a backend.
 type Service struct {
-	store   *storage.Store
+	store   *storage.Rules
 	sealer  *seal.Sealer
 	log     hclog.Logger
 	keyType string
@@ -147,8 +147,9 @@ func (s *Service) visibleNow(ctx context.Context, accountID string) (int64, erro
 	return int64(v.vis), nil
 }
 
-// Store returns the rule layer, for reads.
-func (s *Service) Store() *storage.Store { return s.store }
+// Store returns the lifecycle rules (storage.Rules) and, through them,
+// the backend, for reads.
+func (s *Service) Store() *storage.Rules { return s.store }
 
 // Hub returns the agents' long-poll hub: its waiters are woken only when
 // what agents act on changes (Service.view), not at every revision.

@@ -18,7 +18,7 @@ import (
 // replica may run a Deployer: each transition is claimed by exactly one
 // (storage.Backend.CompleteTransition).
 type Deployer struct {
-	store *storage.Store
+	store *storage.Rules
 	log   hclog.Logger
 	// poll bounds how long the deployer sleeps, so that due times written
 	// by another process (a replica, the admin CLI) are noticed.
@@ -28,7 +28,7 @@ type Deployer struct {
 }
 
 // NewDeployer returns a deployer over store.
-func NewDeployer(store *storage.Store, log hclog.Logger, poll time.Duration) *Deployer {
+func NewDeployer(store *storage.Rules, log hclog.Logger, poll time.Duration) *Deployer {
 	if poll <= 0 {
 		poll = time.Second
 	}

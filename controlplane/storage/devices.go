@@ -266,7 +266,7 @@ type DeviceBackend interface {
 	SetDeviceSettings(ctx context.Context, accountID string, s DeviceSettings) error
 }
 
-// CheckIn is one device's report as the Store takes it.
+// CheckIn is one device's report as Rules takes it.
 type CheckIn struct {
 	Device Device
 	// NewSecretHash is stored if the device is new.
@@ -279,7 +279,7 @@ type CheckIn struct {
 // the account are kept (matched by fingerprint, case and colons ignored);
 // LastSeen and CreatedAt come from the store's clock. It reports whether
 // the device was new.
-func (s *Store) CheckIn(ctx context.Context, in CheckIn) (bool, error) {
+func (s *Rules) CheckIn(ctx context.Context, in CheckIn) (bool, error) {
 	now := s.Now()
 	certs, _, err := s.List(ctx, in.Device.AccountID)
 	if err != nil {
@@ -325,7 +325,7 @@ const UnsummarizedMargin = time.Minute
 
 // CertReadiness computes one certificate's readiness with the account's
 // settings, listing limit not-ready devices from offset.
-func (s *Store) CertReadiness(ctx context.Context, accountID, certID string, offset, limit int) (Certificate, ReadinessCounts, DeviceSettings, error) {
+func (s *Rules) CertReadiness(ctx context.Context, accountID, certID string, offset, limit int) (Certificate, ReadinessCounts, DeviceSettings, error) {
 	cert, err := s.b.Certificate(ctx, accountID, certID)
 	if err != nil {
 		return Certificate{}, ReadinessCounts{}, DeviceSettings{}, err
@@ -383,7 +383,7 @@ func Percent(r float64) string {
 // CheckReady returns a *NotReadyError when turning certID on would break
 // devices: its ratio is below the account's min_readiness and the account
 // has active devices.
-func (s *Store) CheckReady(ctx context.Context, accountID, certID string) error {
+func (s *Rules) CheckReady(ctx context.Context, accountID, certID string) error {
 	_, rc, set, err := s.CertReadiness(ctx, accountID, certID, 0, 0)
 	if err != nil {
 		return err
@@ -395,7 +395,7 @@ func (s *Store) CheckReady(ctx context.Context, accountID, certID string) error 
 }
 
 // PurgeStaleDevices deletes devices not seen for PurgeAfter.
-func (s *Store) PurgeStaleDevices(ctx context.Context) (int, error) {
+func (s *Rules) PurgeStaleDevices(ctx context.Context) (int, error) {
 	return s.b.PurgeDevices(ctx, s.Now().Add(-PurgeAfter))
 }
 

@@ -32,7 +32,7 @@ type Gateway struct {
 	Listen   string
 	Version  string
 	// StartedAt is when the process started; LastSeen is the time of its
-	// latest report (set by Store.ReportGateway from the store's clock).
+	// latest report (set by Rules.ReportGateway from its clock).
 	StartedAt time.Time
 	LastSeen  time.Time
 	// Loaded holds the fingerprints of the roots whose keys the gateway has
@@ -100,7 +100,7 @@ func checkField(name, v string, max int, required bool) error {
 // It changes no certificate and does not bump the account's revision
 // (agents' long-polls have nothing to learn from it); the deployer reads
 // reports on its own schedule.
-func (s *Store) ReportGateway(ctx context.Context, g Gateway) error {
+func (s *Rules) ReportGateway(ctx context.Context, g Gateway) error {
 	for _, f := range []struct {
 		name, v  string
 		max      int
@@ -130,7 +130,7 @@ func (s *Store) ReportGateway(ctx context.Context, g Gateway) error {
 }
 
 // Gateways returns the account's gateways, live or not.
-func (s *Store) Gateways(ctx context.Context, accountID string) ([]Gateway, error) {
+func (s *Rules) Gateways(ctx context.Context, accountID string) ([]Gateway, error) {
 	if _, err := s.b.Revision(ctx, accountID); err != nil {
 		return nil, err
 	}
@@ -138,15 +138,15 @@ func (s *Store) Gateways(ctx context.Context, accountID string) ([]Gateway, erro
 }
 
 // RemoveGateway forgets a gateway (it stopped cleanly).
-func (s *Store) RemoveGateway(ctx context.Context, accountID, id string) error {
+func (s *Rules) RemoveGateway(ctx context.Context, accountID, id string) error {
 	return s.b.RemoveGateway(ctx, accountID, id)
 }
 
 // GatewayLive returns how recently a gateway must have reported to count.
-func (s *Store) GatewayLive() time.Duration { return s.opts.GatewayLive }
+func (s *Rules) GatewayLive() time.Duration { return s.opts.GatewayLive }
 
 // liveGateways returns every account's live gateways, by account.
-func (s *Store) liveGateways(ctx context.Context, now time.Time) (map[string][]Gateway, error) {
+func (s *Rules) liveGateways(ctx context.Context, now time.Time) (map[string][]Gateway, error) {
 	gws, err := s.b.Gateways(ctx, "", now.Add(-s.opts.GatewayLive))
 	if err != nil {
 		return nil, err
@@ -184,7 +184,7 @@ func Deployed(c Certificate, gateways []Gateway) bool {
 // completeByGateways completes the pending transitions of accounts with
 // live gateways as far as their reports allow, and returns how many it
 // completed and how many pending certificates it left waiting.
-func (s *Store) completeByGateways(ctx context.Context, now time.Time, live map[string][]Gateway) (done, waiting int, err error) {
+func (s *Rules) completeByGateways(ctx context.Context, now time.Time, live map[string][]Gateway) (done, waiting int, err error) {
 	for accountID, gws := range live {
 		_, certs, err := s.b.Snapshot(ctx, accountID)
 		if errors.Is(err, ErrNotFound) {

@@ -3,7 +3,7 @@
 // across every server replica sharing a database.
 //
 // A Backend supplies primitives and one locking transaction per account
-// (Backend.Update). Store runs the rules (3 generations per rolling 24 h,
+// (Backend.Update). Rules runs them (3 generations per rolling 24 h,
 // at most 10 available, at most 5 custom, exactly one or no certificate in
 // use, delete only when inactive) inside that transaction, so two replicas
 // racing on the same account are serialised by the database, not by a Go
@@ -22,7 +22,7 @@ import (
 )
 
 // Sentinel errors. Backends return ErrNotFound and ErrExists; the rest come
-// from Store's rules and each maps to one documented API error code.
+// from Rules and each maps to one documented API error code.
 var (
 	ErrNotFound          = errors.New("storage: not found")
 	ErrExists            = errors.New("storage: already exists")

@@ -10,7 +10,7 @@ import (
 	"github.com/certagent/certagent/api"
 )
 
-// Options configure a Store.
+// Options configure Rules.
 type Options struct {
 	// Now is the clock; nil means time.Now. Tests move it to cross the
 	// 24-hour generation window or a deploy delay without sleeping.
@@ -28,33 +28,33 @@ type Options struct {
 	GatewayLive time.Duration
 }
 
-// Store enforces the lifecycle rules on top of a Backend.
-type Store struct {
+// Rules enforces the certificate lifecycle rules on top of a Backend.
+type Rules struct {
 	b    Backend
 	opts Options
 }
 
-// New returns a Store over b.
-func New(b Backend, opts Options) *Store {
+// New returns the Rules over b.
+func New(b Backend, opts Options) *Rules {
 	if opts.Now == nil {
 		opts.Now = time.Now
 	}
 	if opts.GatewayLive <= 0 {
 		opts.GatewayLive = DefaultGatewayLive
 	}
-	return &Store{b: b, opts: opts}
+	return &Rules{b: b, opts: opts}
 }
 
 // Backend returns the underlying backend.
-func (s *Store) Backend() Backend { return s.b }
+func (s *Rules) Backend() Backend { return s.b }
 
 // Now returns the store's clock reading, in UTC.
-func (s *Store) Now() time.Time { return s.opts.Now().UTC() }
+func (s *Rules) Now() time.Time { return s.opts.Now().UTC() }
 
 // DeployDelay returns the configured deploy delay.
-func (s *Store) DeployDelay() time.Duration { return s.opts.DeployDelay }
+func (s *Rules) DeployDelay() time.Duration { return s.opts.DeployDelay }
 
-func (s *Store) changed(accountID string, rev int64) {
+func (s *Rules) changed(accountID string, rev int64) {
 	if s.opts.OnChange != nil {
 		s.opts.OnChange(accountID, rev)
 	}
@@ -87,7 +87,7 @@ func (n NewCertificate) cert(accountID string, status api.BindingStatus, now tim
 
 // CreateAccount creates an account whose first certificate, initial, is
 // available and in use from the start, as on Cloudflare.
-func (s *Store) CreateAccount(ctx context.Context, id, name string, initial NewCertificate) (Account, error) {
+func (s *Rules) CreateAccount(ctx context.Context, id, name string, initial NewCertificate) (Account, error) {
 	now := s.Now()
 	a := Account{ID: id, Name: name, CreatedAt: now, ConfigCreatedAt: now, ConfigUpdatedAt: now}
 	err := s.b.CreateAccount(ctx, a, func(tx Tx) error {
@@ -104,7 +104,7 @@ func (s *Store) CreateAccount(ctx context.Context, id, name string, initial NewC
 
 // Generate stores a newly generated certificate as inactive, unless the
 // account already generated GenerationsPerDay in the last GenerationWindow.
-func (s *Store) Generate(ctx context.Context, accountID string, n NewCertificate) (Certificate, error) {
+func (s *Rules) Generate(ctx context.Context, accountID string, n NewCertificate) (Certificate, error) {
 	now := s.Now()
 	var out Certificate
 	rev, err := s.b.Update(ctx, accountID, func(tx Tx) error {
@@ -132,7 +132,7 @@ func (s *Store) Generate(ctx context.Context, accountID string, n NewCertificate
 
 // Upload stores a custom certificate as inactive, unless the account has
 // MaxCustom already or already holds the same certificate.
-func (s *Store) Upload(ctx context.Context, accountID string, n NewCertificate) (Certificate, error) {
+func (s *Rules) Upload(ctx context.Context, accountID string, n NewCertificate) (Certificate, error) {
 	now := s.Now()
 	n.Type = api.TypeCustom
 	var out Certificate
@@ -174,7 +174,7 @@ func find(certs []Certificate, id string) (Certificate, bool) {
 }
 
 // transition is the shared body of Activate and Deactivate.
-func (s *Store) transition(ctx context.Context, accountID, certID string, decide func(certs []Certificate, c Certificate) (api.BindingStatus, error)) (Certificate, error) {
+func (s *Rules) transition(ctx context.Context, accountID, certID string, decide func(certs []Certificate, c Certificate) (api.BindingStatus, error)) (Certificate, error) {
 	now := s.Now()
 	var out Certificate
 	wrote := false
@@ -216,7 +216,7 @@ func (s *Store) transition(ctx context.Context, accountID, certID string, decide
 // available after the deploy delay). Activating one that is available or
 // pending_deployment returns it unchanged. Refused when MaxAvailable
 // certificates are available or pending deployment.
-func (s *Store) Activate(ctx context.Context, accountID, certID string) (Certificate, error) {
+func (s *Rules) Activate(ctx context.Context, accountID, certID string) (Certificate, error) {
 	return s.transition(ctx, accountID, certID, func(certs []Certificate, c Certificate) (api.BindingStatus, error) {
 		switch c.Status {
 		case api.StatusAvailable, api.StatusPendingDeployment:
@@ -238,7 +238,7 @@ func (s *Store) Activate(ctx context.Context, accountID, certID string) (Certifi
 // Deactivate starts withdrawing a certificate (→ pending_deletion, then
 // inactive). Deactivating one that is inactive or pending_deletion returns
 // it unchanged; the certificate in use is refused.
-func (s *Store) Deactivate(ctx context.Context, accountID, certID string) (Certificate, error) {
+func (s *Rules) Deactivate(ctx context.Context, accountID, certID string) (Certificate, error) {
 	return s.transition(ctx, accountID, certID, func(_ []Certificate, c Certificate) (api.BindingStatus, error) {
 		switch c.Status {
 		case api.StatusInactive, api.StatusPendingDeletion:
@@ -252,7 +252,7 @@ func (s *Store) Deactivate(ctx context.Context, accountID, certID string) (Certi
 }
 
 // Delete removes an inactive certificate and returns it as it was.
-func (s *Store) Delete(ctx context.Context, accountID, certID string) (Certificate, error) {
+func (s *Rules) Delete(ctx context.Context, accountID, certID string) (Certificate, error) {
 	var out Certificate
 	rev, err := s.b.Update(ctx, accountID, func(tx Tx) error {
 		certs, err := tx.Certificates()
@@ -298,7 +298,7 @@ type ConfigChange struct {
 // guard reads before the transaction (a readiness count must not hold the
 // account's write lock); a device checking in meanwhile only makes it
 // more ready.
-func (s *Store) Configure(ctx context.Context, accountID string, ch ConfigChange) (Account, error) {
+func (s *Rules) Configure(ctx context.Context, accountID string, ch ConfigChange) (Account, error) {
 	if ch.CertificateID != nil && !ch.Force {
 		id := *ch.CertificateID
 		if id != "" && id != api.NilUUID {
@@ -381,7 +381,7 @@ func mergeSettings(old json.RawMessage, in map[string]json.RawMessage, replace b
 }
 
 // List returns the account's certificates and the revision they belong to.
-func (s *Store) List(ctx context.Context, accountID string) ([]Certificate, int64, error) {
+func (s *Rules) List(ctx context.Context, accountID string) ([]Certificate, int64, error) {
 	a, certs, err := s.b.Snapshot(ctx, accountID)
 	if err != nil {
 		return nil, 0, err
@@ -390,17 +390,17 @@ func (s *Store) List(ctx context.Context, accountID string) ([]Certificate, int6
 }
 
 // Get returns one certificate.
-func (s *Store) Get(ctx context.Context, accountID, certID string) (Certificate, error) {
+func (s *Rules) Get(ctx context.Context, accountID, certID string) (Certificate, error) {
 	return s.b.Certificate(ctx, accountID, certID)
 }
 
 // Account returns one account.
-func (s *Store) Account(ctx context.Context, accountID string) (Account, error) {
+func (s *Rules) Account(ctx context.Context, accountID string) (Account, error) {
 	return s.b.Account(ctx, accountID)
 }
 
 // Revision returns the account's revision; it reads nothing else.
-func (s *Store) Revision(ctx context.Context, accountID string) (int64, error) {
+func (s *Rules) Revision(ctx context.Context, accountID string) (int64, error) {
 	return s.b.Revision(ctx, accountID)
 }
 
@@ -415,7 +415,7 @@ type DeployPass struct {
 }
 
 // CompleteDue is Deploy's count of completed transitions.
-func (s *Store) CompleteDue(ctx context.Context) (int, error) {
+func (s *Rules) CompleteDue(ctx context.Context) (int, error) {
 	p, err := s.Deploy(ctx)
 	return p.Done, err
 }
@@ -426,7 +426,7 @@ func (s *Store) CompleteDue(ctx context.Context) (int, error) {
 // has loaded it, inactive once none holds it. For any other account the
 // due time stands in. Safe to run on every replica at once: each
 // transition is claimed by exactly one (Backend.CompleteTransition).
-func (s *Store) Deploy(ctx context.Context) (DeployPass, error) {
+func (s *Rules) Deploy(ctx context.Context) (DeployPass, error) {
 	now := s.Now()
 	live, err := s.liveGateways(ctx, now)
 	if err != nil {
@@ -483,7 +483,7 @@ func (q Quota) Remaining() int { return max(q.Limit-q.Used, 0) }
 
 // GenerationQuota reports how many generations the account used in the
 // rolling window and, at the limit, when the oldest of them leaves it.
-func (s *Store) GenerationQuota(ctx context.Context, accountID string) (Quota, error) {
+func (s *Rules) GenerationQuota(ctx context.Context, accountID string) (Quota, error) {
 	now := s.Now()
 	times, err := s.b.GenerationTimes(ctx, accountID, now.Add(-GenerationWindow))
 	if err != nil {
@@ -500,7 +500,7 @@ func (s *Store) GenerationQuota(ctx context.Context, accountID string) (Quota, e
 }
 
 // NextDue returns the earliest pending due time.
-func (s *Store) NextDue(ctx context.Context) (time.Time, bool, error) { return s.b.NextDue(ctx) }
+func (s *Rules) NextDue(ctx context.Context) (time.Time, bool, error) { return s.b.NextDue(ctx) }
 
 // Target returns the status a pending status completes to, and whether s
 // is pending at all.

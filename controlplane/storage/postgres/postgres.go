@@ -3,7 +3,7 @@
 // sharing one database.
 //
 // Each account's writes are serialised by its row lock (SELECT … FOR
-// UPDATE), so the lifecycle rules that storage.Store checks inside
+// UPDATE), so the lifecycle rules that storage.Rules checks inside
 // Backend.Update hold across replicas. The deployer's transitions are
 // claimed with a conditional UPDATE, so exactly one replica completes each.
 // Every committed change sends NOTIFY on ChannelChanges with the account

@@ -57,10 +57,10 @@ func newCert(t testing.TB, typ string) storage.NewCertificate {
 
 // replicas opens n backends on one fresh schema, each with its own pool, as
 // n certplane processes would, and returns a Store per replica.
-func replicas(t *testing.T, n int, clk *clock) ([]*storage.Store, []*postgres.Backend) {
+func replicas(t *testing.T, n int, clk *clock) ([]*storage.Rules, []*postgres.Backend) {
 	t.Helper()
 	dsn := pgtest.DSN(t)
-	stores := make([]*storage.Store, n)
+	stores := make([]*storage.Rules, n)
 	backends := make([]*postgres.Backend, n)
 	var wg sync.WaitGroup
 	errs := make([]error, n)
@@ -159,7 +159,7 @@ func TestCrossReplicaDailyGenerationLimit(t *testing.T) {
 
 // prepare creates the account and n more inactive certificates, moving the
 // clock past the daily limit as needed.
-func prepare(t *testing.T, s *storage.Store, clk *clock, n int) []string {
+func prepare(t *testing.T, s *storage.Rules, clk *clock, n int) []string {
 	t.Helper()
 	_, err := s.CreateAccount(t.Context(), acct, "acme", newCert(t, api.TypeGatewayManaged))
 	require.NoError(t, err)
@@ -388,7 +388,7 @@ func TestListenerSeesOtherReplicasChanges(t *testing.T) {
 	assert.ErrorIs(t, <-errc, context.Canceled)
 }
 
-func mustFirstInactive(t *testing.T, s *storage.Store) string {
+func mustFirstInactive(t *testing.T, s *storage.Rules) string {
 	t.Helper()
 	certs, _, err := s.List(t.Context(), acct)
 	require.NoError(t, err)

@@ -27,7 +27,7 @@ const benchRoots = `[{"fingerprint":"%[1]s","stores":[{"store":"system","state":
 	`{"fingerprint":"%[2]s","stores":[{"store":"system","state":"trusted"},{"store":"nss","user":"alice","state":"trusted"},{"store":"nss","user":"bob","state":"trusted"}]}]`
 
 type readinessFleet struct {
-	store   *storage.Store
+	store   *storage.Rules
 	account string
 	// inUse is held by every device; next by 96% (1% partial, 3% missing);
 	// fresh was created after every check-in, so no device has a row for it.

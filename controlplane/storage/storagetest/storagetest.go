@@ -1,6 +1,6 @@
 // Package storagetest is the conformance suite every storage.Backend must
 // pass: the SQLite backend runs it in its tests, and so must any other
-// (PostgreSQL). It drives the backend through storage.Store, so it checks
+// (PostgreSQL). It drives the backend through storage.Rules, so it checks
 // both the primitives and that the lifecycle rules stay true under
 // concurrent writers.
 package storagetest
@@ -62,7 +62,7 @@ var start = time.Date(2026, 3, 1, 12, 0, 0, 123456789, time.UTC)
 
 type env struct {
 	b     storage.Backend
-	s     *storage.Store
+	s     *storage.Rules
 	clock *Clock
 	// changes counts OnChange calls per account. Guarded by mu.
 	mu      sync.Mutex
