@@ -15,7 +15,7 @@ func tenCertificates(b *testing.B, f *fixture) {
 	for i := 0; i < 9; i++ {
 		f.available(b)
 	}
-	certs, _, err := f.svc.Store().List(context.Background(), f.account)
+	certs, _, err := f.svc.Rules().List(context.Background(), f.account)
 	if err != nil || len(certs) != 10 {
 		b.Fatalf("got %d certificates (%v), want 10", len(certs), err)
 	}

@@ -147,9 +147,10 @@ func (s *Service) visibleNow(ctx context.Context, accountID string) (int64, erro
 	return int64(v.vis), nil
 }
 
-// Store returns the lifecycle rules (storage.Rules) and, through them,
-// the backend, for reads.
-func (s *Service) Store() *storage.Rules { return s.store }
+// Rules returns the lifecycle-rules engine (storage.Rules) and, through
+// it, the backend. Its writes run the service's change hook
+// (storage.Options.OnChange), so callers may use it directly.
+func (s *Service) Rules() *storage.Rules { return s.store }
 
 // Hub returns the agents' long-poll hub: its waiters are woken only when
 // what agents act on changes (Service.view), not at every revision.
@@ -258,21 +259,6 @@ func (s *Service) Upload(ctx context.Context, accountID, name, certPEM, keyPEM s
 	return s.store.Upload(ctx, accountID, nc)
 }
 
-// Activate, Deactivate, Delete and Configure apply the lifecycle rules.
-func (s *Service) Activate(ctx context.Context, accountID, certID string) (storage.Certificate, error) {
-	return s.store.Activate(ctx, accountID, certID)
-}
-
-// Deactivate starts withdrawing a certificate.
-func (s *Service) Deactivate(ctx context.Context, accountID, certID string) (storage.Certificate, error) {
-	return s.store.Deactivate(ctx, accountID, certID)
-}
-
-// Delete removes an inactive certificate.
-func (s *Service) Delete(ctx context.Context, accountID, certID string) (storage.Certificate, error) {
-	return s.store.Delete(ctx, accountID, certID)
-}
-
 // Use turns a certificate on for inspection ("" or api.NilUUID: none). It
 // is refused with a *storage.NotReadyError when too few active devices
 // trust the certificate; UseForce skips that guard.
@@ -283,11 +269,6 @@ func (s *Service) Use(ctx context.Context, accountID, certID string) (storage.Ac
 // UseForce is Use without the readiness guard.
 func (s *Service) UseForce(ctx context.Context, accountID, certID string) (storage.Account, error) {
 	return s.store.Configure(ctx, accountID, storage.ConfigChange{CertificateID: &certID, Force: true})
-}
-
-// Configure applies a configuration change.
-func (s *Service) Configure(ctx context.Context, accountID string, ch storage.ConfigChange) (storage.Account, error) {
-	return s.store.Configure(ctx, accountID, ch)
 }
 
 // Download formats.

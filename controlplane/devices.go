@@ -249,11 +249,6 @@ func (s *Service) CheckIn(ctx context.Context, accountID, deviceID, secret strin
 	return out, nil
 }
 
-// DeviceSettings returns the account's readiness settings.
-func (s *Service) DeviceSettings(ctx context.Context, accountID string) (storage.DeviceSettings, error) {
-	return s.store.Backend().DeviceSettings(ctx, accountID)
-}
-
 // SetDeviceSettings changes the fields of p that are set, after checking
 // the result.
 func (s *Service) SetDeviceSettings(ctx context.Context, accountID string, p api.DeviceSettingsPatch) (storage.DeviceSettings, error) {
@@ -490,7 +485,7 @@ func settingsResult(s storage.DeviceSettings) api.DeviceSettings {
 }
 
 func handleGetSettings(c *call) (any, error) {
-	s, err := c.s.DeviceSettings(c.r.Context(), c.account)
+	s, err := c.s.Rules().Backend().DeviceSettings(c.r.Context(), c.account)
 	if err != nil {
 		return nil, err
 	}

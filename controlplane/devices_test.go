@@ -258,10 +258,10 @@ func TestReadinessGuardAndSettings(t *testing.T) {
 	fp := f.fingerprint(t, f.first)
 	next, err := f.svc.Generate(ctx, f.account, controlplane.GenerateRequest{})
 	require.NoError(t, err)
-	_, err = f.svc.Activate(ctx, f.account, next.ID)
+	_, err = f.svc.Rules().Activate(ctx, f.account, next.ID)
 	require.NoError(t, err)
 	f.clock.Advance(time.Minute)
-	_, err = f.svc.Store().CompleteDue(ctx)
+	_, err = f.svc.Rules().CompleteDue(ctx)
 	require.NoError(t, err)
 	use := fmt.Sprintf(`{"settings":{"certificate":{"id":%q}}}`, next.ID)
 

@@ -184,7 +184,7 @@ func handleGet(c *call) (any, error) {
 }
 
 func handleDelete(c *call) (any, error) {
-	cert, err := c.s.Delete(c.r.Context(), c.account, c.cert)
+	cert, err := c.s.Rules().Delete(c.r.Context(), c.account, c.cert)
 	if err != nil {
 		return nil, err
 	}
@@ -195,7 +195,7 @@ func handleActivate(c *call) (any, error) {
 	if err := decodeBody(c, &struct{}{}, true); err != nil {
 		return nil, err
 	}
-	cert, err := c.s.Activate(c.r.Context(), c.account, c.cert)
+	cert, err := c.s.Rules().Activate(c.r.Context(), c.account, c.cert)
 	if err != nil {
 		return nil, err
 	}
@@ -207,7 +207,7 @@ func handleDeactivate(c *call) (any, error) {
 	if err := decodeBody(c, &struct{}{}, true); err != nil {
 		return nil, err
 	}
-	cert, err := c.s.Deactivate(c.r.Context(), c.account, c.cert)
+	cert, err := c.s.Rules().Deactivate(c.r.Context(), c.account, c.cert)
 	if err != nil {
 		return nil, err
 	}
@@ -311,7 +311,7 @@ func configure(c *call, replace bool) (any, error) {
 	if ch.Force, err = forceParam(c); err != nil {
 		return nil, err
 	}
-	a, err := c.s.Configure(c.r.Context(), c.account, ch)
+	a, err := c.s.Rules().Configure(c.r.Context(), c.account, ch)
 	if errors.Is(err, storage.ErrNotFound) {
 		return nil, invalid("/settings/certificate/id", "settings.certificate.id: no such certificate in this account")
 	}
@@ -425,7 +425,7 @@ func handleDeleteCustom(c *call) (any, error) {
 	if _, err := custom(c); err != nil {
 		return nil, err
 	}
-	cert, err := c.s.Delete(c.r.Context(), c.account, c.cert)
+	cert, err := c.s.Rules().Delete(c.r.Context(), c.account, c.cert)
 	if err != nil {
 		return nil, err
 	}

@@ -148,7 +148,7 @@ func (f *fixture) do(tb testing.TB, method, path, token, body string, hdr ...str
 
 func (f *fixture) revision(tb testing.TB) int64 {
 	tb.Helper()
-	rev, err := f.svc.Store().Revision(context.Background(), f.account)
+	rev, err := f.svc.Rules().Revision(context.Background(), f.account)
 	require.NoError(tb, err)
 	return rev
 }
@@ -163,10 +163,10 @@ func (f *fixture) available(tb testing.TB) string {
 		c, err = f.svc.Generate(ctx, f.account, controlplane.GenerateRequest{})
 	}
 	require.NoError(tb, err)
-	_, err = f.svc.Activate(ctx, f.account, c.ID)
+	_, err = f.svc.Rules().Activate(ctx, f.account, c.ID)
 	require.NoError(tb, err)
 	f.clock.Advance(time.Minute)
-	_, err = f.svc.Store().CompleteDue(ctx)
+	_, err = f.svc.Rules().CompleteDue(ctx)
 	require.NoError(tb, err)
 	return c.ID
 }

@@ -132,7 +132,7 @@ func TestErrors(t *testing.T) {
 		})
 	}
 	assert.Equal(t, rev, f.revision(t), "refused requests must change nothing")
-	certs, _, err := f.svc.Store().List(context.Background(), f.account)
+	certs, _, err := f.svc.Rules().List(context.Background(), f.account)
 	require.NoError(t, err)
 	assert.Len(t, certs, 1)
 }
@@ -265,7 +265,7 @@ func TestConfiguration(t *testing.T) {
 	require.Equal(t, 200, r.status, "%s", r.body)
 	r = f.do(t, "PATCH", f.gw("/configuration"), f.write, `{"settings":{"certificate":{"id":"`+api.NilUUID+`"}}}`)
 	require.Equal(t, 200, r.status, "%s", r.body)
-	certs, _, err := f.svc.Store().List(context.Background(), f.account)
+	certs, _, err := f.svc.Rules().List(context.Background(), f.account)
 	require.NoError(t, err)
 	for _, c := range certs {
 		assert.False(t, c.InUse, "the nil UUID turns every certificate off")
@@ -360,7 +360,7 @@ func TestConcurrentUseOverHTTP(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	certs, _, err := f.svc.Store().List(context.Background(), f.account)
+	certs, _, err := f.svc.Rules().List(context.Background(), f.account)
 	require.NoError(t, err)
 	inUse := 0
 	for _, c := range certs {
@@ -421,15 +421,15 @@ func TestMTLSStore(t *testing.T) {
 	assert.Equal(t, 404, r.status)
 
 	// Same lifecycle rule as the gateway delete.
-	_, err := f.svc.Activate(context.Background(), f.account, m.ID)
+	_, err := f.svc.Rules().Activate(context.Background(), f.account, m.ID)
 	require.NoError(t, err)
 	r = f.do(t, "DELETE", base+"/"+m.ID, f.write, "")
 	assert.Equal(t, 409, r.status)
 	assert.Equal(t, controlplane.CodeDeleteNotInactive, r.env.Errors[0].Code)
-	_, err = f.svc.Deactivate(context.Background(), f.account, m.ID)
+	_, err = f.svc.Rules().Deactivate(context.Background(), f.account, m.ID)
 	require.NoError(t, err)
 	f.clock.Advance(time.Minute)
-	_, err = f.svc.Store().CompleteDue(context.Background())
+	_, err = f.svc.Rules().CompleteDue(context.Background())
 	require.NoError(t, err)
 	r = f.do(t, "DELETE", base+"/"+m.ID, f.write, "")
 	require.Equal(t, 200, r.status, "%s", r.body)

@@ -80,7 +80,7 @@ func TestTwoReplicasOneDatabase(t *testing.T) {
 	// A's change reaches B's waiter through B's revision check (B's own
 	// writes would wake it directly, so only A writes here): the
 	// activation, completed by either deployer, makes first available.
-	_, err = a.Activate(ctx, acct.ID, first.ID)
+	_, err = a.Rules().Activate(ctx, acct.ID, first.ID)
 	require.NoError(t, err)
 	res := <-woke
 	assert.Equal(t, 200, res.StatusCode)
@@ -100,14 +100,14 @@ func TestTwoReplicasOneDatabase(t *testing.T) {
 		ids = append(ids, c.ID)
 	}
 
-	before, err := a.Store().Revision(ctx, acct.ID)
+	before, err := a.Rules().Revision(ctx, acct.ID)
 	require.NoError(t, err)
 	for i, id := range ids {
-		_, err := replicas[i%2].Activate(ctx, acct.ID, id)
+		_, err := replicas[i%2].Rules().Activate(ctx, acct.ID, id)
 		require.NoError(t, err)
 	}
 	require.Eventually(t, func() bool {
-		certs, _, err := b.Store().List(ctx, acct.ID)
+		certs, _, err := b.Rules().List(ctx, acct.ID)
 		if err != nil {
 			return false
 		}
@@ -118,7 +118,7 @@ func TestTwoReplicasOneDatabase(t *testing.T) {
 		}
 		return true
 	}, 10*time.Second, 5*time.Millisecond)
-	after, err := a.Store().Revision(ctx, acct.ID)
+	after, err := a.Rules().Revision(ctx, acct.ID)
 	require.NoError(t, err)
 	assert.Equal(t, before+int64(2*len(ids)), after, "2 activations + 2 completions, each exactly once")
 

@@ -87,7 +87,7 @@ func TestDaemonAgainstCertplane(t *testing.T) {
 	// it here long before the hourly poll.
 	c2, err := svc.Generate(ctx, acct.ID, controlplane.GenerateRequest{})
 	require.NoError(t, err)
-	_, err = svc.Activate(ctx, acct.ID, c2.ID)
+	_, err = svc.Rules().Activate(ctx, acct.ID, c2.ID)
 	require.NoError(t, err)
 	eventually(t, "the newly activated root", func() bool { return len(anchorFiles()) == 2 })
 

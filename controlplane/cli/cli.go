@@ -746,7 +746,7 @@ func certCommand(ctx context.Context, sub string, args []string, env Env) error 
 	var cert storage.Certificate
 	switch sub {
 	case "list":
-		certs, _, err := svc.Store().List(ctx, *account)
+		certs, _, err := svc.Rules().List(ctx, *account)
 		if err != nil {
 			return explain(err)
 		}
@@ -754,11 +754,11 @@ func certCommand(ctx context.Context, sub string, args []string, env Env) error 
 	case "generate":
 		cert, err = svc.Generate(ctx, *account, controlplane.GenerateRequest{ValidityDays: *days, KeyType: *keyType})
 	case "activate":
-		cert, err = svc.Activate(ctx, *account, *id)
+		cert, err = svc.Rules().Activate(ctx, *account, *id)
 	case "deactivate":
-		cert, err = svc.Deactivate(ctx, *account, *id)
+		cert, err = svc.Rules().Deactivate(ctx, *account, *id)
 	case "delete":
-		cert, err = svc.Delete(ctx, *account, *id)
+		cert, err = svc.Rules().Delete(ctx, *account, *id)
 	case "use":
 		target := *id
 		if target == "none" {

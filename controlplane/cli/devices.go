@@ -213,7 +213,7 @@ func accountSet(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer b.Close()
-	cur, err := svc.DeviceSettings(ctx, *account)
+	cur, err := svc.Rules().Backend().DeviceSettings(ctx, *account)
 	if err != nil {
 		return explain(err)
 	}

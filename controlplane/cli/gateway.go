@@ -69,7 +69,7 @@ func gatewayRun(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer b.Close()
-	if _, err := svc.Store().Account(ctx, *account); err != nil {
+	if _, err := svc.Rules().Account(ctx, *account); err != nil {
 		return fmt.Errorf("account %s: %w", *account, err)
 	}
 	ln, err := net.Listen("tcp", *listen)
@@ -162,15 +162,15 @@ func gatewayList(ctx context.Context, args []string, env Env) error {
 		return err
 	}
 	defer b.Close()
-	gws, err := svc.Store().Gateways(ctx, *account)
+	gws, err := svc.Rules().Gateways(ctx, *account)
 	if errors.Is(err, storage.ErrNotFound) {
 		return fmt.Errorf("no account %s: %w", *account, storage.ErrNotFound)
 	}
 	if err != nil {
 		return err
 	}
-	now := svc.Store().Now()
-	live := svc.Store().GatewayLive()
+	now := svc.Rules().Now()
+	live := svc.Rules().GatewayLive()
 	if c.json {
 		out := make([]gatewayJSON, len(gws))
 		for i, g := range gws {

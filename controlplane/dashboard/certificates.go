@@ -189,12 +189,12 @@ func (d *Dashboard) certificatesPage(w http.ResponseWriter, r *http.Request, ss 
 // renderCertificates shows the list with status and an optional refusal.
 func (d *Dashboard) renderCertificates(w http.ResponseWriter, r *http.Request, ss *session, status int, refusal string) {
 	ctx := r.Context()
-	certs, rev, err := d.svc.Store().List(ctx, ss.p.AccountID)
+	certs, rev, err := d.svc.Rules().List(ctx, ss.p.AccountID)
 	if err != nil {
 		d.internalError(w, r, ss, err)
 		return
 	}
-	q, err := d.svc.Store().GenerationQuota(ctx, ss.p.AccountID)
+	q, err := d.svc.Rules().GenerationQuota(ctx, ss.p.AccountID)
 	if err != nil {
 		d.internalError(w, r, ss, err)
 		return
@@ -232,7 +232,7 @@ func (d *Dashboard) certificatesJSON(w http.ResponseWriter, r *http.Request, ss 
 			return
 		}
 		_, err = d.svc.ChangeHub().Wait(ctx, d.stopping.Done(), account, min(25*time.Second, longpoll.MaxWait), func(ctx context.Context) (int64, bool, error) {
-			rev, err := d.svc.Store().Revision(ctx, account)
+			rev, err := d.svc.Rules().Revision(ctx, account)
 			return rev, rev == seen, err
 		})
 		if err != nil && ctx.Err() == nil {
@@ -241,7 +241,7 @@ func (d *Dashboard) certificatesJSON(w http.ResponseWriter, r *http.Request, ss 
 			return
 		}
 	}
-	certs, rev, err := d.svc.Store().List(ctx, account)
+	certs, rev, err := d.svc.Rules().List(ctx, account)
 	if err != nil {
 		d.log.Error("dashboard live update failed", "account", account, "error", err)
 		d.jsonError(w, http.StatusInternalServerError, "internal error")
@@ -369,17 +369,17 @@ func (d *Dashboard) lifecycle(w http.ResponseWriter, r *http.Request, ss *sessio
 }
 
 func (d *Dashboard) activate(w http.ResponseWriter, r *http.Request, ss *session) {
-	d.lifecycle(w, r, ss, d.svc.Activate, "Activating certificate %s: it is Pending until deployed, then Available.")
+	d.lifecycle(w, r, ss, d.svc.Rules().Activate, "Activating certificate %s: it is Pending until deployed, then Available.")
 }
 
 func (d *Dashboard) deactivate(w http.ResponseWriter, r *http.Request, ss *session) {
-	d.lifecycle(w, r, ss, d.svc.Deactivate, "Deactivating certificate %s: it is Pending until withdrawn, then Inactive.")
+	d.lifecycle(w, r, ss, d.svc.Rules().Deactivate, "Deactivating certificate %s: it is Pending until withdrawn, then Inactive.")
 }
 
 // deletePage asks for confirmation: deleting loses the key for good.
 func (d *Dashboard) deletePage(w http.ResponseWriter, r *http.Request, ss *session) {
 	id := certID(r)
-	certs, _, err := d.svc.Store().List(r.Context(), ss.p.AccountID)
+	certs, _, err := d.svc.Rules().List(r.Context(), ss.p.AccountID)
 	if err != nil {
 		d.internalError(w, r, ss, err)
 		return
@@ -394,7 +394,7 @@ func (d *Dashboard) deletePage(w http.ResponseWriter, r *http.Request, ss *sessi
 }
 
 func (d *Dashboard) delete(w http.ResponseWriter, r *http.Request, ss *session) {
-	d.lifecycle(w, r, ss, d.svc.Delete, "Deleted certificate %s.")
+	d.lifecycle(w, r, ss, d.svc.Rules().Delete, "Deleted certificate %s.")
 }
 
 // turnOnBody is the confirmation page's data.
@@ -422,7 +422,7 @@ func (d *Dashboard) turnOnPage(w http.ResponseWriter, r *http.Request, ss *sessi
 func (d *Dashboard) renderTurnOn(w http.ResponseWriter, r *http.Request, ss *session, status int, refusal string) {
 	ctx := r.Context()
 	id := certID(r)
-	certs, _, err := d.svc.Store().List(ctx, ss.p.AccountID)
+	certs, _, err := d.svc.Rules().List(ctx, ss.p.AccountID)
 	if err != nil {
 		d.internalError(w, r, ss, err)
 		return
@@ -448,7 +448,7 @@ func (d *Dashboard) renderTurnOn(w http.ResponseWriter, r *http.Request, ss *ses
 		return
 	}
 	body.Row.Readiness = body.Readiness.Text()
-	if err := d.svc.Store().CheckReady(ctx, ss.p.AccountID, id); err != nil {
+	if err := d.svc.Rules().CheckReady(ctx, ss.p.AccountID, id); err != nil {
 		st, msg := errorMessage(err, r.URL.Path)
 		if st >= 500 {
 			d.internalError(w, r, ss, err)

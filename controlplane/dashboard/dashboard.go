@@ -97,7 +97,7 @@ func New(opts Options) (*Dashboard, error) {
 		opts.Logger = hclog.NewNullLogger()
 	}
 	if opts.Now == nil {
-		opts.Now = opts.Service.Store().Now
+		opts.Now = opts.Service.Rules().Now
 	}
 	if opts.IdleTimeout <= 0 {
 		opts.IdleTimeout = DefaultIdleTimeout
@@ -308,7 +308,7 @@ func parseForm(r *http.Request) error {
 // tokenLive reports whether the session's token still exists, is not
 // revoked, and still has the account and scope it logged in with.
 func (d *Dashboard) tokenLive(ctx context.Context, ss *session) (bool, error) {
-	t, err := d.svc.Store().Backend().Token(ctx, ss.p.TokenID)
+	t, err := d.svc.Rules().Backend().Token(ctx, ss.p.TokenID)
 	if errors.Is(err, storage.ErrNotFound) {
 		return false, nil
 	}

@@ -182,7 +182,7 @@ func (f *fixture) apiError(t *testing.T, method, path, body string) (int, string
 
 func (f *fixture) certs(t *testing.T) []storage.Certificate {
 	t.Helper()
-	cs, _, err := f.svc.Store().List(context.Background(), f.account)
+	cs, _, err := f.svc.Rules().List(context.Background(), f.account)
 	require.NoError(t, err)
 	return cs
 }
@@ -368,7 +368,7 @@ func TestReadTokenCannotWrite(t *testing.T) {
 		})
 	}
 	assert.Len(t, f.certs(t), 1, "nothing changed")
-	set, err := f.svc.DeviceSettings(context.Background(), f.account)
+	set, err := f.svc.Rules().Backend().DeviceSettings(context.Background(), f.account)
 	require.NoError(t, err)
 	assert.Equal(t, storage.DefaultDeviceSettings(), set, "settings unchanged")
 }
@@ -566,7 +566,7 @@ func TestLiveFeed(t *testing.T) {
 	for f.svc.ChangeHub().Waiting(f.account) == 0 {
 		time.Sleep(time.Millisecond)
 	}
-	_, err = f.svc.Activate(context.Background(), f.account, c.ID)
+	_, err = f.svc.Rules().Activate(context.Background(), f.account, c.ID)
 	require.NoError(t, err)
 	a = <-done
 	var feed2 struct {

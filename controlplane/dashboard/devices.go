@@ -45,7 +45,7 @@ func thousands(n int) string {
 // certReadiness reads one certificate's readiness, listing limit devices
 // that are not ready from offset.
 func (d *Dashboard) certReadiness(ctx context.Context, account, certID string, offset, limit int) (readiness, []storage.NotReadyDevice, error) {
-	_, rc, set, err := d.svc.Store().CertReadiness(ctx, account, certID, offset, limit)
+	_, rc, set, err := d.svc.Rules().CertReadiness(ctx, account, certID, offset, limit)
 	if err != nil {
 		return readiness{}, nil, err
 	}
@@ -111,7 +111,7 @@ func (d *Dashboard) devicesPage(w http.ResponseWriter, r *http.Request, ss *sess
 	if err != nil || pageNo < 1 {
 		pageNo = 1
 	}
-	certs, _, err := d.svc.Store().List(ctx, account)
+	certs, _, err := d.svc.Rules().List(ctx, account)
 	if err != nil {
 		d.internalError(w, r, ss, err)
 		return
@@ -217,7 +217,7 @@ type settingsBody struct {
 }
 
 func (d *Dashboard) settingsPage(w http.ResponseWriter, r *http.Request, ss *session) {
-	set, err := d.svc.DeviceSettings(r.Context(), ss.p.AccountID)
+	set, err := d.svc.Rules().Backend().DeviceSettings(r.Context(), ss.p.AccountID)
 	if err != nil {
 		d.internalError(w, r, ss, err)
 		return

@@ -84,7 +84,7 @@ func (d *Dashboard) render(w http.ResponseWriter, r *http.Request, ss *session, 
 		p.CanWrite = ss.p.CanWrite()
 		p.AccountID = ss.p.AccountID
 		p.CSRF = ss.csrf
-		if a, err := d.svc.Store().Account(r.Context(), ss.p.AccountID); err == nil {
+		if a, err := d.svc.Rules().Account(r.Context(), ss.p.AccountID); err == nil {
 			p.AccountName = a.Name
 		}
 		// The live update's refetch (?live=1) must not eat a message meant

@@ -207,14 +207,14 @@ func (g *Gateway) Refresh(ctx context.Context) (bool, error) {
 	g.refreshMu.Lock()
 	defer g.refreshMu.Unlock()
 	cur := g.roots.Load()
-	rev, err := g.svc.Store().Revision(ctx, g.cfg.AccountID)
+	rev, err := g.svc.Rules().Revision(ctx, g.cfg.AccountID)
 	if err != nil {
 		return false, fmt.Errorf("gateway: read revision: %w", err)
 	}
 	if rev == cur.revision {
 		return false, nil
 	}
-	acct, certs, err := g.svc.Store().Backend().Snapshot(ctx, g.cfg.AccountID)
+	acct, certs, err := g.svc.Rules().Backend().Snapshot(ctx, g.cfg.AccountID)
 	if err != nil {
 		return false, fmt.Errorf("gateway: read roots: %w", err)
 	}
@@ -279,7 +279,7 @@ func (g *Gateway) load(ctx context.Context, c storage.Certificate) (*root, error
 // Report writes this gateway's row: what it has loaded and signs with.
 func (g *Gateway) Report(ctx context.Context) error {
 	set := g.roots.Load()
-	err := g.svc.Store().ReportGateway(ctx, storage.Gateway{
+	err := g.svc.Rules().ReportGateway(ctx, storage.Gateway{
 		ID: g.cfg.ID, AccountID: g.cfg.AccountID, Hostname: g.cfg.Hostname, Listen: g.cfg.Listen,
 		Version: g.cfg.Version, StartedAt: g.started, Loaded: set.fingerprints(), Signing: signingFP(set),
 		Revision: set.revision,
@@ -318,7 +318,7 @@ func (g *Gateway) Run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			rm, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			if err := g.svc.Store().RemoveGateway(rm, g.cfg.AccountID, g.cfg.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
+			if err := g.svc.Rules().RemoveGateway(rm, g.cfg.AccountID, g.cfg.ID); err != nil && !errors.Is(err, storage.ErrNotFound) {
 				g.log.Warn("remove registration", "error", err)
 			}
 			cancel()

@@ -215,13 +215,13 @@ func TestRotation(t *testing.T) {
 	p := newPlane(t)
 	o := startOrigin(t, []byte("rotating"))
 	f := startGateway(t, p, gateway.Config{UpstreamRoots: o.ca.Pool()})
-	store := p.svc.Store()
+	store := p.svc.Rules()
 	old := p.inUseRoot(t)
 	require.NoError(t, f.gw.Report(ctx))
 
 	next, err := p.svc.Generate(ctx, p.account, controlplane.GenerateRequest{})
 	require.NoError(t, err)
-	_, err = p.svc.Activate(ctx, p.account, next.ID)
+	_, err = p.svc.Rules().Activate(ctx, p.account, next.ID)
 	require.NoError(t, err)
 	n, err := store.CompleteDue(ctx)
 	require.NoError(t, err)
@@ -266,7 +266,7 @@ func TestRotation(t *testing.T) {
 			oldID = c.ID
 		}
 	}
-	_, err = p.svc.Deactivate(ctx, p.account, oldID)
+	_, err = p.svc.Rules().Deactivate(ctx, p.account, oldID)
 	require.NoError(t, err)
 	require.NoError(t, f.gw.Report(ctx)) // still holding it
 	store.CompleteDue(ctx)
@@ -296,12 +296,12 @@ func TestRunRegistersAndLeaves(t *testing.T) {
 	done := make(chan struct{})
 	go func() { defer close(done); gw.Run(ctx) }()
 	require.Eventually(t, func() bool {
-		gws, _ := p.svc.Store().Gateways(context.Background(), p.account)
+		gws, _ := p.svc.Rules().Gateways(context.Background(), p.account)
 		return len(gws) == 1 && gws[0].Signing != ""
 	}, 30*time.Second, 10*time.Millisecond)
 	cancel()
 	<-done
-	gws, err := p.svc.Store().Gateways(context.Background(), p.account)
+	gws, err := p.svc.Rules().Gateways(context.Background(), p.account)
 	require.NoError(t, err)
 	assert.Empty(t, gws)
 }

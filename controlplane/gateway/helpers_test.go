@@ -86,9 +86,9 @@ func newPlane(t testing.TB) *plane {
 // inUseRoot returns the account's in-use root certificate.
 func (p *plane) inUseRoot(t testing.TB) *x509.Certificate {
 	t.Helper()
-	a, err := p.svc.Store().Account(context.Background(), p.account)
+	a, err := p.svc.Rules().Account(context.Background(), p.account)
 	require.NoError(t, err)
-	c, err := p.svc.Store().Get(context.Background(), p.account, a.InUseID)
+	c, err := p.svc.Rules().Get(context.Background(), p.account, a.InUseID)
 	require.NoError(t, err)
 	x, err := x509.ParseCertificate(c.DER)
 	require.NoError(t, err)

@@ -175,7 +175,7 @@ func (w *world) leaf() *x509.Certificate {
 }
 
 func (w *world) cert(id string) storage.Certificate {
-	c, err := w.svc.Store().Get(context.Background(), w.account, id)
+	c, err := w.svc.Rules().Get(context.Background(), w.account, id)
 	require.NoError(w.t, err)
 	return c
 }
@@ -244,7 +244,7 @@ func TestBrowseThroughTheGatewayAcrossARotation(t *testing.T) {
 	go w.gw.Run(ctx)
 	defer w.gw.Shutdown(context.Background())
 	eventually(t, "the gateway to register", func() bool {
-		gws, _ := svc.Store().Gateways(ctx, acct.ID)
+		gws, _ := svc.Rules().Gateways(ctx, acct.ID)
 		return len(gws) == 1 && gws[0].Signing != ""
 	})
 
@@ -307,7 +307,7 @@ func TestBrowseThroughTheGatewayAcrossARotation(t *testing.T) {
 
 	c2, err := svc.Generate(ctx, acct.ID, controlplane.GenerateRequest{})
 	require.NoError(t, err)
-	got, err := svc.Activate(ctx, acct.ID, c2.ID)
+	got, err := svc.Rules().Activate(ctx, acct.ID, c2.ID)
 	require.NoError(t, err)
 	require.Equal(t, cfapi.StatusPendingDeployment, got.Status)
 	eventually(t, "the gateway to load the new root", func() bool { return contains(w.gw.Loaded(), c2.Fingerprint) })
@@ -329,7 +329,7 @@ func TestBrowseThroughTheGatewayAcrossARotation(t *testing.T) {
 	// 4. A root the device does not trust, forced on: the browser fails.
 	c3, err := svc.Generate(ctx, acct.ID, controlplane.GenerateRequest{})
 	require.NoError(t, err)
-	_, err = svc.Activate(ctx, acct.ID, c3.ID)
+	_, err = svc.Rules().Activate(ctx, acct.ID, c3.ID)
 	require.NoError(t, err)
 	eventually(t, "the third root to become available", func() bool { return w.cert(c3.ID).Status == cfapi.StatusAvailable })
 	_, err = svc.UseForce(ctx, acct.ID, c3.ID)

@@ -118,7 +118,7 @@ func TestLongPollWokenAcrossReplicas(t *testing.T) {
 	}
 	_, err = admin.Activate(t.Context(), gen.ID)
 	require.NoError(t, err)
-	_, err = reps[0].svc.Store().CompleteDue(t.Context())
+	_, err = reps[0].svc.Rules().CompleteDue(t.Context())
 	require.NoError(t, err)
 
 	a := <-got
@@ -140,11 +140,11 @@ func TestDeployersAcrossReplicasCompleteEachStepOnce(t *testing.T) {
 	for range 3 {
 		c, err := reps[0].svc.Generate(t.Context(), acct.ID, controlplane.GenerateRequest{})
 		require.NoError(t, err)
-		_, err = reps[0].svc.Activate(t.Context(), acct.ID, c.ID)
+		_, err = reps[0].svc.Rules().Activate(t.Context(), acct.ID, c.ID)
 		require.NoError(t, err)
 		ids = append(ids, c.ID)
 	}
-	before, err := reps[0].svc.Store().Revision(t.Context(), acct.ID)
+	before, err := reps[0].svc.Rules().Revision(t.Context(), acct.ID)
 	require.NoError(t, err)
 	var wg sync.WaitGroup
 	var mu sync.Mutex
@@ -152,7 +152,7 @@ func TestDeployersAcrossReplicasCompleteEachStepOnce(t *testing.T) {
 	for _, r := range reps {
 		for range 4 {
 			wg.Go(func() {
-				n, err := r.svc.Store().CompleteDue(t.Context())
+				n, err := r.svc.Rules().CompleteDue(t.Context())
 				assert.NoError(t, err)
 				mu.Lock()
 				total += n
@@ -162,11 +162,11 @@ func TestDeployersAcrossReplicasCompleteEachStepOnce(t *testing.T) {
 	}
 	wg.Wait()
 	assert.Equal(t, len(ids), total, "steps completed across 12 deployers")
-	after, err := reps[2].svc.Store().Revision(t.Context(), acct.ID)
+	after, err := reps[2].svc.Rules().Revision(t.Context(), acct.ID)
 	require.NoError(t, err)
 	assert.Equal(t, before+int64(len(ids)), after, "one revision per completed step")
 	for _, id := range ids {
-		c, err := reps[1].svc.Store().Get(t.Context(), acct.ID, id)
+		c, err := reps[1].svc.Rules().Get(t.Context(), acct.ID, id)
 		require.NoError(t, err)
 		assert.Equal(t, api.StatusAvailable, c.Status)
 	}
