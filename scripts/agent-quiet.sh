@@ -108,7 +108,7 @@ wrap "$(command -v update-ca-certificates)"
 # --- control plane and agent ---------------------------------------------
 db="sqlite:$work/certplane.db"
 acct=$("$work/certplane" account create --db "$db" --data-dir "$work" --name quiet)
-token=$("$work/certplane" token create --db "$db" --data-dir "$work" --account "$acct" --scope read)
+token=$("$work/certplane" token create --db "$db" --data-dir "$work" --account "$acct" --scope device)
 port=$((20000 + RANDOM % 20000))
 "$work/certplane" serve --listen "127.0.0.1:$port" --db "$db" --data-dir "$work" --log-level warn 2>"$work/certplane.log" &
 pids+=($!)

@@ -29,7 +29,7 @@ go build -o "$work/certplane" ./cmd/certplane
 
 db="sqlite:$work/certplane.db"
 acct=$("$work/certplane" account create --db "$db" --data-dir "$work" --name idle)
-token=$("$work/certplane" token create --db "$db" --data-dir "$work" --account "$acct" --scope read)
+token=$("$work/certplane" token create --db "$db" --data-dir "$work" --account "$acct" --scope device)
 port=$(( 20000 + RANDOM % 20000 ))
 "$work/certplane" serve --listen "127.0.0.1:$port" --db "$db" --data-dir "$work" 2>"$work/certplane.log" &
 pids+=($!)
