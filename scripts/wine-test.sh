@@ -103,7 +103,9 @@ BIN=$WORK/bin
 mkdir -p "$BIN"
 if ((MUTANT)); then
 	# A copy of the tree whose ROOT adapter "deletes" without deleting.
-	cp -a "$ROOT" "$WORK/src"
+	# The sources only: not .git, builds or packages.
+	mkdir "$WORK/src"
+	tar -C "$ROOT" --exclude=./.git --exclude=./bin --exclude=./dist -cf - . | tar -C "$WORK/src" -xf -
 	sed -i 's|if err := windows.CertDeleteCertificateFromStore(ctx); err != nil {|if err := error(nil); err != nil \&\& ctx != nil {|' "$WORK/src/trust/winroot/store_windows.go"
 	grep -q 'if err := error(nil)' "$WORK/src/trust/winroot/store_windows.go" || die "mutant: the delete call was not found"
 	(cd "$WORK/src" && GOOS=windows GOARCH=amd64 CGO_ENABLED=0 "$GO" test -c -o "$BIN/mutant.test.exe" ./trust/winroot)
@@ -179,6 +181,11 @@ THUMB=$(openssl x509 -outform der <<<"$PEM" | sha1sum | cut -c1-40 | tr a-f A-F)
 ROOTKEY="HKLM\\SOFTWARE\\Microsoft\\SystemCertificates\\ROOT\\Certificates\\$THUMB"
 in_root() { wine reg query "$ROOTKEY" >/dev/null 2>&1; }
 not_in_root() { ! in_root; }
+# The service's first pass, not a timer, decides: wait up to 60 s for it.
+comes_into_root() {
+	for _ in $(seq 60); do in_root && return 0; sleep 1; done
+	return 1
+}
 POLICY='HKLM\SOFTWARE\Policies\certagent'
 
 # 5a. certagent sync and status, configured by policy values.
@@ -239,13 +246,11 @@ if command -v wixl >/dev/null; then
 	check "the MSI installed certagent.exe" test -f "$WINEPREFIX/drive_c/Program Files/certagent/certagent.exe"
 	check "the MSI wrote the policy key" bash -c "wine reg query '$POLICY' /v account_id | tr -d '\\r' | grep -q '$ACCOUNT'"
 	check "the MSI registered the service" wine reg query 'HKLM\System\CurrentControlSet\Services\certagent'
-	check "the MSI's service installs the root" bash -c \
-		"for i in \$(seq 60); do wine reg query '$ROOTKEY' >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1"
+	check "the MSI's service installs the root" comes_into_root
 	check "an upgrade without properties keeps the policy values" bash -c \
 		"wine msiexec /i '$(winpath "$MSI2")' /qn && wine reg query '$POLICY' /v api_token | tr -d '\\r' | grep -q 'REG_SZ' &&
 		 wine reg query '$POLICY' /v control_plane_url | tr -d '\\r' | grep -qF '$URL'"
-	check "after the upgrade the root is in ROOT" bash -c \
-		"for i in \$(seq 60); do wine reg query '$ROOTKEY' >/dev/null 2>&1 && exit 0; sleep 1; done; exit 1"
+	check "after the upgrade the root is in ROOT" comes_into_root
 	check "msiexec /x removes the product" wine msiexec /x "$(winpath "$MSI2")" /qn
 	check "the uninstall purged the root from ROOT" not_in_root
 	check "the uninstall removed the service" bash -c "! wine reg query 'HKLM\\System\\CurrentControlSet\\Services\\certagent' >/dev/null 2>&1"
