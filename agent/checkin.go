@@ -290,22 +290,6 @@ func CheckInDue(st CheckInState, hash string, now time.Time) bool {
 	return true
 }
 
-// osVersion describes the OS release, best effort.
-func osVersion() string {
-	if runtime.GOOS == "linux" {
-		if r, err := platform.ReadOSRelease(""); err == nil {
-			switch {
-			case r.PrettyName != "":
-				return clip(r.PrettyName)
-			case r.Name != "":
-				return clip(strings.TrimSpace(r.Name + " " + r.VersionID))
-			}
-			return clip(r.ID)
-		}
-	}
-	return ""
-}
-
 // ensureIdentity makes the device id on the first pass that could check
 // in, before the pass's status is written.
 func (a *Agent) ensureIdentity(cfg *Config) {
@@ -347,7 +331,7 @@ func (a *Agent) maybeCheckIn() {
 	cfg := a.cfg
 	st := a.snap.CheckIn
 	a.mu.Unlock()
-	in := BuildCheckIn(snap, a.hostname(), osVersion())
+	in := BuildCheckIn(snap, a.hostname(), clip(platform.OSVersion()))
 	hash := reportHash(in)
 	if !CheckInDue(st, hash, a.deps.Now()) {
 		return

@@ -97,7 +97,7 @@ declare -A RUN=(
 	[./trust/trusttest]=.
 	[./trust/winroot]=.
 	[./api]=.
-	[./platform]='^(TestLocalAPIPipe.*|TestDialMissingPipe|TestManagedFromRegistryKey|TestManagedFromRegistry)$'
+	[./platform]='^(TestLocalAPIPipe.*|TestDialMissingPipe|TestManagedFromRegistryKey|TestManagedFromRegistry|TestOSVersionFromTheRegistry|TestWindowsReleaseString|TestMacVersion)$'
 )
 BIN=$WORK/bin
 mkdir -p "$BIN"
