@@ -68,10 +68,34 @@ type Hub struct {
 }
 
 type account struct {
-	ch      chan struct{}
+	ch chan struct{}
+	// parked are the Park waiters of this generation, woken by calling
+	// them rather than by ch; each knows its index here (Parked.idx).
+	parked  []*Parked
 	waiters int
 	rev     int64
 	haveRev bool
+}
+
+// wake ends generation a, which the caller has already taken out of
+// Hub.accounts under Hub.mu (and detached its parked waiters from, with
+// detachLocked): channel waiters return, parked ones check again.
+func (a *account) wake(parked []*Parked) {
+	close(a.ch)
+	for _, p := range parked {
+		go p.woken()
+	}
+}
+
+// detachLocked takes generation a's parked waiters out of it; call with
+// Hub.mu held, after removing a from Hub.accounts.
+func (a *account) detachLocked() []*Parked {
+	ps := a.parked
+	a.parked = nil
+	for _, p := range ps {
+		p.gen = nil
+	}
+	return ps
 }
 
 // New returns a hub. When revision is non-nil, Run checks the revision of
@@ -175,12 +199,14 @@ func (h *Hub) Wait(ctx context.Context, stop <-chan struct{}, accountID string, 
 func (h *Hub) Notify(accountID string) {
 	h.mu.Lock()
 	a := h.accounts[accountID]
+	var ps []*Parked
 	if a != nil {
 		delete(h.accounts, accountID)
+		ps = a.detachLocked()
 	}
 	h.mu.Unlock()
 	if a != nil {
-		close(a.ch)
+		a.wake(ps)
 	}
 }
 
@@ -190,9 +216,13 @@ func (h *Hub) NotifyAll() {
 	h.mu.Lock()
 	old := h.accounts
 	h.accounts = map[string]*account{}
+	parked := make(map[*account][]*Parked, len(old))
+	for _, a := range old {
+		parked[a] = a.detachLocked()
+	}
 	h.mu.Unlock()
 	for _, a := range old {
-		close(a.ch)
+		a.wake(parked[a])
 	}
 }
 
@@ -257,17 +287,19 @@ func (h *Hub) Check(ctx context.Context) {
 		h.mu.Lock()
 		a := h.accounts[id]
 		wake := false
+		var ps []*Parked
 		if a != nil {
 			if a.haveRev && a.rev != rev {
 				wake = true
 				delete(h.accounts, id)
+				ps = a.detachLocked()
 			} else {
 				a.rev, a.haveRev = rev, true
 			}
 		}
 		h.mu.Unlock()
 		if wake {
-			close(a.ch)
+			a.wake(ps)
 		}
 	}
 }
