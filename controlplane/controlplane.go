@@ -71,6 +71,8 @@ type Service struct {
 	// checkins rate-limits each device's check-ins.
 	checkins *rateLimiter
 	memo     *memo
+	// parked are the list requests parked without a goroutine (park).
+	parked parkSet
 }
 
 // New returns a Service over b. It does not start background work; call Run.
@@ -165,7 +167,8 @@ func (s *Service) ChangeHub() *longpoll.Hub { return s.changes }
 func (s *Service) Deployer() *Deployer { return s.deployer }
 
 // Run runs the deployer, the long-poll safety check and the backend's
-// change feed (Follow) until ctx ends.
+// change feed (Follow) until ctx ends; then it answers and closes the
+// list requests still parked (park) and returns when they are.
 func (s *Service) Run(ctx context.Context) {
 	var wg sync.WaitGroup
 	wg.Go(func() { s.hub.Run(ctx) })
@@ -174,6 +177,9 @@ func (s *Service) Run(ctx context.Context) {
 	wg.Go(func() { _ = s.Follow(ctx) })
 	s.deployer.Run(ctx)
 	wg.Wait()
+	// Answer and close whatever is still parked, and wait until it is.
+	s.parked.stop(nil)
+	s.parked.answering.Wait()
 }
 
 // NewAccountID returns a fresh 32-hex account id.

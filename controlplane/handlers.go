@@ -1,7 +1,6 @@
 package controlplane
 
 import (
-	"context"
 	"crypto/x509"
 	"encoding/json"
 	"errors"
@@ -64,39 +63,23 @@ func handleList(c *call) (any, error) {
 // hold is the long-poll: it waits until none of the client's tags is
 // current for an agent, then answers with the list; at the end of the
 // wait (or at shutdown, or when the client leaves) it answers 304 with the
-// client's tag.
+// client's tag. The request is parked without a goroutine when it can be
+// (park).
 func hold(c *call, tags []clientTag, wait time.Duration) (any, error) {
+	lw := &listWait{s: c.s, account: c.account, tags: tags}
+	if res, err, ok := c.park(lw, wait); ok {
+		return res, err
+	}
 	ctx := c.r.Context()
-	var cur *listView
-	var held clientTag
-	changed, err := c.s.hub.Wait(ctx, c.stopping.Done(), c.account, wait, func(ctx context.Context) (int64, bool, error) {
-		v, err := c.s.view(ctx, c.account)
-		if err != nil {
-			return 0, false, err
-		}
-		cur = v
-		for _, t := range tags {
-			if t.any || t.rev == v.rev || (t.hasVis && t.vis == v.vis) {
-				held = t
-				return int64(v.vis), true, nil
-			}
-		}
-		return int64(v.vis), false, nil
-	})
+	changed, err := c.s.hub.Wait(ctx, c.stopping.Done(), c.account, wait, lw.check)
 	if err != nil && ctx.Err() == nil {
 		return nil, err
 	}
-	if changed {
-		return listBody{cur}, nil
+	if res, ok := lw.result(changed); ok {
+		return res, nil
 	}
-	if held.tag == "" || held.any {
-		// Ended before the first check, or "*": the current tag.
-		if cur == nil {
-			return listAnswer(c)
-		}
-		return notModified{cur.etag}, nil
-	}
-	return notModified{held.tag}, nil
+	// Ended before the first check.
+	return listAnswer(c)
 }
 
 // listBody is a full list answer: the view's shared body.

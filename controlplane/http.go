@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"github.com/hashicorp/go-hclog"
 
 	"github.com/certagent/certagent/api"
 	"github.com/certagent/certagent/controlplane/storage"
@@ -84,6 +85,11 @@ type call struct {
 // reqInfo carries what the request log needs out of the handler.
 type reqInfo struct {
 	account string
+	// parked says the request was parked (park): it logs itself when
+	// answered, with log and start.
+	parked bool
+	log    hclog.Logger
+	start  time.Time
 }
 
 type ctxKey struct{}
@@ -119,6 +125,9 @@ func (s *Service) Handler(stopping context.Context) http.Handler {
 	}
 	mux.HandleFunc("/", s.noRoute)
 	list := s.endpoint(handleList, deviceMethod("/accounts/{account}/gateway/certificates"), stopping)
+	// Requests parked by this handler are answered and closed when it
+	// stops (Service.Run stops any left when it returns).
+	context.AfterFunc(stopping, func() { s.parked.stop(stopping) })
 	return s.logRequests(s.recoverPanics(s.route(mux, list)))
 }
 
@@ -305,17 +314,13 @@ func (s *Service) respond(c *call, res any, err error) {
 	case withStatus:
 		s.writeEnvelope(w, r, v.status, v.result)
 	case notModified:
-		w.Header().Set("ETag", v.etag)
-		w.WriteHeader(http.StatusNotModified)
+		writeNotModified(w, v)
 	case paged:
 		s.writePaged(w, r, v)
 	case listBody:
-		h := w.Header()
-		h.Set("ETag", v.v.etag)
-		h.Set("Cache-Control", "private, no-cache")
-		h.Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusOK)
-		w.Write(v.v.body)
+		writeList(w, v)
+	case parkedAnswer:
+		// Answered later, by the parked request.
 	case rawResult:
 		w.Header().Set("Content-Type", v.contentType)
 		w.Header().Set("Content-Disposition", fmt.Sprintf("attachment; filename=%q", v.filename))
@@ -324,6 +329,20 @@ func (s *Service) respond(c *call, res any, err error) {
 	default:
 		s.writeEnvelope(w, r, http.StatusOK, res)
 	}
+}
+
+func writeNotModified(w http.ResponseWriter, v notModified) {
+	w.Header().Set("ETag", v.etag)
+	w.WriteHeader(http.StatusNotModified)
+}
+
+func writeList(w http.ResponseWriter, v listBody) {
+	h := w.Header()
+	h.Set("ETag", v.v.etag)
+	h.Set("Cache-Control", "private, no-cache")
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	w.Write(v.v.body)
 }
 
 // authorize checks the bearer token against the route's account and the
@@ -422,7 +441,12 @@ func (s *Service) writeError(w http.ResponseWriter, r *http.Request, e *apiError
 	if e.cause != nil {
 		s.log.Error("request failed", "method", r.Method, "path", r.URL.Path, "error", e.cause)
 	}
-	writeJSON(w, e.status, api.Envelope{Success: false, Errors: e.errs, Messages: []api.Message{}, Result: json.RawMessage("null")})
+	writeJSON(w, e.status, apiEnvelope(e))
+}
+
+// apiEnvelope is e's failure envelope.
+func apiEnvelope(e *apiError) api.Envelope {
+	return api.Envelope{Success: false, Errors: e.errs, Messages: []api.Message{}, Result: json.RawMessage("null")}
 }
 
 func writeJSON(w http.ResponseWriter, status int, env api.Envelope) {
@@ -521,6 +545,10 @@ func (r *StatusRecorder) WriteHeader(code int) {
 	r.ResponseWriter.WriteHeader(code)
 }
 
+// Unwrap lets http.ResponseController reach the connection (the list
+// endpoint parks held requests with Hijack).
+func (r *StatusRecorder) Unwrap() http.ResponseWriter { return r.ResponseWriter }
+
 func (r *StatusRecorder) Write(b []byte) (int, error) {
 	if r.Status == 0 {
 		r.Status = http.StatusOK
@@ -541,9 +569,12 @@ func (s *Service) logRequests(next http.Handler) http.Handler {
 			return
 		}
 		start := time.Now()
-		info := &reqInfo{}
+		info := &reqInfo{log: log, start: start}
 		rec := &StatusRecorder{ResponseWriter: w}
 		next.ServeHTTP(rec, r.WithContext(context.WithValue(r.Context(), ctxKey{}, info)))
+		if info.parked {
+			return
+		}
 		if rec.Status == 0 {
 			rec.Status = http.StatusOK
 		}

@@ -10,6 +10,8 @@ import (
 	"net"
 	"net/http"
 	"strconv"
+	"sync"
+	"time"
 
 	"github.com/certagent/certagent/api"
 )
@@ -39,23 +41,122 @@ func Listener(ln net.Listener, tlsConfig *tls.Config) net.Listener {
 		}
 		ln = tls.NewListener(ln, cfg)
 	}
-	return envelopeListener{ln}
+	return &envelopeListener{
+		Listener: ln, idle: IdleTimeout,
+		accepted: make(chan acceptResult), handedBack: make(chan *envelopeConn),
+		closed: make(chan struct{}), pumpDone: make(chan struct{}),
+	}
 }
 
-type envelopeListener struct{ net.Listener }
+// IdleTimeout is how long a keep-alive connection may wait for its next
+// request: `certplane serve`'s http.Server.IdleTimeout, and what a
+// connection handed back after a parked long-poll gets (Listener).
+const IdleTimeout = 2 * time.Minute
 
-func (l envelopeListener) Accept() (net.Conn, error) {
-	c, err := l.Listener.Accept()
-	if err != nil {
-		return nil, err
+// envelopeListener is Listener's. Besides new connections, Accept yields
+// connections handed back after a parked long-poll (handBack): the list
+// endpoint takes a held request's connection out of net/http so that
+// neither of its goroutines waits with it, answers it when it wakes, and
+// hands it back here for its next request.
+type envelopeListener struct {
+	net.Listener
+	// idle bounds a handed-back connection's wait for its next request.
+	idle time.Duration
+
+	pumpOnce   sync.Once
+	accepted   chan acceptResult
+	handedBack chan *envelopeConn
+	closeOnce  sync.Once
+	closed     chan struct{}
+	// pumpDone closes when pump stops for good; pumpErr is why (written
+	// before).
+	pumpDone chan struct{}
+	pumpErr  error
+}
+
+type acceptResult struct {
+	c   net.Conn
+	err error
+}
+
+func (l *envelopeListener) Accept() (net.Conn, error) {
+	l.pumpOnce.Do(func() { go l.pump() })
+	select {
+	case a := <-l.accepted:
+		if a.err != nil {
+			return nil, a.err
+		}
+		return &envelopeConn{Conn: a.c, l: l}, nil
+	case c := <-l.handedBack:
+		return c, nil
+	case <-l.pumpDone:
+		return nil, l.pumpErr
 	}
-	return &envelopeConn{Conn: c}, nil
+}
+
+// pump accepts new connections for Accept, which also waits for
+// handed-back ones, until the listener is closed.
+func (l *envelopeListener) pump() {
+	defer close(l.pumpDone)
+	for {
+		c, err := l.Listener.Accept()
+		select {
+		case l.accepted <- acceptResult{c, err}:
+		case <-l.closed:
+			if c != nil {
+				c.Close()
+			}
+			l.pumpErr = net.ErrClosed
+			return
+		}
+		if errors.Is(err, net.ErrClosed) {
+			l.pumpErr = err
+			return
+		}
+	}
+}
+
+func (l *envelopeListener) Close() error {
+	l.closeOnce.Do(func() { close(l.closed) })
+	return l.Listener.Close()
+}
+
+// handBack queues c, whose parked request was answered, for the server's
+// next Accept, and reports whether it was taken (false: the listener is
+// closed, the caller closes c). What net/http had read past the request
+// (a pipelined next request) is read first.
+func (l *envelopeListener) handBack(c *envelopeConn, buffered []byte) bool {
+	c.pending = buffered
+	c.waiting = true
+	select {
+	case l.handedBack <- c:
+		return true
+	case <-l.closed:
+		return false
+	case <-l.pumpDone:
+		return false
+	}
 }
 
 // envelopeConn replaces net/http's own plain-text error answers with
-// envelopes. Only the goroutine serving the connection reads and writes it.
+// envelopes. Only the goroutine serving the connection reads and writes it
+// (while its request is parked, nobody reads it and the parked answer
+// writes it).
 type envelopeConn struct {
 	net.Conn
+	l *envelopeListener
+
+	// pending is what net/http had read past a parked request, read
+	// before the connection. waiting says the connection was handed back
+	// and its next request has not begun: the read deadline net/http sets
+	// for a new connection's first request (ReadHeaderTimeout) waits
+	// until the request's first byte, and until then the listener's idle
+	// timeout applies, as for any keep-alive connection; readDeadline and
+	// deadlineSet are that deadline and when it was set.
+	pending      []byte
+	waiting      bool
+	readDeadline time.Time
+	deadlineSet  time.Time
 }
 
 type connKey struct{}
@@ -136,7 +237,16 @@ func (c *envelopeConn) Write(b []byte) (int, error) {
 }
 
 func (c *envelopeConn) Read(b []byte) (int, error) {
+	if len(c.pending) > 0 {
+		n := copy(b, c.pending)
+		c.pending = c.pending[n:]
+		c.began()
+		return n, nil
+	}
 	n, err := c.Conn.Read(b)
+	if n > 0 {
+		c.began()
+	}
 	var re tls.RecordHeaderError
 	if err != nil && errors.As(err, &re) && re.Conn != nil && looksLikeHTTP(re.RecordHeader) {
 		// Plain HTTP on the TLS port: say so in the envelope, on the raw
@@ -145,6 +255,29 @@ func (c *envelopeConn) Read(b []byte) (int, error) {
 		re.Conn.Close()
 	}
 	return n, err
+}
+
+func (c *envelopeConn) SetReadDeadline(t time.Time) error {
+	if !c.waiting {
+		return c.Conn.SetReadDeadline(t)
+	}
+	c.readDeadline, c.deadlineSet = t, time.Now()
+	if t.IsZero() {
+		return c.Conn.SetReadDeadline(t)
+	}
+	return c.Conn.SetReadDeadline(c.deadlineSet.Add(c.l.idle))
+}
+
+// began ends a handed-back connection's wait for its next request: the
+// deadline net/http set counts from now.
+func (c *envelopeConn) began() {
+	if !c.waiting {
+		return
+	}
+	c.waiting = false
+	if !c.readDeadline.IsZero() {
+		c.Conn.SetReadDeadline(c.readDeadline.Add(time.Since(c.deadlineSet)))
+	}
 }
 
 // looksLikeHTTP reports whether a TLS record header is the start of an
