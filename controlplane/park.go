@@ -24,8 +24,8 @@ import (
 // Listener for its next request. docs/performance.md §4 measures what that
 // saves.
 //
-// What parks: HTTP/1.1 GETs without a body or Connection: close, on a
-// connection Listener accepted (`certplane serve`). Everything else
+// What parks: HTTP/1.1 GETs without a body, on a connection Listener
+// accepted (`certplane serve`). Everything else
 // (HTTP/1.0, a recorder in tests, a server without Listener) holds its
 // goroutine as before (longpoll.Hub.Wait), with the same answers.
 //
@@ -94,8 +94,8 @@ type parkedList struct {
 	conn     *envelopeConn
 	// buffered is what net/http had read past the request.
 	buffered []byte
-	// closing says to answer with Connection: close and close (set by
-	// parkSet.stop).
+	// closing says to answer with Connection: close and close (the
+	// request asked for it, or parkSet.stop).
 	closing atomic.Bool
 	hold    interface{ Stop() }
 	// log, when the request log is on, and what it needs.
@@ -175,7 +175,7 @@ func (ps *parkSet) stop(stopping context.Context) {
 // parkedAnswer when the request was parked.
 func (c *call) park(lw *listWait, wait time.Duration) (res any, err error, ok bool) {
 	r := c.r
-	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.Close || r.Body != http.NoBody {
+	if r.ProtoMajor != 1 || r.ProtoMinor < 1 || r.Body != http.NoBody {
 		return nil, nil, false
 	}
 	conn, _ := r.Context().Value(connKey{}).(*envelopeConn)
@@ -183,6 +183,8 @@ func (c *call) park(lw *listWait, wait time.Duration) (res any, err error, ok bo
 		return nil, nil, false
 	}
 	pl := &parkedList{lw: lw, stopping: c.stopping, conn: conn}
+	// Connection: close is answered with it, as net/http does, and closed.
+	pl.closing.Store(r.Close)
 	pl.mu.Lock()
 	defer pl.mu.Unlock()
 	hold, changed, err := c.s.hub.Park(c.stopping, c.account, wait, lw.check, pl.done)

@@ -199,6 +199,41 @@ func TestParkedAnswersAreNetHTTPs(t *testing.T) {
 	assert.Equal(t, 0, f.svc.Hub().Waiting(f.account))
 }
 
+// TestParkedConnectionClose: a request with Connection: close parks too;
+// its answer says Connection: close as net/http's does, and the
+// connection is closed after it.
+func TestParkedConnectionClose(t *testing.T) {
+	f := newFixture(t)
+	_, dialHeld := f.serveReal(t, false, nil)
+	_, dialParked := f.serveReal(t, true, nil)
+	for _, tc := range []struct {
+		name   string
+		wait   string
+		change func()
+	}{{"woken", "30s", func() { f.available(t) }}, {"timed out", "1", func() {}}} {
+		t.Run(tc.name, func(t *testing.T) {
+			conns := []net.Conn{dialHeld(), dialParked()}
+			req := f.holdRequest(f.etag(t), tc.wait, "Connection: close\r\n")
+			for _, c := range conns {
+				_, err := io.WriteString(c, req)
+				require.NoError(t, err)
+			}
+			f.waitHeld(t, 2)
+			f.waitParked(t, 1)
+			tc.change()
+			var got [2]string
+			for i, c := range conns {
+				br := bufio.NewReader(c)
+				got[i] = withoutDate(readRaw(t, br))
+				_, err := br.ReadByte()
+				assert.ErrorIs(t, err, io.EOF, "the connection is closed")
+			}
+			assert.Contains(t, got[0], "\r\nConnection: close\r\n")
+			assert.Equal(t, got[0], got[1])
+		})
+	}
+}
+
 // TestParkedAnswerIsTheSharedBody: the woken answer's body is the list
 // every other request gets at that revision.
 func TestParkedAnswerIsTheSharedBody(t *testing.T) {
@@ -360,8 +395,8 @@ func TestParkedRevokedToken(t *testing.T) {
 	}
 }
 
-// TestNotParked: HTTP/1.0, Connection: close and a request with a body
-// hold their goroutine, and are answered as before.
+// TestNotParked: HTTP/1.0 and a request with a body hold their
+// goroutine, and are answered as before.
 func TestNotParked(t *testing.T) {
 	for _, tc := range []struct {
 		name  string
@@ -369,7 +404,6 @@ func TestNotParked(t *testing.T) {
 		extra string
 	}{
 		{"HTTP/1.0", "HTTP/1.0", ""},
-		{"Connection: close", "HTTP/1.1", "Connection: close\r\n"},
 		{"body", "HTTP/1.1", "Content-Length: 2\r\n"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
