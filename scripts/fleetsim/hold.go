@@ -25,13 +25,18 @@ type holdResult struct {
 }
 
 type holdSample struct {
-	Target   string  `json:"target"`
-	IdleRSS  float64 `json:"idle_rss_mib"`
-	HeldRSS  float64 `json:"held_rss_mib"`
-	PerHeld  float64 `json:"kib_per_held_request"`
-	FDs      int     `json:"fds"`
-	Threads  int     `json:"threads"`
-	Answered int64   `json:"answered_early"`
+	Target  string  `json:"target"`
+	IdleRSS float64 `json:"idle_rss_mib"`
+	HeldRSS float64 `json:"held_rss_mib"`
+	// SettledRSS is the RSS again settleTime after the profiles (whose
+	// heap profile runs a GC): what a server that freed the memory of
+	// the requests' arrival (certplane parks held requests) gave back
+	// to the OS by then.
+	SettledRSS float64 `json:"held_rss_settled_mib"`
+	PerHeld    float64 `json:"kib_per_held_request"`
+	FDs        int     `json:"fds"`
+	Threads    int     `json:"threads"`
+	Answered   int64   `json:"answered_early"`
 	// From the server's own runtime (certplane only, via --pprof): Go's
 	// MemStats while the requests are held.
 	StackInuse float64 `json:"stack_inuse_mib,omitempty"`
@@ -136,8 +141,16 @@ func holdOn(ctx context.Context, target, tok, etag string, n, pid int, whileHeld
 	if whileHeld != nil {
 		whileHeld(&out)
 	}
+	time.Sleep(settleTime)
+	if s, err = sampleProc(pid); err != nil {
+		return out, err
+	}
+	out.SettledRSS = float64(s.RSS) / (1 << 20)
 	return out, nil
 }
+
+// settleTime is how long after the profiles holdOn samples the RSS again.
+const settleTime = 10 * time.Second
 
 // profileHeld saves the server's heap profile (text form, which ends with
 // Go's MemStats) and goroutine profile (stacks grouped, with counts) while

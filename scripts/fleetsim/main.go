@@ -148,8 +148,8 @@ func run(ctx context.Context, args []string) error {
 		if err != nil {
 			return err
 		}
-		logf("hold: certplane %.0f MiB (%.1f KiB per held request), baseline %.0f MiB (%.1f KiB)",
-			res.Certplane.HeldRSS, res.Certplane.PerHeld, res.Baseline.HeldRSS, res.Baseline.PerHeld)
+		logf("hold: certplane %.0f MiB (%.1f KiB per held request; %.0f MiB 10 s later), baseline %.0f MiB (%.1f KiB; %.0f MiB)",
+			res.Certplane.HeldRSS, res.Certplane.PerHeld, res.Certplane.SettledRSS, res.Baseline.HeldRSS, res.Baseline.PerHeld, res.Baseline.SettledRSS)
 		return writeJSON(filepath.Join(*out, "hold-"+stamp+"-"+*db+".json"), res)
 	case "bench":
 		o := benchOptions{DB: *db, Duration: *duration, Connections: *conns, Threads: *threads, Rounds: max(1, *rounds), Certplane: *bin,

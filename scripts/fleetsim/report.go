@@ -79,16 +79,20 @@ func writeJSON(path string, v any) error {
 func writeTables(w io.Writer, res *results) {
 	runs, benches := res.runs, res.benches
 	if len(res.holds) > 0 {
-		fmt.Fprintln(w, "| held long-polls | server | RSS idle | RSS holding | per held request | Go heap in use | goroutine stacks | ratio |")
-		fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|")
+		fmt.Fprintln(w, "| held long-polls | server | RSS idle | RSS holding | per held request | Go heap in use | goroutine stacks | goroutines | RSS 10 s later | ratio |")
+		fmt.Fprintln(w, "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
 		for _, h := range res.holds {
 			for _, s := range []holdSample{h.Certplane, h.Baseline} {
 				ratio := ""
 				if s.Target == h.Certplane.Target && h.Baseline.HeldRSS > 0 {
 					ratio = fmt.Sprintf("%.2f× bare", s.HeldRSS/h.Baseline.HeldRSS)
 				}
-				fmt.Fprintf(w, "| %d | %s | %.1f MiB | %.1f MiB | %.1f KiB | %.1f MiB | %.1f MiB | %s |\n",
-					h.Held, s.Target, s.IdleRSS, s.HeldRSS, s.PerHeld, s.HeapInuse, s.StackInuse, ratio)
+				settled := "–"
+				if s.SettledRSS > 0 {
+					settled = fmt.Sprintf("%.1f MiB", s.SettledRSS)
+				}
+				fmt.Fprintf(w, "| %d | %s | %.1f MiB | %.1f MiB | %.1f KiB | %.1f MiB | %.1f MiB | %d | %s | %s |\n",
+					h.Held, s.Target, s.IdleRSS, s.HeldRSS, s.PerHeld, s.HeapInuse, s.StackInuse, s.Goroutines, settled, ratio)
 			}
 		}
 		fmt.Fprintln(w)
