@@ -53,7 +53,12 @@ func startReplicas(t *testing.T, n int) []replica {
 		for !svc.Live() {
 			time.Sleep(time.Millisecond)
 		}
-		srv := httptest.NewServer(svc.Handler(ctx))
+		// Served as `certplane serve` serves: held long-polls park
+		// without a goroutine.
+		srv := httptest.NewUnstartedServer(svc.Handler(ctx))
+		srv.Listener = controlplane.Listener(srv.Listener, nil)
+		srv.Config.ConnContext = controlplane.ConnContext
+		srv.Start()
 		t.Cleanup(srv.Close)
 		out[i] = replica{svc: svc, srv: srv}
 	}
