@@ -243,12 +243,15 @@ func (pl *parkedList) done(changed bool, err error) {
 		}
 		writeJSON(&a, e.status, apiEnvelope(e))
 	} else {
-		res, _ := pl.lw.result(changed) // cur is set: the first check ran
+		// Park's first check ran, so there is a result.
+		res, _ := pl.lw.result(changed)
 		switch v := res.(type) {
 		case listBody:
 			writeList(&a, v)
 		case notModified:
 			writeNotModified(&a, v)
+		default:
+			writeJSON(&a, http.StatusInternalServerError, apiEnvelope(newError(http.StatusInternalServerError, CodeInternal, "internal error")))
 		}
 	}
 	closing := pl.closing.Load() || pl.stopping.Err() != nil
