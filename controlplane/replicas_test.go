@@ -122,14 +122,21 @@ func TestTwoReplicasOneDatabase(t *testing.T) {
 	require.NoError(t, err)
 	assert.Equal(t, before+int64(2*len(ids)), after, "2 activations + 2 completions, each exactly once")
 
-	completed := 0
-	for _, l := range logs {
-		for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
-			var m map[string]any
-			if json.Unmarshal([]byte(line), &m) == nil && m["@message"] == "completed transitions" {
-				completed += int(m["count"].(float64))
+	// A deployer logs its pass after the commit that the loop above saw:
+	// wait for the lines, then count them exactly.
+	completedTransitions := func() int {
+		completed := 0
+		for _, l := range logs {
+			for _, line := range strings.Split(strings.TrimSpace(l.String()), "\n") {
+				var m map[string]any
+				if json.Unmarshal([]byte(line), &m) == nil && m["@message"] == "completed transitions" {
+					completed += int(m["count"].(float64))
+				}
 			}
 		}
+		return completed
 	}
+	require.Eventually(t, func() bool { return completedTransitions() >= len(ids)+1 }, 10*time.Second, 5*time.Millisecond)
+	completed := completedTransitions()
 	assert.Equal(t, len(ids)+1, completed, "the two deployers together completed each transition once")
 }
