@@ -8,6 +8,8 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/certagent/certagent/internal/atomicfile"
@@ -244,8 +246,9 @@ func (s *Store) javaCleanup(ctx context.Context, aliases []string) string {
 // unlinkDangling deletes, in the bundle's directory, the links that point
 // into AnchorDir at a file that no longer exists (the ones a plain refresh
 // leaves behind after a removal), then the hash links (<hash>.N) that name
-// one of them. Only symbolic links are touched, and only those: an
-// administrator's link to an anchor that still exists stays.
+// one of them, and closes the gaps that leaves in a run of hash links (see
+// closeHashGaps). Only symbolic links are touched: an administrator's link
+// to an anchor that still exists stays.
 func (s *Store) unlinkDangling() error {
 	dir := filepath.Dir(s.fam.Bundle)
 	ents, err := os.ReadDir(dir)
@@ -274,6 +277,7 @@ func (s *Store) unlinkDangling() error {
 	if len(gone) == 0 {
 		return nil
 	}
+	holes := make(map[string]bool) // hash link prefixes ("5e82b473.") we took a link from
 	for _, e := range ents {
 		if e.Type()&fs.ModeSymlink == 0 || gone[e.Name()] {
 			continue
@@ -283,7 +287,84 @@ func (s *Store) unlinkDangling() error {
 			if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 				return fmt.Errorf("linuxca: remove %s: %w", p, err)
 			}
+			if prefix, _, ok := hashLinkName(e.Name()); ok {
+				holes[prefix] = true
+			}
+		}
+	}
+	return closeHashGaps(dir, holes)
+}
+
+// closeHashGaps renumbers, for each prefix, the hash links left in dir so
+// they run from <prefix>0 without a gap. OpenSSL's directory lookup tries
+// <hash>.0, .1, ... and stops at the first that is missing, so a root that
+// shares its subject (hence its hash) with one we removed would otherwise
+// vanish from CApath lookups until the next rehash, and a refresh that adds
+// nothing does not rehash. Renaming a link is atomic.
+func closeHashGaps(dir string, holes map[string]bool) error {
+	if len(holes) == 0 {
+		return nil
+	}
+	ents, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("linuxca: read %s: %w", dir, err)
+	}
+	type link struct {
+		n    int
+		name string
+	}
+	runs := make(map[string][]link)
+	for _, e := range ents {
+		if e.Type()&fs.ModeSymlink == 0 {
+			continue
+		}
+		if prefix, n, ok := hashLinkName(e.Name()); ok && holes[prefix] {
+			runs[prefix] = append(runs[prefix], link{n, e.Name()})
+		}
+	}
+	for prefix, ls := range runs {
+		slices.SortFunc(ls, func(a, b link) int { return a.n - b.n })
+		// Ascending, each link moves down to the lowest free number: the
+		// slot it takes was never filled or was emptied by an earlier move.
+		for i, l := range ls {
+			if l.n == i {
+				continue
+			}
+			to := filepath.Join(dir, prefix+strconv.Itoa(i))
+			if _, err := os.Lstat(to); !errors.Is(err, fs.ErrNotExist) {
+				return fmt.Errorf("linuxca: renumber %s: %s is taken", l.name, to)
+			}
+			if err := os.Rename(filepath.Join(dir, l.name), to); err != nil {
+				return fmt.Errorf("linuxca: renumber %s: %w", l.name, err)
+			}
 		}
 	}
 	return nil
+}
+
+// hashLinkName splits an OpenSSL hash link name, <8 hex digits>.<N> for a
+// certificate or <8 hex digits>.r<N> for a CRL, into its prefix (up to and
+// including the dot or the r) and N.
+func hashLinkName(name string) (prefix string, n int, ok bool) {
+	if len(name) < 10 || name[8] != '.' {
+		return "", 0, false
+	}
+	for _, c := range name[:8] {
+		if !strings.ContainsRune("0123456789abcdef", c) {
+			return "", 0, false
+		}
+	}
+	i := 9
+	if name[i] == 'r' {
+		i++
+	}
+	num := name[i:]
+	if num == "" || len(num) > 6 || strings.TrimLeft(num, "0123456789") != "" || (len(num) > 1 && num[0] == '0') {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(num)
+	if err != nil {
+		return "", 0, false
+	}
+	return name[:i], n, true
 }

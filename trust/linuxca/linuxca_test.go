@@ -461,14 +461,47 @@ func TestUnlinkDangling(t *testing.T) {
 	link("admin.pem", "0a1b2c3d.0")
 	link("/usr/share/ca-certificates/mozilla/Some_Root.crt", "Some_Root.pem") // outside the anchor dir
 	require.NoError(t, os.WriteFile(filepath.Join(certs, "regular.pem"), []byte("x"), 0o644))
+	// Roots sharing a subject share a hash: ours was .1 of 9f8e7d6c, between
+	// two others, so the third must move down to close the gap.
+	link("certagent-"+ca.FP.Hex()+".pem", "9f8e7d6c.1")
+	link("Some_Root.pem", "9f8e7d6c.0")
+	link("admin.pem", "9f8e7d6c.2")
 
 	requireOK(t, s.Apply(context.Background(), remove(ca.FP)))
 	assert.Equal(t, []string{"update-ca-certificates"}, sm.commands())
-	for name, want := range map[string]bool{
-		"certagent-" + ca.FP.Hex() + ".pem": false, "5e82b473.0": false,
-		"admin.pem": true, "0a1b2c3d.0": true, "Some_Root.pem": true, "regular.pem": true,
+	for name, want := range map[string]string{
+		"certagent-" + ca.FP.Hex() + ".pem": "", "5e82b473.0": "",
+		"admin.pem": theirs, "0a1b2c3d.0": "admin.pem", "Some_Root.pem": "/usr/share/ca-certificates/mozilla/Some_Root.crt",
+		"9f8e7d6c.0": "Some_Root.pem", "9f8e7d6c.1": "admin.pem", "9f8e7d6c.2": "",
 	} {
-		_, err := os.Lstat(filepath.Join(certs, name))
-		assert.Equal(t, want, err == nil, "%s present: got %v, want %v", name, err == nil, want)
+		got, _ := os.Readlink(filepath.Join(certs, name))
+		assert.Equal(t, want, got, "%s: got link to %q, want %q", name, got, want)
+	}
+	_, err := os.Lstat(filepath.Join(certs, "regular.pem"))
+	assert.NoError(t, err)
+}
+
+func TestHashLinkName(t *testing.T) {
+	for _, tc := range []struct {
+		name, prefix string
+		n            int
+		ok           bool
+	}{
+		{"5e82b473.0", "5e82b473.", 0, true},
+		{"5e82b473.12", "5e82b473.", 12, true},
+		{"5e82b473.r1", "5e82b473.r", 1, true},
+		{"5e82b473.", "", 0, false},
+		{"5e82b473.01", "", 0, false},
+		{"5e82b473.x", "", 0, false},
+		{"5E82B473.0", "", 0, false},
+		{"5e82b47.0", "", 0, false},
+		{"5e82b473.0.pem", "", 0, false},
+		{"Some_Root.pem", "", 0, false},
+		{"ca-certificates.crt", "", 0, false},
+	} {
+		prefix, n, ok := hashLinkName(tc.name)
+		if prefix != tc.prefix || n != tc.n || ok != tc.ok {
+			t.Errorf("hashLinkName(%q): got %q, %d, %v, want %q, %d, %v", tc.name, prefix, n, ok, tc.prefix, tc.n, tc.ok)
+		}
 	}
 }

@@ -1,6 +1,7 @@
 package linuxca
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"crypto/x509"
@@ -145,6 +146,62 @@ func TestDebianStoreTrust(t *testing.T) {
 		assert.False(t, nstest.GoClientTrusts(t, srv))
 	}
 	assertNothingOfOurs(t)
+}
+
+// TestSameSubjectRootStaysFindable: two roots with one subject share an
+// OpenSSL hash, so /etc/ssl/certs links them as <hash>.0 and <hash>.1, and
+// OpenSSL's CApath lookup stops at the first missing number. Removing the
+// one at .0 (without --fresh, so no rehash runs) must leave the other
+// findable through CApath alone.
+func TestSameSubjectRootStaysFindable(t *testing.T) {
+	s, _ := debianStore(t)
+	nstest.MinimalDebianStore(t)
+	openssl := nstest.Tool(t, "/usr/bin/openssl", "openssl")
+	ctx := context.Background()
+	cas := trusttest.NewCAs(t, 2, trusttest.WithCommonName("certagent same-subject CA"), trusttest.WithFreshKey())
+	requireOK(t, s.Apply(ctx, install(cas...)))
+
+	// Which one the rehash numbered .0 depends on the directory's order.
+	var first, second *trusttest.CA
+	ents, err := os.ReadDir(nstest.DebianCertsDir)
+	require.NoError(t, err)
+	for _, e := range ents {
+		target, err := os.Readlink(filepath.Join(nstest.DebianCertsDir, e.Name()))
+		if err != nil || !strings.HasSuffix(e.Name(), ".0") {
+			continue
+		}
+		for i, ca := range cas {
+			if target == trust.Tag+"-"+ca.FP.Hex()+".pem" {
+				first, second = ca, cas[1-i]
+			}
+		}
+	}
+	require.NotNil(t, first, "no <hash>.0 link names one of our roots")
+	leaves := map[*trusttest.CA]*trusttest.CA{first: first.Issue(t), second: second.Issue(t)}
+	for ca, leaf := range leaves {
+		assert.True(t, capathTrusts(t, openssl, leaf), "before the removal, %s", ca.X509.Subject)
+	}
+
+	requireOK(t, s.Apply(ctx, remove(first.FP)))
+	assert.False(t, capathTrusts(t, openssl, leaves[first]), "the removed root")
+	assert.True(t, capathTrusts(t, openssl, leaves[second]), "the root that shares its subject with the removed one")
+
+	requireOK(t, s.Apply(ctx, remove(second.FP)))
+	assert.False(t, capathTrusts(t, openssl, leaves[second]))
+	assertNothingOfOurs(t)
+}
+
+// capathTrusts reports whether openssl verify accepts leaf through the hash
+// links in /etc/ssl/certs alone (no bundle file, no store).
+func capathTrusts(t *testing.T, openssl string, leaf *trusttest.CA) bool {
+	t.Helper()
+	dir, err := os.MkdirTemp(nstest.Scratch(), "leaf-")
+	require.NoError(t, err)
+	f := filepath.Join(dir, "leaf.pem")
+	require.NoError(t, os.WriteFile(f, leaf.PEM(), 0o644))
+	out, err := exec.Command(openssl, "verify", "-no-CAfile", "-no-CAstore", "-CApath", nstest.DebianCertsDir, f).CombinedOutput()
+	t.Logf("openssl verify: %s", bytes.TrimSpace(out))
+	return err == nil
 }
 
 // TestRetiredWARPRoot: a retired root that WARP installed under its own name
