@@ -8,9 +8,10 @@
 // theirs. So a temporary file lives in TempDirName, a private (0700)
 // subdirectory of the target's directory: the same filesystem and mount
 // (rename never crosses one, even under systemd's ReadWritePaths bind
-// mounts), and no loader descends into it for certificates (Go and OpenSSL
-// read only a directory's own files; update-ca-certificates, which does
-// descend, takes only *.crt names, and ours end in .tmp-N). A process
+// mounts), and no loader descends into it for certificates (Go, OpenSSL and
+// p11-kit read only a directory's own files, p11-kit's tested in
+// trust/linuxca's TestP11KitSkipsOurTempDir; update-ca-certificates, which
+// does descend, takes only *.crt names, and ours end in .tmp-N). A process
 // killed mid-write leaves its temporary file there; Sweep removes such
 // leftovers, and only ours.
 package atomicfile

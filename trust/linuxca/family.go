@@ -25,6 +25,10 @@ type Family struct {
 	// Consumes are the extensions the refresh tool reads in AnchorDir; nil
 	// means every file (p11-kit reads them all).
 	Consumes []string
+	// Flat says the refresh tool reads only AnchorDir's own files, not its
+	// subdirectories (p11-kit; TestP11KitSkipsOurTempDir). Otherwise
+	// subdirectories are read too, as Debian's find -L does.
+	Flat bool
 	// Tools are candidate absolute paths of the refresh tool, first existing
 	// wins (merged and split /usr both exist in the wild).
 	Tools []string
@@ -75,7 +79,7 @@ var Families = []Family{
 	// PEM or DER; update-ca-trust extract regenerates every format.
 	{
 		Name: "fedora", IDs: []string{"fedora", "rhel", "centos", "amzn", "rocky", "almalinux", "ol"},
-		AnchorDir: "/etc/pki/ca-trust/source/anchors", Ext: ".pem",
+		AnchorDir: "/etc/pki/ca-trust/source/anchors", Ext: ".pem", Flat: true,
 		Tools:  []string{"/usr/bin/update-ca-trust", "/usr/sbin/update-ca-trust"},
 		Args:   []string{"extract"},
 		Bundle: "/etc/pki/ca-trust/extracted/pem/tls-ca-bundle.pem", Package: "ca-certificates",
@@ -85,7 +89,7 @@ var Families = []Family{
 	// extracts the compat bundles (ca-certificates-utils).
 	{
 		Name: "arch", IDs: []string{"arch", "manjaro", "endeavouros"},
-		AnchorDir: "/etc/ca-certificates/trust-source/anchors", Ext: ".crt",
+		AnchorDir: "/etc/ca-certificates/trust-source/anchors", Ext: ".crt", Flat: true,
 		Tools:  []string{"/usr/bin/trust"},
 		Args:   []string{"extract-compat"},
 		Bundle: "/etc/ca-certificates/extracted/tls-ca-bundle.pem", Package: "p11-kit",
@@ -96,7 +100,7 @@ var Families = []Family{
 	// SUSE's update-ca-certificates is p11-kit based and handles removals.
 	{
 		Name: "suse", IDs: []string{"suse", "opensuse", "sles", "sled", "opensuse-leap", "opensuse-tumbleweed"},
-		AnchorDir: "/etc/pki/trust/anchors", Ext: ".pem",
+		AnchorDir: "/etc/pki/trust/anchors", Ext: ".pem", Flat: true,
 		Tools:  []string{"/usr/sbin/update-ca-certificates", "/usr/bin/update-ca-certificates"},
 		Bundle: "/var/lib/ca-certificates/ca-bundle.pem", Package: "ca-certificates",
 		Writes: []string{"/var/lib/ca-certificates", "/etc/ssl/certs"},

@@ -218,7 +218,15 @@ func (s *Store) scanAnchors() ([]anchorFile, error) {
 			}
 			return err
 		}
-		if d.IsDir() || !s.fam.consumes(d.Name()) {
+		if d.IsDir() {
+			// Our own temporary files are never anchors (and never end in
+			// .crt, Debian's only extension); p11-kit reads no subdirectory.
+			if p != root && (s.fam.Flat || d.Name() == atomicfile.TempDirName) {
+				return fs.SkipDir
+			}
+			return nil
+		}
+		if !s.fam.consumes(d.Name()) {
 			return nil
 		}
 		// Follows a symlink to a file, as find -L does; a link to a

@@ -16,6 +16,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/certagent/certagent/internal/atomicfile"
 	"github.com/certagent/certagent/internal/nstest"
 	"github.com/certagent/certagent/platform"
 	"github.com/certagent/certagent/trust"
@@ -374,6 +375,92 @@ func TestP11KitRows(t *testing.T) {
 			assert.False(t, inv.Has(trust.Target{}, foreign.FP))
 		})
 	}
+}
+
+// TestP11KitSkipsOurTempDir: p11-kit (Fedora, Arch, SUSE) reads every file
+// of its anchors directory, whatever its name or form. A write of ours in
+// progress (or killed) sits in atomicfile's .certagent-tmp/ there; p11-kit
+// must not take a certificate from it, even one whose name looks final,
+// while one beside it is an anchor. The same for a subdirectory of any
+// other name, which our scan then must not count either.
+func TestP11KitSkipsOurTempDir(t *testing.T) {
+	nstest.Require(t)
+	trustTool := nstest.Tool(t, "/usr/bin/trust", "p11-kit")
+	source := p11kitSource(t)
+	anchors := filepath.Join(source, "anchors")
+	write := func(p string, ca *trusttest.CA, mode os.FileMode) {
+		t.Helper()
+		require.NoError(t, os.MkdirAll(filepath.Dir(p), 0o700))
+		require.NoError(t, os.WriteFile(p, ca.PEM(), mode))
+	}
+	beside := trusttest.NewCA(t, trusttest.WithCommonName("p11-kit beside the temp dir"))
+	write(filepath.Join(anchors, "certagent-"+beside.FP.Hex()+".pem"), beside, 0o644)
+	inTemp := trusttest.NewCA(t, trusttest.WithCommonName("p11-kit in our temp dir"))
+	write(filepath.Join(anchors, atomicfile.TempDirName, "certagent-"+inTemp.FP.Hex()+".pem.tmp-123"), inTemp, 0o600)
+	finalName := trusttest.NewCA(t, trusttest.WithCommonName("p11-kit final name in our temp dir"))
+	write(filepath.Join(anchors, atomicfile.TempDirName, "certagent-"+finalName.FP.Hex()+".pem"), finalName, 0o644)
+	inSubdir := trusttest.NewCA(t, trusttest.WithCommonName("p11-kit in a subdirectory"))
+	write(filepath.Join(anchors, "extra", "admin.pem"), inSubdir, 0o644)
+
+	out, err := exec.Command(trustTool, "list", "--filter=ca-anchors").CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	listed := string(out)
+	assert.Contains(t, listed, beside.X509.Subject.CommonName, "p11-kit does not list the anchor beside the temp dir")
+	for _, ca := range []*trusttest.CA{inTemp, finalName, inSubdir} {
+		assert.NotContains(t, listed, ca.X509.Subject.CommonName, "p11-kit lists a certificate from a subdirectory")
+	}
+
+	// Our scan of the same directory agrees with p11-kit, for each of the
+	// p11-kit rows.
+	for _, name := range []string{"fedora", "arch", "suse"} {
+		fam := p11kitFamily(t, name)
+		fam.AnchorDir = anchors
+		found, err := New(Options{Family: &fam}).scanAnchors()
+		require.NoError(t, err)
+		var got []string
+		for _, a := range found {
+			got = append(got, a.certs[0].Subject())
+		}
+		assert.Equal(t, []string{beside.X509.Subject.CommonName}, got, "%s: the anchors our scan finds", name)
+	}
+}
+
+// p11kitSource points the p11-kit trust module (inside the namespace) at a
+// new source directory with an anchors subdirectory, and returns it.
+func p11kitSource(t *testing.T) string {
+	t.Helper()
+	module := filepath.Join(p11kitModules, "p11-kit-trust.module")
+	orig, err := os.ReadFile(module)
+	if err != nil {
+		nstest.Skipf(t, "p11-kit trust module config: %v", err)
+	}
+	require.True(t, nstest.IsPrivate(p11kitModules), "%s must be a private overlay", p11kitModules)
+	t.Cleanup(func() { os.WriteFile(module, orig, 0o644) })
+	base, err := os.MkdirTemp(nstest.Scratch(), "p11kit-")
+	require.NoError(t, err)
+	source := filepath.Join(base, "source")
+	require.NoError(t, os.MkdirAll(filepath.Join(source, "anchors"), 0o755))
+	var conf strings.Builder
+	for _, l := range strings.Split(string(orig), "\n") {
+		if strings.HasPrefix(l, "x-init-reserved:") {
+			l = "x-init-reserved: paths=" + source
+		}
+		conf.WriteString(l + "\n")
+	}
+	require.NoError(t, os.WriteFile(module, []byte(conf.String()), 0o644))
+	return source
+}
+
+// p11kitFamily returns the distro row called name.
+func p11kitFamily(t *testing.T, name string) Family {
+	t.Helper()
+	for _, f := range Families {
+		if f.Name == name {
+			return f
+		}
+	}
+	t.Fatalf("no family %q", name)
+	return Family{}
 }
 
 func verifyWithBundle(t *testing.T, bundle string, leaf *x509.Certificate) error {
