@@ -194,3 +194,47 @@ func TestServeWarnsOnPlainHTTPBeyondLoopback(t *testing.T) {
 		})
 	}
 }
+
+// TestServeStopsWithParkedLongPolls: `certplane serve` holding long-polls
+// (parked, without goroutines) stops cleanly: each held request is
+// answered 304 with Connection: close and its connection closed, and
+// serve returns 0 (startServer's stop checks the exit code).
+func TestServeStopsWithParkedLongPolls(t *testing.T) {
+	dir := t.TempDir()
+	db := "sqlite:" + filepath.Join(dir, "certplane.db")
+	srv := startServer(t, dir, &offsetClock{}, "1s")
+	account := runCLI(t, "account", "create", "--db", db, "--data-dir", dir, "--name", "acme")
+	tok := runCLI(t, "token", "create", "--db", db, "--data-dir", dir, "--account", account, "--scope", "read")
+	first, err := newClient(t, srv.url, account, tok).ListIfChanged(context.Background(), "", 0)
+	require.NoError(t, err)
+	addr := strings.TrimSuffix(strings.TrimPrefix(srv.url, "http://"), "/client/v4")
+	req := "GET /client/v4/accounts/" + account + "/gateway/certificates?wait=50s HTTP/1.1\r\nHost: " + addr +
+		"\r\nAuthorization: Bearer " + tok + "\r\nIf-None-Match: " + first.ETag + "\r\n\r\n"
+	const n = 50
+	conns := make([]net.Conn, n)
+	for i := range conns {
+		c, err := net.Dial("tcp", addr)
+		require.NoError(t, err)
+		defer c.Close()
+		require.NoError(t, c.SetDeadline(time.Now().Add(30*time.Second)))
+		_, err = io.WriteString(c, req)
+		require.NoError(t, err)
+		conns[i] = c
+	}
+	// Not a timing assertion: a request read after the stop began is
+	// answered the same way (304, Connection: close); the pause only makes
+	// the requests parked ones, which is what this test is about.
+	time.Sleep(200 * time.Millisecond)
+	srv.stop()
+	for _, c := range conns {
+		br := bufio.NewReader(c)
+		resp, err := http.ReadResponse(br, nil)
+		require.NoError(t, err)
+		resp.Body.Close()
+		assert.Equal(t, http.StatusNotModified, resp.StatusCode)
+		assert.True(t, resp.Close, "answered with Connection: close")
+		_, err = br.ReadByte()
+		assert.ErrorIs(t, err, io.EOF, "the connection is closed")
+	}
+	assert.Contains(t, srv.logs.String(), "stopped")
+}
