@@ -464,7 +464,7 @@ func serve(ctx context.Context, args []string, env Env) error {
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       30 * time.Second,
 		WriteTimeout:      longpoll.MaxWait + 30*time.Second,
-		IdleTimeout:       2 * time.Minute,
+		IdleTimeout:       controlplane.IdleTimeout,
 		MaxHeaderBytes:    controlplane.MaxHeaderBytes,
 		ConnContext:       controlplane.ConnContext,
 		ErrorLog:          log.Named("http").StandardLogger(&hclog.StandardLoggerOptions{InferLevels: true}),
