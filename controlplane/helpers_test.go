@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -30,10 +31,18 @@ import (
 type countingBackend struct {
 	storage.Backend
 	certReads atomic.Int64
+	// failSnapshots makes Snapshot fail, as a database that went away.
+	failSnapshots atomic.Bool
 }
+
+// errSnapshot is what Snapshot fails with under failSnapshots.
+var errSnapshot = errors.New("test: the database went away")
 
 func (c *countingBackend) Snapshot(ctx context.Context, id string) (storage.Account, []storage.Certificate, error) {
 	c.certReads.Add(1)
+	if c.failSnapshots.Load() {
+		return storage.Account{}, nil, errSnapshot
+	}
 	return c.Backend.Snapshot(ctx, id)
 }
 

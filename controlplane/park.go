@@ -98,9 +98,10 @@ type parkedList struct {
 	// request asked for it, or parkSet.stop).
 	closing atomic.Bool
 	hold    interface{ Stop() }
-	// log, when the request log is on, and what it needs.
-	log   hclog.Logger
+	// path is the request's, for errors and the request log; log and
+	// start are set when the request log is on.
 	path  string
+	log   hclog.Logger
 	start time.Time
 
 	// mu is held by the handler until the connection is taken, so an
@@ -182,7 +183,7 @@ func (c *call) park(lw *listWait, wait time.Duration) (res any, err error, ok bo
 	if conn == nil || conn.l == nil {
 		return nil, nil, false
 	}
-	pl := &parkedList{lw: lw, stopping: c.stopping, conn: conn}
+	pl := &parkedList{lw: lw, stopping: c.stopping, conn: conn, path: r.URL.Path}
 	// Connection: close is answered with it, as net/http does, and closed.
 	pl.closing.Store(r.Close)
 	pl.mu.Lock()
@@ -218,7 +219,7 @@ func (c *call) park(lw *listWait, wait time.Duration) (res any, err error, ok bo
 	}
 	if info, ok := r.Context().Value(ctxKey{}).(*reqInfo); ok {
 		info.parked = true
-		pl.log, pl.path, pl.start = info.log, r.URL.Path, info.start
+		pl.log, pl.start = info.log, info.start
 	}
 	return parkedAnswer{}, nil, true
 }

@@ -199,6 +199,31 @@ func TestParkedAnswersAreNetHTTPs(t *testing.T) {
 	assert.Equal(t, 0, f.svc.Hub().Waiting(f.account))
 }
 
+// TestParkedCheckError: when the list cannot be read after a wake-up, a
+// parked request is answered with the same 500 envelope as a held one.
+func TestParkedCheckError(t *testing.T) {
+	f := newFixture(t)
+	_, dialHeld := f.serveReal(t, false, nil)
+	_, dialParked := f.serveReal(t, true, nil)
+	conns := []net.Conn{dialHeld(), dialParked()}
+	req := f.holdRequest(f.etag(t), "30s")
+	for _, c := range conns {
+		_, err := io.WriteString(c, req)
+		require.NoError(t, err)
+	}
+	f.waitHeld(t, 2)
+	f.waitParked(t, 1)
+	f.backend.failSnapshots.Store(true)
+	f.available(t)
+	var got [2]string
+	for i, c := range conns {
+		got[i] = withoutDate(readRaw(t, bufio.NewReader(c)))
+	}
+	assert.Contains(t, got[0], "HTTP/1.1 500 Internal Server Error\r\n")
+	assert.Equal(t, got[0], got[1])
+	assert.Contains(t, f.logs.String(), errSnapshot.Error(), "the cause is logged")
+}
+
 // TestParkedConnectionClose: a request with Connection: close parks too;
 // its answer says Connection: close as net/http's does, and the
 // connection is closed after it.
