@@ -10,6 +10,7 @@ import (
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"math/big"
@@ -33,10 +34,15 @@ import (
 // held requests keep their goroutines. It returns the address and a dial
 // function (TLS when tlsConfig is set).
 func (f *fixture) serveReal(t *testing.T, parking bool, tlsConfig *tls.Config, state ...func(net.Conn, http.ConnState)) (*http.Server, func() net.Conn) {
+	return f.serveWith(t, parking, tlsConfig, 10*time.Second, state...)
+}
+
+// serveWith is serveReal with the server's ReadHeaderTimeout.
+func (f *fixture) serveWith(t *testing.T, parking bool, tlsConfig *tls.Config, headerTimeout time.Duration, state ...func(net.Conn, http.ConnState)) (*http.Server, func() net.Conn) {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
-	srv := &http.Server{Handler: f.handler, ConnContext: controlplane.ConnContext, ReadHeaderTimeout: 10 * time.Second}
+	srv := &http.Server{Handler: f.handler, ConnContext: controlplane.ConnContext, ReadHeaderTimeout: headerTimeout}
 	if len(state) > 0 {
 		srv.ConnState = state[0]
 	}
@@ -197,6 +203,39 @@ func TestParkedAnswersAreNetHTTPs(t *testing.T) {
 	}
 	assert.Equal(t, 0, controlplane.ParkedRequests(f.svc))
 	assert.Equal(t, 0, f.svc.Hub().Waiting(f.account))
+}
+
+// TestHandedBackConnectionWaitsLikeAnIdleOne: a connection handed back
+// after its parked request waits for the next request as a keep-alive
+// connection does (idle timeout), not only the header timeout net/http
+// gives a new connection's first request; once that request begins, the
+// header timeout applies to it. (The pauses make the timeouts' difference
+// observable; nothing is asserted about durations.)
+func TestHandedBackConnectionWaitsLikeAnIdleOne(t *testing.T) {
+	const headerTimeout = 100 * time.Millisecond
+	f := newFixture(t)
+	_, dial := f.serveWith(t, true, nil, headerTimeout)
+	etag := f.etag(t)
+	exchange := func(c net.Conn, br *bufio.Reader) string {
+		_, err := io.WriteString(c, f.holdRequest(etag, "1"))
+		require.NoError(t, err)
+		return string(readRaw(t, br))
+	}
+
+	c := dial()
+	br := bufio.NewReader(c)
+	assert.Contains(t, exchange(c, br), "HTTP/1.1 304 Not Modified\r\n")
+	time.Sleep(3 * headerTimeout)
+	assert.Contains(t, exchange(c, br), "HTTP/1.1 304 Not Modified\r\n", "served after a pause longer than the header timeout")
+
+	// A request that begins and then stalls is cut by the header timeout.
+	_, err := io.WriteString(c, "GET /healthz HTTP/1.1\r\n")
+	require.NoError(t, err)
+	require.NoError(t, c.SetReadDeadline(time.Now().Add(10*time.Second)))
+	_, err = br.ReadByte()
+	require.Error(t, err, "the stalled request's connection is closed")
+	var ne net.Error
+	assert.False(t, errors.As(err, &ne) && ne.Timeout(), "closed by the server, not our deadline: %v", err)
 }
 
 // TestParkedCheckError: when the list cannot be read after a wake-up, a
