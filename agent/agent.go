@@ -41,6 +41,9 @@ type Deps struct {
 	Rand func() float64
 	// Hostname names the device in check-ins; nil means os.Hostname.
 	Hostname func() (string, error)
+	// VerifyInterval bounds how long timer passes may skip reading stores
+	// a StoreWatch saw unchanged; zero means DefaultVerifyInterval.
+	VerifyInterval time.Duration
 
 	// hook, when set, is called between the steps of a pass ("lock",
 	// "intent", "apply:STORE", "commit"); a non-nil error aborts the pass there, as a
@@ -118,6 +121,9 @@ type Agent struct {
 	swept bool
 	// memo is guarded by passMu.
 	memo passMemo
+	// verified is the last full read that found nothing to change (nil:
+	// the next timer pass reads the stores); guarded by passMu.
+	verified *verified
 
 	// mu guards every field below it.
 	mu     sync.Mutex
@@ -137,6 +143,9 @@ type Agent struct {
 	snap        Snapshot
 	// persisted is the material form of the status file on disk.
 	persisted []byte
+	// storeWatch, when set, lets timer passes skip reading unchanged
+	// stores (quiet.go).
+	storeWatch StoreWatch
 
 	// watchLiveUntil is until when (Unix ns) WatchChanges' long-poll
 	// counts as live, so timer passes need not ask the control plane too
@@ -390,6 +399,10 @@ type PassReport struct {
 	Changes int `json:"changes"`
 	// LedgerWritten reports whether the pass wrote the ledger.
 	LedgerWritten bool `json:"ledger_written"`
+	// Watched reports that the pass did not read the stores: the file
+	// watcher saw no change in them since the last full read, which found
+	// nothing to change (quiet.go); Results are that read's.
+	Watched bool `json:"watched,omitempty"`
 }
 
 // FetchReport says how the control plane answered.
@@ -467,9 +480,23 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*PassReport, error) 
 	rep.Desired, rep.Rejected, rep.Withheld = ev.Infos, ev.Rejected, ev.Withheld
 
 	// 2. What the stores hold (including stores the config dropped that
-	// still hold roots we installed), and 3. the plan.
+	// still hold roots we installed), and 3. the plan. A timer pass whose
+	// inputs did not move and whose stores the watcher saw unchanged
+	// since the last full read would read the same and plan nothing.
 	configured := handles
-	plan, handles := a.plan(ctx, ev, authoritative, retired, now, configured, ledger)
+	marks, watched := a.storeMarks(configured)
+	if watched && a.stillVerified(opt, cfg, ledger, ev, authoritative, marks, now) {
+		rep.Watched = true
+		rep.Results = append([]TargetResult(nil), a.verified.results...)
+		a.updateSnapshot(rep, cfg)
+		a.persistSnapshot(false)
+		a.maybeCheckIn()
+		return rep, nil
+	}
+	if !opt.dryRun {
+		a.verified = nil
+	}
+	plan, handles, readOK := a.plan(ctx, ev, authoritative, retired, now, configured, ledger)
 	// A process killed mid-write leaves temporary files; the first pass of
 	// the next one sweeps them, under the lock so no other certagent is
 	// mid-write. Without a state dir nothing was ever written.
@@ -495,7 +522,8 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*PassReport, error) 
 			return rep, err
 		}
 		if !fresh.Equal(ledger) || swept {
-			plan, handles = a.plan(ctx, ev, authoritative, retired, now, configured, fresh)
+			ledger = fresh
+			plan, handles, readOK = a.plan(ctx, ev, authoritative, retired, now, configured, fresh)
 		}
 	}
 	rep.Changes = plan.ChangeCount()
@@ -514,7 +542,12 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*PassReport, error) 
 			rep.Results = append(rep.Results, sp.Results...)
 		}
 	}
-	a.refreshDerived(ctx, configured)
+	refreshed := a.refreshDerived(ctx, configured)
+	if watched && readOK && refreshed && plan.Empty() && len(handles) == len(configured) {
+		// Timer passes may stand on this read while nothing moves.
+		a.verified = &verified{at: now, cfg: cfg, ledger: ledger, ev: ev, authoritative: authoritative,
+			marks: marks, results: append([]TargetResult(nil), rep.Results...)}
+	}
 	a.updateSnapshot(rep, cfg)
 	a.ensureIdentity(cfg)
 	a.persistSnapshot(false)
@@ -581,13 +614,18 @@ func (a *Agent) fetch(ctx context.Context, opt passOptions, src Source, last *an
 
 // plan inventories the configured stores, plus the dropped ones that still
 // hold roots the ledger l says we installed, and plans the pass. It
-// returns the plan and the handles it covers.
-func (a *Agent) plan(ctx context.Context, ev *Evaluation, authoritative bool, retired map[trust.Fingerprint]bool, now time.Time, configured []storeHandle, l *Ledger) (*Plan, []storeHandle) {
+// returns the plan, the handles it covers, and whether every store that
+// could be opened was read.
+func (a *Agent) plan(ctx context.Context, ev *Evaluation, authoritative bool, retired map[trust.Fingerprint]bool, now time.Time, configured []storeHandle, l *Ledger) (*Plan, []storeHandle, bool) {
 	hs := append(configured[:len(configured):len(configured)], a.orphans(l, configured)...)
 	states := make([]StoreState, 0, len(hs))
+	readOK := true
 	for _, h := range hs {
 		st := inventory(ctx, h)
 		st.Orphaned = h.orphaned
+		if st.Err != nil && h.openErr == nil {
+			readOK = false
+		}
 		states = append(states, st)
 	}
 	return MakePlan(PlanInput{
@@ -597,7 +635,7 @@ func (a *Agent) plan(ctx context.Context, ev *Evaluation, authoritative bool, re
 		Stores:        states,
 		Retired:       retired,
 		Now:           now.UTC(),
-	}), hs
+	}), hs, readOK
 }
 
 // plannedResults is a dry run's report: every change as planned, and the

@@ -45,6 +45,10 @@ type Snapshot struct {
 	// changed a store.
 	LastPass   time.Time `json:"last_pass,omitzero"`
 	LastChange time.Time `json:"last_change,omitzero"`
+	// LastVerified is when a pass last read every store in full; passes
+	// after it that the file watcher let skip the read (PassReport.Watched)
+	// move LastPass only.
+	LastVerified time.Time `json:"last_verified,omitzero"`
 	// Passes counts the passes this process finished (not persisted):
 	// scripts/agent-quiet.sh divides the daemon's CPU time by it.
 	Passes uint64 `json:"passes,omitempty"`
@@ -139,6 +143,9 @@ func (a *Agent) updateSnapshot(rep *PassReport, cfg *Config) {
 	now := a.deps.Now().UTC()
 	a.snap.LastPass = now
 	a.snap.Passes++
+	if !rep.Watched {
+		a.snap.LastVerified = rep.Started
+	}
 	a.snap.Desired, a.snap.Rejected, a.snap.Withheld = rep.Desired, rep.Rejected, rep.Withheld
 	// Results describe the state after the pass (so an unchanged state
 	// gives an unchanged snapshot); the changes themselves go to
@@ -173,7 +180,7 @@ func (a *Agent) updateSnapshot(rep *PassReport, cfg *Config) {
 // material returns the snapshot without its clock-driven fields: the status
 // file is rewritten only when this changes, so a quiet pass writes nothing.
 func material(s Snapshot) []byte {
-	s.LastPoll, s.LastSuccess, s.ServerDate, s.NextPoll, s.LastPass = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
+	s.LastPoll, s.LastSuccess, s.ServerDate, s.NextPoll, s.LastPass, s.LastVerified = time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}, time.Time{}
 	// ok and not_modified are the same health; an error shows in LastError.
 	s.ClockSkew, s.ConsecutiveFailures, s.LastPollStatus, s.Passes = "", 0, "", 0
 	// Check-in outcomes live in memory (status asks the daemon); only the

@@ -117,7 +117,18 @@ func (l *UserLister) lookup(keys []string, ask func() []User) []User {
 	return l.found
 }
 
-func localUsers(o UsersOptions, cache *UserLister) ([]User, error) {
+// Sources are the files and directories whose change may change what
+// LocalUsers returns, besides the directory service (asked again at least
+// every DirectoryTTL) and the shells and homes of accounts: the passwd and
+// group files, the home roots (a new home) and the sessions directory (a
+// new session). The daemon watches them for the nss store.
+func (o UsersOptions) Sources() []string {
+	o = o.withDefaults()
+	return append([]string{o.PasswdFile, o.GroupFile, o.RunUserDir}, o.HomeRoots...)
+}
+
+// withDefaults fills in the defaults the zero value stands for.
+func (o UsersOptions) withDefaults() UsersOptions {
 	if o.PasswdFile == "" {
 		o.PasswdFile = "/etc/passwd"
 		if o.Getent == "" {
@@ -142,6 +153,11 @@ func localUsers(o UsersOptions, cache *UserLister) ([]User, error) {
 	if o.MaxUID == 0 {
 		o.MaxUID = 60000
 	}
+	return o
+}
+
+func localUsers(o UsersOptions, cache *UserLister) ([]User, error) {
+	o = o.withDefaults()
 	pw, err := readBounded(o.PasswdFile)
 	if err != nil {
 		return nil, fmt.Errorf("platform: users: %w", err)

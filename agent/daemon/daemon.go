@@ -276,6 +276,8 @@ func (d *Daemon) reload(ctx context.Context) {
 			d.log.Error("cannot start the agent; waiting for a valid config", "error", err)
 			return
 		}
+		// Timer passes skip reading the stores the watcher saw unchanged.
+		ag.SetStoreWatch(storeWatch{d.w})
 		actx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		d.mu.Lock()
@@ -348,6 +350,17 @@ func (d *Daemon) setConfigWatch(cfg *agent.Config) {
 	d.w.Set(configGroup, paths)
 }
 
+// storeWatch is the agent's view of the watcher: a store's mark is its
+// group's change count.
+type storeWatch struct{ w *watch.Watcher }
+
+// StoreMark implements agent.StoreWatch. A store that declares no paths
+// has no group, and is never complete.
+func (s storeWatch) StoreMark(name string) (uint64, bool) { return s.w.State(storeGroup(name)) }
+
+// storeGroup is the watch group of the store with config name name.
+func storeGroup(name string) string { return "store:" + name }
+
 // refreshWatches points the store groups at the stores' current paths.
 func (d *Daemon) refreshWatches() {
 	d.mu.Lock()
@@ -361,7 +374,7 @@ func (d *Daemon) refreshWatches() {
 	for name, paths := range own {
 		// Each store names its own paths (trust.PathDeclarer); one that
 		// names none is repaired by polling.
-		g := "store:" + name
+		g := storeGroup(name)
 		groups[g] = true
 		d.w.Set(g, paths)
 	}

@@ -49,6 +49,11 @@ func Render(w io.Writer, r *Report, now time.Time) error {
 	last := "never"
 	if !r.LastSync.IsZero() {
 		last = Ago(now, r.LastSync)
+		if !r.LastVerified.IsZero() && r.LastSync.Sub(r.LastVerified) >= time.Second {
+			// The passes since found the stores unchanged through the
+			// file watcher.
+			last += "; stores last read " + Ago(now, r.LastVerified) + ", unchanged since"
+		}
 		if !r.LastChange.IsZero() {
 			last += "; last change " + Ago(now, r.LastChange)
 		}

@@ -66,9 +66,10 @@ func FromSnapshot(s *agent.Snapshot, in Inputs) *Report {
 			Failures: s.ConsecutiveFailures, TokenRejected: s.AuthBlocked || s.LastPollStatus == "auth_error",
 			ClockSkew: skew, NextPoll: s.NextPoll,
 		},
-		LastSync:   s.LastPass,
-		Passes:     s.Passes,
-		LastChange: s.LastChange,
+		LastSync:     s.LastPass,
+		LastVerified: s.LastVerified,
+		Passes:       s.Passes,
+		LastChange:   s.LastChange,
 	}
 	r.Device = Device{
 		ID: s.CheckIn.DeviceID, CheckIn: s.CheckIn.Status, Accepted: s.CheckIn.Status == agent.CheckInAccepted,

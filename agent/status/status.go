@@ -28,6 +28,11 @@ type Report struct {
 	ControlPlane ControlPlane `json:"control_plane"`
 	// LastSync is when the last reconcile pass finished (zero: never).
 	LastSync time.Time `json:"last_sync,omitzero"`
+	// LastVerified is when a pass last read every store in full. Passes
+	// in between found, through the daemon's file watcher, that no store
+	// changed since, and read none (at least every few minutes a pass
+	// reads them all anyway).
+	LastVerified time.Time `json:"last_verified,omitzero"`
 	// Passes counts the daemon's finished passes since it started.
 	Passes uint64 `json:"passes,omitempty"`
 	// LastChange is when a pass last changed a store (zero: never).

@@ -9,6 +9,11 @@
 // appears or disappears, so a browser profile created after the daemon
 // started is noticed. Bursts of events are debounced per group. Polling
 // remains the safety net: a lost event (queue overflow) fires every group.
+//
+// Besides firing, the watcher counts every change it sees per group, before
+// the debounce (State): a pass that recorded a group's count before reading
+// its paths knows, while the count and the coverage stay the same, that no
+// change reached those paths since (agent.StoreWatch).
 package watch
 
 import (
@@ -18,6 +23,7 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -66,6 +72,13 @@ type Watcher struct {
 	timerGen map[string]uint64
 	gen      uint64
 	closed   bool
+	// changes counts, per group, the changes seen (events, errors, paths
+	// appearing or vanishing, new paths); covered says whether every
+	// directory the group's paths need is watched; both guarded by mu.
+	changes map[string]uint64
+	covered map[string]bool
+	// running is set while Run delivers events; guarded by mu.
+	running bool
 }
 
 // Options configure a Watcher.
@@ -105,6 +118,8 @@ func New(o Options) (*Watcher, error) {
 		exists:   map[string]bool{},
 		timers:   map[string]*time.Timer{},
 		timerGen: map[string]uint64{},
+		changes:  map[string]uint64{},
+		covered:  map[string]bool{},
 	}, nil
 }
 
@@ -129,12 +144,29 @@ func (w *Watcher) Set(group string, paths []string) {
 	if w.closed {
 		return
 	}
+	if !slices.Equal(clean, w.targets[group]) {
+		// New paths were never read under the old count.
+		w.changes[group]++
+	}
 	if len(clean) == 0 {
 		delete(w.targets, group)
 	} else {
 		w.targets[group] = clean
 	}
 	w.rearmLocked()
+}
+
+// State returns how many changes the watcher has seen in group's paths so
+// far, and whether it can see every change there: Run is delivering
+// events and every directory the paths need is watched. Two equal counts,
+// both complete, mean no change reached the group's paths in between,
+// except one whose event is still in flight (it fires the group when it
+// lands). An unknown group is never complete.
+func (w *Watcher) State(group string) (changes uint64, complete bool) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	_, known := w.targets[group]
+	return w.changes[group], known && w.running && !w.closed && w.covered[group]
 }
 
 // Paths returns the paths of group, for status and tests.
@@ -159,6 +191,9 @@ func (w *Watcher) Watched() []string {
 // Run delivers events until ctx is done, then closes the watcher.
 func (w *Watcher) Run(ctx context.Context) error {
 	defer w.close()
+	w.mu.Lock()
+	w.running = true
+	w.mu.Unlock()
 	for {
 		select {
 		case <-ctx.Done():
@@ -198,7 +233,7 @@ func errClosed(ctx context.Context) error {
 func (w *Watcher) close() {
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	w.closed = true
+	w.closed, w.running = true, false
 	for _, t := range w.timers {
 		t.Stop()
 	}
@@ -206,11 +241,6 @@ func (w *Watcher) close() {
 }
 
 func (w *Watcher) handle(ev fsnotify.Event) {
-	// A pure chmod changes no trust content, and our own atomic writes
-	// produce them; ignoring them avoids a pointless pass.
-	if ev.Op == fsnotify.Chmod {
-		return
-	}
 	name := filepath.Clean(ev.Name)
 	if transient(filepath.Base(name)) {
 		return
@@ -219,12 +249,23 @@ func (w *Watcher) handle(ev fsnotify.Event) {
 	defer w.mu.Unlock()
 	for g, ts := range w.targets {
 		for _, t := range ts {
-			if affects(name, t) {
-				w.log.Trace("file changed", "group", g, "path", name, "op", ev.Op.String())
-				w.fireLocked(g)
+			if !affects(name, t) {
+				continue
+			}
+			if ev.Op == fsnotify.Chmod {
+				// A pure chmod changes no trust content, and our own
+				// atomic writes produce them: no pass of its own, but
+				// the next timer pass reads the group again.
+				w.changes[g]++
 				break
 			}
+			w.log.Trace("file changed", "group", g, "path", name, "op", ev.Op.String())
+			w.fireLocked(g)
+			break
 		}
+	}
+	if ev.Op == fsnotify.Chmod {
+		return
 	}
 	if ev.Has(fsnotify.Remove) || ev.Has(fsnotify.Rename) {
 		if w.armed[name] {
@@ -272,6 +313,7 @@ func (w *Watcher) fireLocked(group string) {
 	if w.closed {
 		return
 	}
+	w.changes[group]++
 	if t, ok := w.timers[group]; ok {
 		t.Stop()
 	}
@@ -300,17 +342,39 @@ func (w *Watcher) fireLocked(group string) {
 // needed.
 func (w *Watcher) rearmLocked() {
 	for range 32 {
-		if !w.armNeededLocked(w.neededLocked()) {
+		need, byGroup := w.neededLocked()
+		if !w.armNeededLocked(need) {
+			w.coverLocked(byGroup)
 			return
 		}
 	}
+	// Still finding new directories: call nothing complete.
+	clear(w.covered)
 }
 
-// neededLocked computes the directories to watch, and fires every group
-// whose targets appeared or vanished since the last look.
-func (w *Watcher) neededLocked() map[string]bool {
+// coverLocked records which groups have every directory they need watched.
+func (w *Watcher) coverLocked(byGroup map[string][]string) {
+	clear(w.covered)
+	for g, dirs := range byGroup {
+		ok := true
+		for _, d := range dirs {
+			if d == "" || !w.armed[d] {
+				ok = false
+				break
+			}
+		}
+		w.covered[g] = ok
+	}
+}
+
+// neededLocked computes the directories to watch, in all and per group,
+// and fires every group whose targets appeared or vanished since the last
+// look. A group needs "" when a target has no existing ancestor.
+func (w *Watcher) neededLocked() (map[string]bool, map[string][]string) {
 	need := map[string]bool{}
+	byGroup := make(map[string][]string, len(w.targets))
 	for g, ts := range w.targets {
+		var dirs []string
 		fired := false
 		for _, t := range ts {
 			fi, err := os.Stat(t)
@@ -323,18 +387,22 @@ func (w *Watcher) neededLocked() map[string]bool {
 			w.exists[t] = ex
 			if ex && fi.IsDir() {
 				need[t] = true
+				dirs = append(dirs, t)
 			}
-			if a := nearestExisting(filepath.Dir(t)); a != "" {
+			a := nearestExisting(filepath.Dir(t))
+			if a != "" {
 				need[a] = true
 			}
+			dirs = append(dirs, a)
 		}
+		byGroup[g] = dirs
 	}
 	for t := range w.exists {
 		if !w.isTargetLocked(t) {
 			delete(w.exists, t)
 		}
 	}
-	return need
+	return need, byGroup
 }
 
 // armNeededLocked adds and removes watches to match need, and reports

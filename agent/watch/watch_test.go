@@ -9,6 +9,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/fsnotify/fsnotify"
 	"github.com/hashicorp/go-hclog"
 	"github.com/stretchr/testify/require"
 )
@@ -176,7 +177,7 @@ func TestAffects(t *testing.T) {
 func TestDebounceCoalesces(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
 		var calls []time.Time
-		w := &Watcher{debounce: time.Second, timers: map[string]*time.Timer{}, timerGen: map[string]uint64{},
+		w := &Watcher{debounce: time.Second, timers: map[string]*time.Timer{}, timerGen: map[string]uint64{}, changes: map[string]uint64{},
 			onChange: func(string) { calls = append(calls, time.Now()) }}
 		start := time.Now()
 		for range 10 {
@@ -215,5 +216,98 @@ func TestTransient(t *testing.T) {
 		if got := transient(name); got != want {
 			t.Errorf("transient(%q): got %v, want %v", name, got, want)
 		}
+	}
+}
+
+// waitChanges waits until group's change count passes after.
+func waitChanges(t *testing.T, w *Watcher, group string, after uint64) uint64 {
+	t.Helper()
+	for end := time.Now().Add(deadline); time.Now().Before(end); {
+		if n, _ := w.State(group); n > after {
+			return n
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("group %q: change count never passed %d", group, after)
+	return 0
+}
+
+// waitComplete waits until Run delivers events and group is complete.
+func waitComplete(t *testing.T, w *Watcher, group string) {
+	t.Helper()
+	for end := time.Now().Add(deadline); time.Now().Before(end); {
+		if _, ok := w.State(group); ok {
+			return
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	t.Fatalf("group %q never complete", group)
+}
+
+// TestStateCountsEveryChange checks what agent.StoreWatch relies on: a
+// group's count moves on a write, on a pure chmod (which fires nothing),
+// and on a watch error such as a queue overflow, and stays put while
+// nothing happens.
+func TestStateCountsEveryChange(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "anchors")
+	require.NoError(t, os.Mkdir(dir, 0o755))
+	other := t.TempDir()
+	w, rec := start(t)
+	w.Set("store", []string{dir})
+	w.Set("other", []string{other})
+	waitComplete(t, w, "store")
+	n0, _ := w.State("store")
+	if n, _ := w.State("store"); n != n0 {
+		t.Fatalf("count moved without a change: got %d, want %d", n, n0)
+	}
+
+	require.NoError(t, os.WriteFile(filepath.Join(dir, "a.crt"), []byte("x"), 0o644))
+	n1 := waitChanges(t, w, "store", n0)
+	rec.waitFor(t, "store")
+
+	require.NoError(t, os.Chmod(filepath.Join(dir, "a.crt"), 0o600))
+	n2 := waitChanges(t, w, "store", n1)
+
+	// The kernel's queue overflowed: every group may have missed changes.
+	o0, _ := w.State("other")
+	w.fsw.Errors <- fsnotify.ErrEventOverflow
+	waitChanges(t, w, "store", n2)
+	waitChanges(t, w, "other", o0)
+}
+
+// TestStateIncomplete checks that a group is not complete when it is
+// unknown, when a directory it needs could not be watched, or when the
+// watcher stopped.
+func TestStateIncomplete(t *testing.T) {
+	dir := t.TempDir()
+	w, err := New(Options{OnChange: func(string) {}})
+	require.NoError(t, err)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { w.Run(ctx); close(done) }()
+	w.Set("store", []string{dir})
+	waitComplete(t, w, "store")
+	if _, ok := w.State("nosuch"); ok {
+		t.Errorf("unknown group: got complete, want not")
+	}
+
+	// A directory that cannot be watched (here: fsnotify refuses it) makes
+	// the group incomplete.
+	w.mu.Lock()
+	w.armed[filepath.Join(dir, "gone")] = false
+	w.coverLocked(map[string][]string{"store": {dir, filepath.Join(dir, "gone")}})
+	w.mu.Unlock()
+	if _, ok := w.State("store"); ok {
+		t.Errorf("unwatched directory: got complete, want not")
+	}
+	w.Set("store", []string{dir, filepath.Join(dir, "sub")})
+	if _, ok := w.State("store"); !ok {
+		t.Errorf("after re-arming: got incomplete, want complete")
+	}
+
+	cancel()
+	<-done
+	if _, ok := w.State("store"); ok {
+		t.Errorf("stopped watcher: got complete, want not")
 	}
 }

@@ -709,10 +709,11 @@ func (s *Store) write(c *content, data []byte) error {
 
 // Paths implements trust.PathDeclarer: the bundle's directory is written
 // (an atomic replacement makes a temporary file there) and created when
-// missing; the bundle is watched.
+// missing; the bundle and the system roots files it copies are watched (a
+// distro update of those is a Refresh to do).
 func (s *Store) Paths() trust.Paths {
 	d := filepath.Dir(s.path)
-	return trust.Paths{Write: []string{d}, Create: []string{d}, Watch: []string{s.path}}
+	return trust.Paths{Write: []string{d}, Create: []string{d}, Watch: append([]string{s.path}, s.sources...)}
 }
 
 // Sweep implements trust.Sweeper: leftovers of the bundle's writes.

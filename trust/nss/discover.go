@@ -301,7 +301,11 @@ func trustedForTLS(attrs string) bool {
 // directories homes live in, so a user added later is covered, plus the
 // system database. Watch: the database directories and profile roots of
 // every user (a new profile, a deleted entry), each Firefox profile that
-// holds a database, and the system database.
+// holds a database, the system database, and where the users come from
+// (passwd, group, the home roots, the sessions directory: a new user or
+// home). Not watched: a user's first Chromium profile (which makes us
+// create ~/.pki/nssdb) and directory-service users; the daemon's periodic
+// full pass finds those.
 func (s *Store) Paths() trust.Paths {
 	var p trust.Paths
 	seen := map[string]bool{}
@@ -346,6 +350,9 @@ func (s *Store) Paths() trust.Paths {
 	}
 	if s.systemDB != "" {
 		add(&p.Watch, s.systemDB)
+	}
+	for _, src := range s.userSources {
+		add(&p.Watch, src)
 	}
 	return p
 }

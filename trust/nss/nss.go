@@ -91,13 +91,16 @@ type Options struct {
 
 // Store is the NSS store. Safe for concurrent use.
 type Store struct {
-	users     func() ([]platform.User, error)
-	systemDB  string
-	certutil  string
-	osRelease string
-	workers   int
-	run       platform.Runner
-	log       hclog.Logger
+	users func() ([]platform.User, error)
+	// userSources are where the default user list comes from (watched);
+	// nil when Options.Users was given.
+	userSources []string
+	systemDB    string
+	certutil    string
+	osRelease   string
+	workers     int
+	run         platform.Runner
+	log         hclog.Logger
 
 	runs atomic.Int64 // certutil runs, for tests
 
@@ -138,6 +141,7 @@ func New(o Options) *Store {
 		// Every pass asks; the lister asks the directory service only
 		// when the homes or sessions changed.
 		s.users = platform.NewUserLister(o.UsersOptions).Users
+		s.userSources = o.UsersOptions.Sources()
 	}
 	switch s.systemDB {
 	case "":
