@@ -79,9 +79,11 @@ type Store struct {
 
 	// mu serialises writes against reads of the bundle in this process.
 	mu sync.Mutex
-	// parsed caches x509 parses by fingerprint for List's subjects; it is
-	// replaced by each List so it never outgrows the file. Guarded by mu.
-	parsed map[trust.Fingerprint]*x509.Certificate
+	// subjects are the subjects of the certificates in the bundle as the
+	// readers last parsed it, by fingerprint ("" when a block does not
+	// parse); replaced with each parse so it never outgrows the file.
+	// Guarded by mu.
+	subjects map[trust.Fingerprint]string
 	// fresh, when set, holds the stamps of the system roots file and of
 	// the bundle when Refresh last found the bundle up to date: while both
 	// stay the same, Refresh reads nothing. Any write clears it. Guarded by
@@ -89,7 +91,9 @@ type Store struct {
 	fresh *freshness
 	// shared is the last content List or Check parsed, with the bundle's
 	// stamp then: while the file keeps it, a quiet pass parses nothing.
-	// Read-only; writers read the file afresh. Guarded by mu.
+	// It keeps fingerprints, not the bytes (the file and each block's DER,
+	// a few hundred KiB a daemon would hold for nothing). Read-only;
+	// writers read the file afresh. Guarded by mu.
 	shared *sharedContent
 }
 
@@ -238,6 +242,18 @@ func (s *Store) readShared() (*content, error) {
 	if rerr != nil {
 		return nil, rerr
 	}
+	subjects := make(map[trust.Fingerprint]string, len(c.system)+len(c.tagged)+len(c.foreign))
+	for _, blocks := range [][]block{c.system, c.foreign, c.tagged} {
+		for i := range blocks {
+			bl := &blocks[i]
+			if _, ok := subjects[bl.fp]; !ok && bl.typ == "CERTIFICATE" {
+				subjects[bl.fp] = s.subject(*bl)
+			}
+			bl.der = nil
+		}
+	}
+	c.raw = nil
+	s.subjects = subjects
 	if err == nil {
 		// Stamped before the read: a write in between moves the stamp
 		// and the next reader parses again.
@@ -459,7 +475,6 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 	// installed that only a hand-appended block still holds is not ours.
 	inv := &trust.Inventory{Targets: []trust.Target{{}}, OwnCopies: true}
 	at := make(map[trust.Fingerprint]int)
-	seen := make(map[trust.Fingerprint]*x509.Certificate)
 	add := func(bl block, tagged bool) {
 		if bl.typ != "CERTIFICATE" {
 			return
@@ -468,17 +483,9 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 			inv.Entries[i].Tagged = inv.Entries[i].Tagged || tagged
 			return
 		}
-		x, ok := s.parsed[bl.fp]
-		if !ok {
-			x, _ = x509.ParseCertificate(bl.der) // a subject is a nicety; the fingerprint is what counts
-		}
-		seen[bl.fp] = x
-		e := trust.Entry{FP: bl.fp, Tagged: tagged}
-		if x != nil {
-			e.Subject = trust.NewCert(x).Subject()
-		}
+		// A subject is a nicety; the fingerprint is what counts.
 		at[bl.fp] = len(inv.Entries)
-		inv.Entries = append(inv.Entries, e)
+		inv.Entries = append(inv.Entries, trust.Entry{FP: bl.fp, Tagged: tagged, Subject: s.subjects[bl.fp]})
 	}
 	for _, bl := range c.system {
 		add(bl, false)
@@ -489,7 +496,6 @@ func (s *Store) List(ctx context.Context) (*trust.Inventory, error) {
 	for _, bl := range c.tagged {
 		add(bl, true)
 	}
-	s.parsed = seen
 	trust.SortEntries(inv.Entries)
 	return inv, nil
 }
@@ -656,17 +662,14 @@ func (s *Store) Refresh(ctx context.Context) (bool, error) {
 	return true, s.write(c, data)
 }
 
-// subject returns the subject of a block for its comment line, from List's
-// parse cache when it is there. s.mu must be held.
+// subject returns the subject of a block for its comment line, from the
+// readers' cache when it is there. s.mu must be held.
 func (s *Store) subject(bl block) string {
-	x, ok := s.parsed[bl.fp]
-	if !ok {
-		var err error
-		if x, err = x509.ParseCertificate(bl.der); err != nil {
-			return ""
-		}
+	if sub, ok := s.subjects[bl.fp]; ok {
+		return sub
 	}
-	if x == nil {
+	x, err := x509.ParseCertificate(bl.der)
+	if err != nil {
 		return ""
 	}
 	return trust.NewCert(x).Subject()

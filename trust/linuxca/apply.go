@@ -125,9 +125,9 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		}
 		switch c.Op {
 		case trust.OpInstall:
-			stale = stale || bundleBefore[c.FP] == nil
+			stale = stale || !bundleBefore.holds(c.FP)
 		case trust.OpRemove:
-			if bundleBefore[c.FP] != nil && !inAnchors[c.FP] && dirNewer {
+			if bundleBefore.holds(c.FP) && !inAnchors[c.FP] && dirNewer {
 				stale, removed = true, true
 			}
 		}
@@ -162,14 +162,14 @@ func (s *Store) Apply(ctx context.Context, changes []trust.Change) []trust.Resul
 		}
 		switch c.Op {
 		case trust.OpInstall:
-			if bundle[c.FP] == nil {
+			if !bundle.holds(c.FP) {
 				b.Results[i] = trust.Failed(c, fmt.Errorf("linuxca: %s written to %s, but %s does not hold it after the refresh", c.FP.Short(), s.fam.AnchorDir, s.fam.Bundle))
 				continue
 			}
 			b.Results[i] = trust.OK(c)
 		case trust.OpRemove:
 			switch {
-			case bundle[c.FP] == nil:
+			case !bundle.holds(c.FP):
 				b.Results[i] = trust.OK(c)
 				b.Results[i].Reason = javaNote
 			case inAnchors[c.FP]:

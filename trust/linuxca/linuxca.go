@@ -271,33 +271,44 @@ func parseCerts(data []byte) []*trust.Cert {
 	return []*trust.Cert{trust.NewCert(c)}
 }
 
-// bundleCache keeps the parsed bundle while its file is unchanged, so a
-// List every few seconds does not re-parse 150 roots.
+// bundleCache keeps what the bundle holds while its file is unchanged, so
+// a List every few seconds does not re-parse 150 roots.
 type bundleCache struct {
 	key   filestamp.Stamp
-	certs map[trust.Fingerprint]*trust.Cert
+	roots bundleRoots
+}
+
+// bundleRoots are the certificates of the extracted bundle: fingerprints
+// and subjects, not the parsed certificates (a daemon would hold ~150 of
+// them for nothing).
+type bundleRoots map[trust.Fingerprint]string
+
+// holds reports whether the bundle holds fp.
+func (b bundleRoots) holds(fp trust.Fingerprint) bool {
+	_, ok := b[fp]
+	return ok
 }
 
 // readBundle returns the certificates in the extracted bundle; a missing
 // bundle is empty.
-func (s *Store) readBundle() (map[trust.Fingerprint]*trust.Cert, error) {
+func (s *Store) readBundle() (bundleRoots, error) {
 	key, err := filestamp.Of(s.fam.Bundle)
 	if errors.Is(err, fs.ErrNotExist) {
-		return map[trust.Fingerprint]*trust.Cert{}, nil
+		return bundleRoots{}, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("linuxca: %w", err)
 	}
 	s.bmu.Lock()
 	defer s.bmu.Unlock()
-	if s.bcache.certs != nil && s.bcache.key == key {
-		return s.bcache.certs, nil
+	if s.bcache.roots != nil && s.bcache.key == key {
+		return s.bcache.roots, nil
 	}
 	data, err := os.ReadFile(s.fam.Bundle)
 	if err != nil {
 		return nil, fmt.Errorf("linuxca: read bundle: %w", err)
 	}
-	out := make(map[trust.Fingerprint]*trust.Cert)
+	out := make(bundleRoots)
 	// Parse block by block: one odd certificate must not hide the rest.
 	for rest := data; ; {
 		var c []*trust.Cert
@@ -306,10 +317,10 @@ func (s *Store) readBundle() (map[trust.Fingerprint]*trust.Cert, error) {
 			break
 		}
 		for _, x := range c {
-			out[x.FP] = x
+			out[x.FP] = x.Subject()
 		}
 	}
-	s.bcache = bundleCache{key: key, certs: out}
+	s.bcache = bundleCache{key: key, roots: out}
 	return out, nil
 }
 
@@ -337,29 +348,29 @@ func (s *Store) listLocked() (*trust.Inventory, error) {
 	}
 	inv := &trust.Inventory{Targets: []trust.Target{{}}, OwnCopies: true}
 	seen := make(map[trust.Fingerprint]bool)
-	add := func(c *trust.Cert, tagged bool) {
-		if seen[c.FP] {
+	add := func(fp trust.Fingerprint, subject string, tagged bool) {
+		if seen[fp] {
 			return
 		}
-		seen[c.FP] = true
-		inv.Entries = append(inv.Entries, trust.Entry{FP: c.FP, Subject: c.Subject(), Tagged: tagged})
+		seen[fp] = true
+		inv.Entries = append(inv.Entries, trust.Entry{FP: fp, Subject: subject, Tagged: tagged})
 	}
 	// Ours first, so a root both we and someone else wrote is listed as
 	// ours; ours only once the bundle holds it (otherwise a refresh is due).
 	for _, a := range anchors {
-		if a.ours && bundle[a.certs[0].FP] != nil {
-			add(a.certs[0], true)
+		if a.ours && bundle.holds(a.certs[0].FP) {
+			add(a.certs[0].FP, a.certs[0].Subject(), true)
 		}
 	}
 	for _, a := range anchors {
 		if !a.ours {
 			for _, c := range a.certs {
-				add(c, false)
+				add(c.FP, c.Subject(), false)
 			}
 		}
 	}
-	for _, c := range bundle {
-		add(c, false)
+	for fp, subject := range bundle {
+		add(fp, subject, false)
 	}
 	trust.SortEntries(inv.Entries)
 	return inv, nil
