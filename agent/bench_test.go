@@ -90,3 +90,32 @@ func BenchmarkMakePlanConverged(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkWatchedPass measures a timer pass that the store watch lets
+// skip the stores (quiet.go): no fetch (a live long-poll asks the control
+// plane), ledger stamp, evaluation reused, marks compared, status kept.
+func BenchmarkWatchedPass(b *testing.B) {
+	r := newRig(b)
+	for _, ca := range trusttest.NewCAs(b, 3) {
+		r.plane.add(ca, api.StatusAvailable)
+	}
+	a, err := New(r.cfg, Deps{OpenStore: r.open})
+	if err != nil {
+		b.Fatal(err)
+	}
+	a.SetStoreWatch(newFakeWatch())
+	ctx := context.Background()
+	for range 2 {
+		if _, err := a.pass(ctx, passOptions{fetch: true, reason: "interval"}); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for b.Loop() {
+		rep, err := a.pass(ctx, passOptions{reason: "interval"})
+		if err != nil || !rep.Watched {
+			b.Fatalf("not a watched pass: %v %+v", err, rep)
+		}
+	}
+}

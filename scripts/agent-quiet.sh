@@ -6,19 +6,25 @@
 # passwd with one test user), so the host's stores are never touched.
 #
 # It builds certagent and certplane, starts certplane on SQLite, runs
-# `certagent run --cpuprofile` against it, waits until every store holds
+# `certagent run` against it, waits until every store holds
 # the account's root, then for ROUNDS rounds of WINDOW seconds reads the
 # daemon's CPU (schedstat, all threads) and its pass count (`certagent
 # status --json`, whose own cost is measured around the call and left
 # out), and reports min/median/max of CPU per no-change pass and of RSS.
 # Every certutil and update-ca-certificates run is counted through a
-# wrapper bind-mounted over the tool. Then it stops the daemon (the CPU
-# profile of the quiet passes is printed: where each millisecond goes) and
-# runs a one-shot `certagent sync` with nothing to change, counting the
-# store tools it runs.
+# wrapper bind-mounted over the tool. Then it stops the daemon and runs a
+# one-shot `certagent sync` with nothing to change, counting the store
+# tools it runs.
+#
+# With PROFILE=1 the daemon runs with --cpuprofile and --memprofile, and
+# the script prints where the CPU and the heap went. The profilers cost
+# CPU of their own (the CPU profiler's writer wakes every 100 ms, the heap
+# profile forces a GC every 30 s), which the rounds then include: measure
+# the goals without them.
 #
 #   sudo scripts/agent-quiet.sh                      # 5 rounds of 30 s, poll_interval 5s
 #   ROUNDS=7 WINDOW=60 sudo scripts/agent-quiet.sh
+#   PROFILE=1 sudo scripts/agent-quiet.sh            # where it goes
 #
 # Linux, root (mount namespace, certutil as the user), Debian's
 # ca-certificates and libnss3-tools (scripts/install-deps.sh).
@@ -28,6 +34,7 @@ cd "$(dirname "$0")/.."
 ROUNDS=${ROUNDS:-5}
 WINDOW=${WINDOW:-30}
 POLL=${POLL:-5s}
+PROFILE=${PROFILE:-0}
 
 if [ -z "${AGENT_QUIET_INSIDE:-}" ]; then
 	[ "$(id -u)" = 0 ] || { echo "agent-quiet: needs root (mount namespace)" >&2; exit 2; }
@@ -127,7 +134,11 @@ JSON
 umask 022
 export CERTAGENT_CONFIG="$work/config.json" CERTAGENT_MANAGED="$work/managed.json" \
 	CERTAGENT_STATE_DIR="$work/state" CERTAGENT_SOCKET="$work/certagent.sock"
-"$work/certagent" run --log-level warn --cpuprofile "$work/cpu.prof" 2>"$work/certagent.log" &
+prof=()
+if [ "$PROFILE" = 1 ]; then
+	prof=(--cpuprofile "$work/cpu.prof" --memprofile "$work/mem.prof")
+fi
+"$work/certagent" run --log-level warn "${prof[@]}" 2>"$work/certagent.log" &
 agent=$!
 pids+=("$agent")
 
@@ -172,7 +183,9 @@ done
 quiet_tools=$(($(wc -l <"$tools") - tools0))
 
 stats() { printf '%s\n' "$@" | sort -n | awk '{v[NR] = $1} END {printf "%s / %s / %s", v[1], v[int((NR + 1) / 2)], v[NR]}'; }
-echo "certagent daemon, stores system (Debian, $roots roots) + nss (1 user) + dir: + bundle:, poll_interval $POLL, $ROUNDS rounds of ${WINDOW}s:"
+profiled=""
+[ "$PROFILE" = 1 ] && profiled=", profilers ON (their cost included)"
+echo "certagent daemon, stores system (Debian, $roots roots) + nss (1 user) + dir: + bundle:, poll_interval $POLL, $ROUNDS rounds of ${WINDOW}s$profiled:"
 echo "  CPU per no-change pass (ms, min / median / max): $(stats "${per[@]}")"
 echo "  RSS (MiB, min / median / max): $(stats $(for k in "${rsss[@]}"; do awk -v k="$k" 'BEGIN {printf "%.1f\n", k / 1024}'; done))"
 echo "  store tools run by the first pass (install): $first_tools; by the quiet passes: $quiet_tools"
@@ -190,6 +203,12 @@ if [ "$((after - before))" -gt 0 ]; then
 	tail -n "$((after - before))" "$tools" | sed 's/^/    /'
 fi
 
+if [ -s "$work/mem.prof" ]; then
+	echo "  the daemon's memory at its last heap profile (runtime figures, bytes):"
+	sed 's/^/    /' "$work/mem.prof.txt"
+	echo "  live heap by allocation site:"
+	go tool pprof -top -inuse_space -nodecount=25 "$work/certagent" "$work/mem.prof" 2>/dev/null | sed 's/^/    /'
+fi
 if [ -s "$work/cpu.prof" ]; then
 	echo "  where a pass's CPU went (the daemon's whole run at 1 kHz; cumulative, passes only):"
 	go tool pprof -top -cum -focus='agent\.\(\*Agent\)\.pass$' -nodecount=40 "$work/certagent" "$work/cpu.prof" 2>/dev/null | sed 's/^/    /'

@@ -1,10 +1,14 @@
 package cli
 
 import (
+	"bytes"
 	"fmt"
 	"os"
 	"runtime"
 	"runtime/pprof"
+	"time"
+
+	"github.com/certagent/certagent/internal/atomicfile"
 )
 
 // startCPUProfile profiles the process into path (created 0600) until stop.
@@ -22,4 +26,49 @@ func startCPUProfile(path string) (stop func(), err error) {
 		return nil, fmt.Errorf("cpu profile: %w", err)
 	}
 	return func() { pprof.StopCPUProfile(); f.Close() }, nil
+}
+
+// memProfileEvery is how often startMemProfile rewrites its files.
+const memProfileEvery = 30 * time.Second
+
+// startMemProfile writes a heap profile of the running daemon to path, and
+// the runtime's memory figures to path+".txt" (both 0600), every
+// memProfileEvery until stop: the last write shows the daemon at rest,
+// not torn down.
+func startMemProfile(path string) (stop func(), err error) {
+	write := func() error {
+		runtime.GC()
+		var b bytes.Buffer
+		if err := pprof.Lookup("heap").WriteTo(&b, 0); err != nil {
+			return err
+		}
+		if err := atomicfile.Write(path, b.Bytes(), 0o600); err != nil {
+			return err
+		}
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
+		b.Reset()
+		fmt.Fprintf(&b, "heap_inuse %d\nheap_alloc %d\nheap_idle %d\nheap_released %d\nstack_inuse %d\nsys %d\ngc_sys %d\nother_sys %d\nmspan_inuse %d\nnum_gc %d\ngoroutines %d\n",
+			m.HeapInuse, m.HeapAlloc, m.HeapIdle, m.HeapReleased, m.StackInuse, m.Sys, m.GCSys, m.OtherSys, m.MSpanInuse, m.NumGC, runtime.NumGoroutine())
+		return atomicfile.Write(path+".txt", b.Bytes(), 0o600)
+	}
+	if err := write(); err != nil {
+		return nil, fmt.Errorf("memory profile: %w", err)
+	}
+	done := make(chan struct{})
+	finished := make(chan struct{})
+	go func() {
+		defer close(finished)
+		t := time.NewTicker(memProfileEvery)
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				_ = write()
+			}
+		}
+	}()
+	return func() { close(done); <-finished }, nil
 }

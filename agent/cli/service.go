@@ -146,8 +146,17 @@ func cmdRunDaemon(args []string) int {
 	fs := newFlagSet("run")
 	level := fs.String("log-level", "", "trace, debug, info, warn or error (default: the config's log_level, else info)")
 	cpuProfile := fs.String("cpuprofile", "", "write a Go CPU profile of the daemon to this file until it stops (scripts/agent-quiet.sh)")
+	memProfile := fs.String("memprofile", "", "write a Go heap profile of the running daemon to this file (and its memory figures to FILE.txt) every 30 s (scripts/agent-quiet.sh)")
 	if err := fs.Parse(args); err != nil {
 		return 2
+	}
+	if *memProfile != "" {
+		stop, err := startMemProfile(*memProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "certagent:", err)
+			return 2
+		}
+		defer stop()
 	}
 	if *cpuProfile != "" {
 		stop, err := startCPUProfile(*cpuProfile)
