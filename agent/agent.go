@@ -489,8 +489,16 @@ func (a *Agent) pass(ctx context.Context, opt passOptions) (*PassReport, error) 
 		rep.Watched = true
 		rep.Results = append([]TargetResult(nil), a.verified.results...)
 		a.updateSnapshot(rep, cfg)
-		a.persistSnapshot(false)
-		a.maybeCheckIn()
+		if rep.Fetch.Status != "skipped" {
+			// Without a fetch nothing the status file holds can have
+			// moved: the results and the desired set are the full read's,
+			// and config, errors and the device id change only in passes
+			// that read the stores.
+			a.persistSnapshot(false)
+		}
+		if a.checkInDueByClock(now) {
+			a.maybeCheckIn()
+		}
 		return rep, nil
 	}
 	if !opt.dryRun {

@@ -312,6 +312,17 @@ func (a *Agent) ensureIdentity(cfg *Config) {
 	a.snap.CheckIn.DeviceID = id.ID
 }
 
+// checkInDueByClock reports whether a check-in is due at now with the
+// content of the last one: on a pass that changed nothing it reports, only
+// the clock can make one due, and building the report (hostname, OS
+// version) is not worth doing to find out it is not.
+func (a *Agent) checkInDueByClock(now time.Time) bool {
+	a.mu.Lock()
+	st := a.snap.CheckIn
+	a.mu.Unlock()
+	return CheckInDue(st, st.ReportHash, now)
+}
+
 // maybeCheckIn starts a check-in in the background when one is due and
 // none is running. It never blocks.
 func (a *Agent) maybeCheckIn() {
