@@ -44,6 +44,11 @@ type Deps struct {
 	// VerifyInterval bounds how long timer passes may skip reading stores
 	// a StoreWatch saw unchanged; zero means DefaultVerifyInterval.
 	VerifyInterval time.Duration
+	// ReleaseMemory returns the memory a pass allocated heavily (an
+	// install, a re-parsed store) to the OS once the pass ends (memory.go).
+	// For a process that runs one agent (the daemon); a process of many
+	// (the fleet simulation) leaves it off.
+	ReleaseMemory bool
 
 	// hook, when set, is called between the steps of a pass ("lock",
 	// "intent", "apply:STORE", "commit"); a non-nil error aborts the pass there, as a
@@ -437,6 +442,9 @@ const StatusPlanned trust.Status = "planned"
 func (a *Agent) pass(ctx context.Context, opt passOptions) (*PassReport, error) {
 	a.passMu.Lock()
 	defer a.passMu.Unlock()
+	if a.deps.ReleaseMemory {
+		defer releaseAfterHeavy(a.log, heapAllocated())
+	}
 	now := a.deps.Now()
 	rep := &PassReport{Started: now.UTC(), DryRun: opt.dryRun, Reason: opt.reason}
 	defer func() { rep.Duration = a.deps.Now().Sub(now).String() }()

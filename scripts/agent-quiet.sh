@@ -116,9 +116,23 @@ wrap "$(command -v update-ca-certificates)"
 db="sqlite:$work/certplane.db"
 acct=$("$work/certplane" account create --db "$db" --data-dir "$work" --name quiet)
 token=$("$work/certplane" token create --db "$db" --data-dir "$work" --account "$acct" --scope device)
-port=$((20000 + RANDOM % 20000))
-"$work/certplane" serve --listen "127.0.0.1:$port" --db "$db" --data-dir "$work" --log-level warn 2>"$work/certplane.log" &
-pids+=($!)
+# A random port, until certplane answers on it (another process may hold
+# the first one picked).
+for try in 1 2 3 4 5; do
+	port=$((20000 + RANDOM % 20000))
+	"$work/certplane" serve --listen "127.0.0.1:$port" --db "$db" --data-dir "$work" --log-level warn 2>"$work/certplane.log" &
+	cp_pid=$!
+	for _ in $(seq 1 100); do
+		curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+		kill -0 "$cp_pid" 2>/dev/null || break
+		sleep 0.1
+	done
+	curl -s -o /dev/null "http://127.0.0.1:$port/" && break
+	kill "$cp_pid" 2>/dev/null || true
+	wait "$cp_pid" 2>/dev/null || true
+	[ "$try" = 5 ] && { echo "agent-quiet: certplane never answered:"; cat "$work/certplane.log"; exit 1; }
+done
+pids+=("$cp_pid")
 
 umask 077
 cat >"$work/config.json" <<JSON
@@ -137,6 +151,8 @@ export CERTAGENT_CONFIG="$work/config.json" CERTAGENT_MANAGED="$work/managed.jso
 prof=()
 if [ "$PROFILE" = 1 ]; then
 	prof=(--cpuprofile "$work/cpu.prof" --memprofile "$work/mem.prof")
+	# Sample the heap from the first allocation, package init included.
+	export GODEBUG=memprofilerate=4096
 fi
 "$work/certagent" run --log-level warn "${prof[@]}" 2>"$work/certagent.log" &
 agent=$!
@@ -188,11 +204,35 @@ profiled=""
 echo "certagent daemon, stores system (Debian, $roots roots) + nss (1 user) + dir: + bundle:, poll_interval $POLL, $ROUNDS rounds of ${WINDOW}s$profiled:"
 echo "  CPU per no-change pass (ms, min / median / max): $(stats "${per[@]}")"
 echo "  RSS (MiB, min / median / max): $(stats $(for k in "${rsss[@]}"; do awk -v k="$k" 'BEGIN {printf "%.1f\n", k / 1024}'; done))"
+# Anonymous memory is the daemon's own (heap, stacks, runtime); file-backed
+# is the pages of the certagent binary it runs, shared and evictable.
+echo "  RSS at the end: $(awk '/^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {printf "anonymous %.1f MiB, file-backed (the binary) %.1f MiB", a / 1024, f / 1024}' "/proc/$agent/status")"
+last=$(status_json)
+echo "  passes that read every store: last at $(echo "$last" | tr ',' '\n' | sed -n 's/.*"last_verified": *"\([^"]*\)".*/\1/p' | head -n1), last pass at $(echo "$last" | tr ',' '\n' | sed -n 's/.*"last_sync": *"\([^"]*\)".*/\1/p' | head -n1)"
 echo "  store tools run by the first pass (install): $first_tools; by the quiet passes: $quiet_tools"
 
 kill -TERM "$agent"
 wait "$agent" 2>/dev/null || true
 pids=("${pids[@]/$agent/}")
+
+# The floor: the same binary as a daemon with no config (no stores, no
+# passes, no control plane), for RSS and idle CPU in the same run.
+floor="$work/floor"
+mkdir -p "$floor"
+CERTAGENT_CONFIG="$floor/none.json" CERTAGENT_MANAGED="$floor/managed.json" CERTAGENT_STATE_DIR="$floor/state" \
+	CERTAGENT_SOCKET="$floor/certagent.sock" "$work/certagent" run --log-level error 2>"$floor/log" &
+fpid=$!
+pids+=("$fpid")
+sleep 5
+f0=0
+for f in /proc/$fpid/task/*/schedstat; do f0=$((f0 + $(cut -d' ' -f1 "$f"))); done
+sleep "$WINDOW"
+f1=0
+for f in /proc/$fpid/task/*/schedstat; do f1=$((f1 + $(cut -d' ' -f1 "$f"))); done
+echo "  floor, the same binary as a daemon with no config: RSS $(awk '/^VmRSS/ {r = $2} /^RssAnon/ {a = $2} /^RssFile/ {f = $2} END {printf "%.1f MiB (anonymous %.1f, file-backed %.1f)", r / 1024, a / 1024, f / 1024}' "/proc/$fpid/status"), CPU $(awk -v x="$((f1 - f0))" 'BEGIN {printf "%.2f", x / 1e6}') ms in ${WINDOW}s"
+kill -TERM "$fpid"
+wait "$fpid" 2>/dev/null || true
+pids=("${pids[@]/$fpid/}")
 
 # A one-shot sync with the daemon stopped: a new process, nothing to change.
 before=$(wc -l <"$tools")

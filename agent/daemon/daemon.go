@@ -113,6 +113,9 @@ func New(o Options) (*Daemon, error) {
 		o.ServiceState = "running"
 	}
 	o.Deps.Logger = o.Logger.Named("agent")
+	// One agent in this process: what a heavy pass allocated goes back to
+	// the OS when it ends, not whenever the scavenger gets to it.
+	o.Deps.ReleaseMemory = true
 	d := &Daemon{
 		o:           o,
 		log:         o.Logger,
