@@ -40,20 +40,22 @@ func startMemProfile(path string) (stop func(), err error) {
 	// a few MiB, which the default rate samples a handful of times.
 	runtime.MemProfileRate = 4096
 	write := func() error {
+		// The figures first, right after a GC: writing the profile leaves
+		// garbage of its own.
 		runtime.GC()
+		var m runtime.MemStats
+		runtime.ReadMemStats(&m)
 		var b bytes.Buffer
+		fmt.Fprintf(&b, "heap_inuse %d\nheap_alloc %d\nheap_idle %d\nheap_released %d\nstack_inuse %d\nsys %d\ngc_sys %d\nother_sys %d\nmspan_inuse %d\nnum_gc %d\ngoroutines %d\n",
+			m.HeapInuse, m.HeapAlloc, m.HeapIdle, m.HeapReleased, m.StackInuse, m.Sys, m.GCSys, m.OtherSys, m.MSpanInuse, m.NumGC, runtime.NumGoroutine())
+		if err := atomicfile.Write(path+".txt", b.Bytes(), 0o600); err != nil {
+			return err
+		}
+		b.Reset()
 		if err := pprof.Lookup("heap").WriteTo(&b, 0); err != nil {
 			return err
 		}
-		if err := atomicfile.Write(path, b.Bytes(), 0o600); err != nil {
-			return err
-		}
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
-		b.Reset()
-		fmt.Fprintf(&b, "heap_inuse %d\nheap_alloc %d\nheap_idle %d\nheap_released %d\nstack_inuse %d\nsys %d\ngc_sys %d\nother_sys %d\nmspan_inuse %d\nnum_gc %d\ngoroutines %d\n",
-			m.HeapInuse, m.HeapAlloc, m.HeapIdle, m.HeapReleased, m.StackInuse, m.Sys, m.GCSys, m.OtherSys, m.MSpanInuse, m.NumGC, runtime.NumGoroutine())
-		return atomicfile.Write(path+".txt", b.Bytes(), 0o600)
+		return atomicfile.Write(path, b.Bytes(), 0o600)
 	}
 	if err := write(); err != nil {
 		return nil, fmt.Errorf("memory profile: %w", err)
