@@ -592,7 +592,7 @@ func (a *Agent) fetch(ctx context.Context, opt passOptions, src Source, last *an
 			rep.Fetch = FetchReport{Status: "ok", ServerDate: res.Date}
 			// Validate before adopting: an answer whose certificates do
 			// not hold together changes nothing.
-			fresh, ierr := Evaluate(res.Certificates, policy, retired)
+			fresh, ierr := evaluate(res.Certificates, policy, retired, &a.memo.parses)
 			if ierr != nil {
 				rep.Fetch = FetchReport{Status: "error", Error: ierr.Error(), ServerDate: res.Date}
 				break

@@ -43,7 +43,52 @@ type Evaluation struct {
 // (expired, not a CA, weak key, SHA-1) are reported in Rejected and are a
 // legitimate part of the answer.
 func Evaluate(certs []api.Certificate, policy trust.Policy, retired map[trust.Fingerprint]bool) (*Evaluation, error) {
-	if err := checkShape(certs); err != nil {
+	return evaluate(certs, policy, retired, &pemParses{})
+}
+
+// pemParses parses each certificate PEM once: within one evaluation (the
+// shape check, the integrity check and the policy each look at every
+// certificate), and across evaluations of answers that repeat a
+// certificate (an agent's passes). Keyed by the exact PEM text, so a
+// parse stands only for the bytes it came from; keep ends an evaluation
+// and forgets the certificates its answer no longer lists. Not safe for
+// concurrent use (an agent's passes are serialised).
+type pemParses struct {
+	prev, cur map[string]pemParse
+}
+
+type pemParse struct {
+	cert *trust.Cert
+	err  error
+}
+
+// parse returns trust.ParseOnePEM(pem), from the cache when it has it. The
+// caller must not modify the certificate.
+func (p *pemParses) parse(pem string) (*trust.Cert, error) {
+	if r, ok := p.cur[pem]; ok {
+		return r.cert, r.err
+	}
+	r, ok := p.prev[pem]
+	if !ok {
+		r.cert, r.err = trust.ParseOnePEM([]byte(pem))
+	}
+	if p.cur == nil {
+		p.cur = make(map[string]pemParse)
+	}
+	p.cur[pem] = r
+	return r.cert, r.err
+}
+
+// keep makes the parses of the evaluation that just ended the ones the
+// next one may reuse.
+func (p *pemParses) keep() {
+	p.prev, p.cur = p.cur, nil
+}
+
+// evaluate is Evaluate with parses from p.
+func evaluate(certs []api.Certificate, policy trust.Policy, retired map[trust.Fingerprint]bool, p *pemParses) (*Evaluation, error) {
+	defer p.keep()
+	if err := checkShape(certs, p); err != nil {
 		return nil, err
 	}
 	ev := &Evaluation{}
@@ -52,13 +97,13 @@ func Evaluate(certs []api.Certificate, policy trust.Policy, retired map[trust.Fi
 	for _, c := range certs {
 		if !c.BindingStatus.Deployed() {
 			info := CertInfo{ID: c.ID, BindingStatus: string(c.BindingStatus.Normalize()), InUse: c.InUse, Type: c.Type}
-			if tc, err := trust.ParseOnePEM([]byte(c.Certificate)); err == nil {
+			if tc, err := p.parse(c.Certificate); err == nil {
 				info.FP, info.Subject, info.NotAfter = tc.FP, tc.Subject(), tc.X509.NotAfter.UTC()
 			}
 			ev.Withheld = append(ev.Withheld, info)
 			continue
 		}
-		tc, err := trust.ParseOnePEM([]byte(c.Certificate))
+		tc, err := p.parse(c.Certificate)
 		if err != nil {
 			return nil, fmt.Errorf("%w: certificate %s: %v", ErrIntegrity, c.ID, err)
 		}
@@ -76,7 +121,7 @@ func Evaluate(certs []api.Certificate, policy trust.Policy, retired map[trust.Fi
 			continue
 		}
 		byID[c.ID] = c
-		cands = append(cands, trust.Candidate{ID: c.ID, PEM: []byte(c.Certificate), ClaimedFingerprint: c.Fingerprint})
+		cands = append(cands, trust.Candidate{ID: c.ID, PEM: []byte(c.Certificate), ClaimedFingerprint: c.Fingerprint, Parsed: tc})
 	}
 	ok, bad := policy.Evaluate(cands)
 	ev.Desired = ok
@@ -96,7 +141,7 @@ func Evaluate(certs []api.Certificate, policy trust.Policy, retired map[trust.Fi
 // than an account may hold (10 managed + 5 custom). Either is a broken or
 // hostile server, not a decision, so nothing of it is believed; accepting
 // the first 15 would let an answer choose which roots survive by order.
-func checkShape(certs []api.Certificate) error {
+func checkShape(certs []api.Certificate, p *pemParses) error {
 	ids := make(map[string]bool, len(certs))
 	deployed := map[string]bool{}
 	for _, c := range certs {
@@ -108,7 +153,7 @@ func checkShape(certs []api.Certificate) error {
 		}
 		if c.BindingStatus.Deployed() {
 			key := c.ID
-			if tc, err := trust.ParseOnePEM([]byte(c.Certificate)); err == nil {
+			if tc, err := p.parse(c.Certificate); err == nil {
 				key = tc.FP.String()
 			}
 			deployed[key] = true

@@ -22,6 +22,10 @@ type passMemo struct {
 	// evFrom and evUntil bound the clock readings for which ev holds: no
 	// certificate of the answer starts or stops being valid in between.
 	evFrom, evUntil time.Time
+
+	// parses keeps the last answer's certificates parsed, for the next
+	// evaluation (a new answer usually repeats most of them).
+	parses pemParses
 }
 
 // loadLedger returns the ledger at path, parsing the file only when its
@@ -53,13 +57,13 @@ func (m *passMemo) evaluate(last *answer, cfg *Config, policy trust.Policy, now 
 		return m.ev, nil
 	}
 	m.ev = nil
-	ev, err := Evaluate(last.certs, policy, cfg.Retired())
+	ev, err := evaluate(last.certs, policy, cfg.Retired(), &m.parses)
 	if err != nil {
 		return nil, err
 	}
 	until := now.Add(time.Hour) // and at least hourly, whatever happens
 	for _, c := range last.certs {
-		tc, err := trust.ParseOnePEM([]byte(c.Certificate))
+		tc, err := m.parses.parse(c.Certificate)
 		if err != nil {
 			continue
 		}

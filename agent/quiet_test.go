@@ -344,3 +344,43 @@ func TestQuietPassWithRealWatcher(t *testing.T) {
 type watchMarks struct{ w *watch.Watcher }
 
 func (m watchMarks) StoreMark(name string) (uint64, bool) { return m.w.State(name) }
+
+// TestPEMParsesReuse checks that an evaluation reuses the previous one's
+// parse of a certificate it repeats, forgets the ones its answer no longer
+// lists, and gives the same result as a fresh Evaluate.
+func TestPEMParsesReuse(t *testing.T) {
+	a, b := trusttest.NewCA(t), trusttest.NewCA(t)
+	cert := func(ca *trusttest.CA, id string) api.Certificate {
+		return api.Certificate{ID: id, BindingStatus: api.StatusActive, Certificate: string(ca.PEM()), Fingerprint: ca.FP.String()}
+	}
+	policy := trust.Policy{Now: time.Now}
+	var p pemParses
+	ev1, err := evaluate([]api.Certificate{cert(a, "a")}, policy, nil, &p)
+	require.NoError(t, err)
+	first := p.prev[string(a.PEM())].cert
+	require.NotNil(t, first)
+
+	ev2, err := evaluate([]api.Certificate{cert(a, "a"), cert(b, "b")}, policy, nil, &p)
+	require.NoError(t, err)
+	if got := p.prev[string(a.PEM())].cert; got != first {
+		t.Errorf("a's certificate parsed again: got %p, want %p", got, first)
+	}
+	require.Empty(t, first.ID, "the cached parse was modified")
+	fresh, err := Evaluate([]api.Certificate{cert(a, "a"), cert(b, "b")}, policy, nil)
+	require.NoError(t, err)
+	require.Equal(t, fresh.Infos, ev2.Infos)
+	require.Len(t, ev1.Desired, 1)
+
+	_, err = evaluate([]api.Certificate{cert(b, "b")}, policy, nil, &p)
+	require.NoError(t, err)
+	if _, ok := p.prev[string(a.PEM())]; ok {
+		t.Errorf("a's parse kept after an answer without it")
+	}
+
+	// A PEM that does not parse is refused the same way from the cache.
+	bad := api.Certificate{ID: "x", BindingStatus: api.StatusActive, Certificate: string(a.PEM()[:40])}
+	for range 2 {
+		_, err := evaluate([]api.Certificate{bad}, policy, nil, &p)
+		require.ErrorIs(t, err, ErrIntegrity)
+	}
+}

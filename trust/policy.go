@@ -50,6 +50,10 @@ type Candidate struct {
 	PEM []byte
 	// ClaimedFingerprint is the fingerprint the source asserted, or "".
 	ClaimedFingerprint string
+	// Parsed, when set, is PEM already parsed as exactly one certificate
+	// (by ParseOnePEM): Check judges it instead of parsing PEM again. It
+	// is not modified.
+	Parsed *Cert
 }
 
 // Rejected is a candidate the policy refused.
@@ -67,14 +71,20 @@ type Rejected struct {
 // given. It is the one acceptance policy: the agent applies it to every
 // answer and certplane to every upload (controlplane/ca.CheckUpload).
 func (p Policy) Check(c Candidate) (*Cert, error) {
-	certs, err := ParsePEM(c.PEM)
-	if err != nil {
-		return nil, reject("does not parse: %v", err)
+	var cert *Cert
+	if c.Parsed != nil {
+		cp := *c.Parsed
+		cert = &cp
+	} else {
+		certs, err := ParsePEM(c.PEM)
+		if err != nil {
+			return nil, reject("does not parse: %v", err)
+		}
+		if len(certs) != 1 {
+			return nil, reject("holds %d certificates, want 1", len(certs))
+		}
+		cert = certs[0]
 	}
-	if len(certs) != 1 {
-		return nil, reject("holds %d certificates, want 1", len(certs))
-	}
-	cert := certs[0]
 	cert.ID = c.ID
 	x := cert.X509
 	if c.ClaimedFingerprint != "" {
@@ -156,7 +166,9 @@ func (p Policy) Evaluate(cands []Candidate) ([]*Cert, []Rejected) {
 			if errors.As(err, &rj) {
 				r.Reason = rj.Reason
 			}
-			if cs, perr := ParsePEM(c.PEM); perr == nil && len(cs) == 1 {
+			if c.Parsed != nil {
+				r.FP = c.Parsed.FP
+			} else if cs, perr := ParsePEM(c.PEM); perr == nil && len(cs) == 1 {
 				r.FP = cs[0].FP
 			}
 			bad = append(bad, r)
