@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -226,6 +227,7 @@ type fleetConfig struct {
 	URL, Account, Token string
 	Poll                time.Duration
 	LongPoll            bool
+	Thin                bool
 	StateRoot           string
 }
 
@@ -242,6 +244,12 @@ func (f *fleet) start(ctx context.Context, fc fleetConfig, wg *sync.WaitGroup) e
 		return &countingConn{Conn: c, m: &f.m}, nil
 	}
 	for i := range f.n {
+		if fc.Thin {
+			if err := f.startThin(ctx, fc, i, dial, wg); err != nil {
+				return err
+			}
+			continue
+		}
 		dir := filepath.Join(fc.StateRoot, fmt.Sprintf("agent-%05d", i))
 		if err := os.MkdirAll(dir, 0o700); err != nil {
 			return fmt.Errorf("fleetsim: state dir: %w", err)
@@ -283,5 +291,94 @@ func (f *fleet) start(ctx context.Context, fc fleetConfig, wg *sync.WaitGroup) e
 			tr.CloseIdleConnections()
 		})
 	}
+	return nil
+}
+
+// thinDevice is a device without an agent: the list requests a real agent
+// makes (a long-poll held with its ETag, or a poll each interval, through
+// the same api.Client), and the moment an answer shows a watched root
+// available, which is when an agent would start installing it. With no
+// agent passes competing for the cores, a convergence measures the control
+// plane's delivery alone; an agent's pass on its own machine comes on top.
+type thinDevice struct {
+	f    *fleet
+	cl   *api.Client
+	seen [2]bool
+}
+
+// note records the watched roots an answer shows available.
+func (d *thinDevice) note(certs []api.Certificate) {
+	now := time.Now()
+	for _, c := range certs {
+		if c.BindingStatus != api.StatusAvailable {
+			continue
+		}
+		fp, err := trust.ParseFingerprint(c.Fingerprint)
+		if err != nil {
+			continue
+		}
+		for i := range d.seen {
+			if w := d.f.watch[i].Load(); w != nil && *w == fp && !d.seen[i] {
+				d.seen[i] = true
+				d.f.installed(i, now)
+			}
+		}
+	}
+}
+
+// run asks as an agent does until ctx ends: with longPoll, holds a
+// long-poll with the last ETag and asks again as soon as it is answered;
+// otherwise (and after a failure) one request per poll interval.
+func (d *thinDevice) run(ctx context.Context, poll time.Duration, longPoll bool) {
+	etag := ""
+	for ctx.Err() == nil {
+		wait := time.Duration(0)
+		if longPoll && etag != "" {
+			wait = agent.LongPollWait
+		}
+		res, err := d.cl.ListIfChanged(ctx, etag, wait)
+		switch {
+		case err == nil:
+			etag = res.ETag
+			d.note(res.Certificates)
+		case errors.Is(err, api.ErrNotModified):
+		default:
+			etag = ""
+		}
+		if longPoll && etag != "" {
+			continue
+		}
+		t := time.NewTimer(poll)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// startThin starts thin device i, spread over one poll interval as start
+// spreads agents.
+func (f *fleet) startThin(ctx context.Context, fc fleetConfig, i int, dial func(context.Context, string, string) (net.Conn, error), wg *sync.WaitGroup) error {
+	tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 2, IdleConnTimeout: 2 * fc.Poll, ForceAttemptHTTP2: false}
+	hc := &http.Client{Transport: &instrumented{next: tr, m: &f.m}, Timeout: 30 * time.Second}
+	cl, err := api.NewClient(fc.URL, fc.Account, fc.Token, api.WithHTTPClient(hc), api.WithUserAgent("fleetsim"))
+	if err != nil {
+		return err
+	}
+	d := &thinDevice{f: f, cl: cl}
+	delay := time.Duration(int64(fc.Poll) * int64(i) / int64(f.n))
+	wg.Go(func() {
+		defer tr.CloseIdleConnections()
+		t := time.NewTimer(delay)
+		defer t.Stop()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+		d.run(ctx, fc.Poll, fc.LongPoll)
+	})
 	return nil
 }

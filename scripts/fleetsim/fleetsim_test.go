@@ -8,6 +8,9 @@ import (
 
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
+
+	"github.com/certagent/certagent/api"
+	"github.com/certagent/certagent/trust"
 )
 
 // wrkOutput is what wrk 4.1.0 (Debian) printed for one of our runs.
@@ -95,4 +98,32 @@ func TestCountersSub(t *testing.T) {
 	b := counters{Requests: 4, Held: 1, OK: 1, NotMod: 3, Failed: 0, WireIn: 400, WireOut: 200}
 	got := a.sub(b)
 	assert.Equal(t, counters{Requests: 6, Held: 3, OK: 2, NotMod: 3, Failed: 1, WireIn: 600, WireOut: 300}, got)
+}
+
+// TestThinDeviceNotesAvailableRootsOnce: a thin device counts a watched
+// root when an answer shows it available, once, and nothing else.
+func TestThinDeviceNotesAvailableRootsOnce(t *testing.T) {
+	f := newFleet(1)
+	var boot, next trust.Fingerprint
+	boot[0], next[0] = 1, 2
+	f.watch[0].Store(&boot)
+	f.watch[1].Store(&next)
+	d := &thinDevice{f: f}
+	cert := func(fp trust.Fingerprint, st api.BindingStatus) api.Certificate {
+		return api.Certificate{Fingerprint: fp.String(), BindingStatus: st}
+	}
+
+	d.note([]api.Certificate{cert(boot, api.StatusAvailable), cert(next, api.StatusPendingDeployment)})
+	assert.Equal(t, 1, f.count(0), "the available root")
+	assert.Equal(t, 0, f.count(1), "a root still deploying is not installable yet")
+
+	d.note([]api.Certificate{cert(boot, api.StatusAvailable), cert(next, api.StatusAvailable), {Fingerprint: "not hex"}})
+	d.note([]api.Certificate{cert(next, api.StatusAvailable)})
+	assert.Equal(t, 1, f.count(0), "counted once")
+	assert.Equal(t, 1, f.count(1), "counted once")
+	select {
+	case <-f.all[1]:
+	default:
+		t.Error("the one device has the root: all[1] should be closed")
+	}
 }

@@ -75,6 +75,7 @@ func run(ctx context.Context, args []string) error {
 	rounds := fs.Int("rounds", 5, "bench: alternating rounds per target")
 	listen := fs.String("listen", "127.0.0.1:0", "baseline: address")
 	pprofAddr := fs.String("pprof", "", "baseline: also serve /debug/pprof/ here")
+	thin := fs.Bool("thin", false, "run: devices without an agent, each only long-polling (or polling) the list and noting when the root is available: the control plane's delivery without the agents' passes")
 	cpuProfile := fs.String("cpuprofile", "", "run: write the fleet's own CPU profile of the convergence phase here")
 	concurrency := fs.Int("concurrency", 32, "checkin: concurrent requests")
 	simAgents := fs.Int("sim-agents", 100, "checkin: real agents run over simulated days (0: skip)")
@@ -131,7 +132,7 @@ func run(ctx context.Context, args []string) error {
 		return err
 	case "run":
 		o := runOptions{Agents: *agents, DB: *db, LongPoll: *longPoll, Poll: *poll, DeployDelay: *deployDelay,
-			Window: *window, Timeout: *timeout, Certplane: *bin, WorkDir: *workDir, PGDSN: os.Getenv("CERTAGENT_PG_DSN"), CPUProfile: *cpuProfile}
+			Window: *window, Timeout: *timeout, Certplane: *bin, WorkDir: *workDir, PGDSN: os.Getenv("CERTAGENT_PG_DSN"), CPUProfile: *cpuProfile, Thin: *thin}
 		if o.Agents < 1 {
 			return errors.New("fleetsim: -agents must be at least 1")
 		}

@@ -3,7 +3,8 @@
 # and the plot into OUT (default docs/perf), each on SQLite and on
 # PostgreSQL: the 304 bench (certplane vs a bare net/http handler, wrk),
 # server memory at 10,000 held long-polls (vs a bare server holding as
-# many), fleets of 1,000 and 10,000 agents with and without long-poll, and
+# many), fleets of 1,000 and 10,000 agents with and without long-poll (and
+# 10,000 thin devices that only long-poll), and
 # device check-ins (into OUT/checkin).
 # Each run is bounded (-timeout) and stops by itself; the whole takes
 # about 40 minutes on 2 cores.
@@ -49,6 +50,9 @@ for db in "${dbs[@]}"; do
 		fs run -db "$db" -agents "$n" -timeout 8m || echo "measure: run failed" >&2
 		fs run -db "$db" -agents "$n" -longpoll -timeout 8m || echo "measure: run failed" >&2
 	done
+	# The control plane's delivery alone: devices that only long-poll, so
+	# no agent passes share the cores (docs/performance.md §3).
+	fs run -db "$db" -agents 10000 -longpoll -thin -timeout 8m || echo "measure: run failed" >&2
 done
 # Device check-ins (issue #13): server CPU per check-in next to the list
 # request from the same run, and real agents' check-ins per simulated day.

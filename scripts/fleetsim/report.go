@@ -150,10 +150,14 @@ func writeTables(w io.Writer, res *results) {
 }
 
 func mode(r *runResult) string {
+	m := "poll"
 	if r.LongPoll {
-		return "long-poll"
+		m = "long-poll"
 	}
-	return "poll"
+	if r.Thin {
+		m += ", thin (no agent)"
+	}
+	return m
 }
 
 // plotConvergence draws, per run, the fraction of agents holding the new

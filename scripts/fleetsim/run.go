@@ -31,6 +31,10 @@ type runOptions struct {
 	// CPUProfile, if set, is where the simulated fleet's own CPU profile
 	// of the convergence phase goes (what the agents spend, not certplane).
 	CPUProfile string
+	// Thin devices run no agent: each only long-polls (or polls) the list
+	// and notes when the watched root is available in an answer. What is
+	// left of a convergence is the control plane's delivery; see thinDevice.
+	Thin bool
 }
 
 // runResult is one simulation's numbers; JSON in the results directory.
@@ -40,6 +44,7 @@ type runResult struct {
 	DB           string    `json:"db"`
 	Agents       int       `json:"agents"`
 	LongPoll     bool      `json:"long_poll"`
+	Thin         bool      `json:"thin,omitempty"`
 	PollSeconds  float64   `json:"poll_interval_s"`
 	DeploySecs   float64   `json:"deploy_delay_s"`
 	LoadAvgStart string    `json:"loadavg_start"`
@@ -86,6 +91,9 @@ func (o runOptions) name() string {
 	if o.LongPoll {
 		mode = "longpoll"
 	}
+	if o.Thin {
+		mode += "-thin"
+	}
 	return fmt.Sprintf("%s-%d-%s", o.DB, o.Agents, mode)
 }
 
@@ -107,7 +115,7 @@ func loadavg() string {
 func simulate(parent context.Context, o runOptions, logf func(string, ...any)) (*runResult, error) {
 	ctx, cancel := context.WithTimeout(parent, o.Timeout)
 	defer cancel()
-	res := &runResult{Name: o.name(), Started: time.Now().UTC(), DB: o.DB, Agents: o.Agents, LongPoll: o.LongPoll,
+	res := &runResult{Name: o.name(), Started: time.Now().UTC(), DB: o.DB, Agents: o.Agents, LongPoll: o.LongPoll, Thin: o.Thin,
 		PollSeconds: o.Poll.Seconds(), DeploySecs: o.DeployDelay.Seconds(), LoadAvgStart: loadavg()}
 
 	pl, err := startPlane(ctx, o.WorkDir, o.name(), o.DB, o.PGDSN, o.Certplane, o.DeployDelay)
@@ -153,7 +161,7 @@ func simulate(parent context.Context, o runOptions, logf func(string, ...any)) (
 	stateRoot := filepath.Join(pl.Work, "agents")
 	logf("%s: starting %d agents over %s", o.name(), o.Agents, o.Poll)
 	if err := f.start(agentsCtx, fleetConfig{URL: srv.URL, Account: acct, Token: readTok, Poll: o.Poll,
-		LongPoll: o.LongPoll, StateRoot: stateRoot}, &wg); err != nil {
+		LongPoll: o.LongPoll, Thin: o.Thin, StateRoot: stateRoot}, &wg); err != nil {
 		return nil, err
 	}
 	select {
