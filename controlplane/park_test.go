@@ -521,3 +521,41 @@ func TestParkedRequestLog(t *testing.T) {
 	assert.Equal(t, f.account, last["account"])
 	assert.Equal(t, "GET", last["method"])
 }
+
+// TestNothingParksBeforeItIsAuthorized: a long-poll that fails a check
+// (no or a wrong token, a bad wait, an unknown account, a stale copy) is
+// answered at once, and nothing is held or parked for it: parking, which
+// makes a held request cheap, is never offered to a client the endpoint
+// refused.
+func TestNothingParksBeforeItIsAuthorized(t *testing.T) {
+	f := newFixture(t)
+	_, dial := f.serveReal(t, true, nil)
+	etag := f.etag(t)
+	// The read token with its last character changed.
+	last := "A"
+	if strings.HasSuffix(f.read, last) {
+		last = "B"
+	}
+	wrong := f.read[:len(f.read)-1] + last
+	good := f.holdRequest(etag, "30s")
+	for _, tc := range []struct {
+		name, req, status string
+	}{
+		{"no token", strings.Replace(good, "Authorization: Bearer "+f.read+"\r\n", "", 1), "401"},
+		{"not a bearer token", strings.Replace(good, "Bearer "+f.read, "Basic "+f.read, 1), "401"},
+		{"wrong secret", strings.Replace(good, f.read, wrong, 1), "401"},
+		{"a wait that is not a duration", f.holdRequest(etag, "soon"), "400"},
+		{"another account", strings.Replace(good, f.account, strings.Repeat("0", len(f.account)), 1), "403"},
+		{"a stale copy is answered with the list", f.holdRequest(`"stale"`, "30s"), "200"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := dial()
+			_, err := io.WriteString(c, tc.req)
+			require.NoError(t, err)
+			got := string(readRaw(t, bufio.NewReader(c)))
+			assert.True(t, strings.HasPrefix(got, "HTTP/1.1 "+tc.status), "got %q, want status %s…", strings.SplitN(got, "\r\n", 2)[0], tc.status)
+			assert.Equal(t, 0, controlplane.ParkedRequests(f.svc), "parked")
+			assert.Equal(t, 0, f.svc.Hub().Waiting(f.account), "held")
+		})
+	}
+}
