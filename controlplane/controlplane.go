@@ -68,9 +68,11 @@ type Service struct {
 	// changes wakes on every committed change (ChangeHub).
 	changes  *longpoll.Hub
 	deployer *Deployer
-	// checkins rate-limits each device's check-ins.
-	checkins *rateLimiter
-	memo     *memo
+	// checkins rate-limits each device's check-ins, registrations each
+	// token's new devices.
+	checkins      *rateLimiter
+	registrations *rateLimiter
+	memo          *memo
 	// parked are the list requests parked without a goroutine (park).
 	parked parkSet
 }
@@ -92,7 +94,8 @@ func New(b storage.Backend, opts Options) (*Service, error) {
 	if opts.PollInterval <= 0 {
 		opts.PollInterval = time.Second
 	}
-	s := &Service{sealer: opts.Sealer, log: opts.Logger, keyType: opts.KeyType, checkins: newRateLimiter(CheckInBurst, CheckInRefill), memo: newMemo(b)}
+	s := &Service{sealer: opts.Sealer, log: opts.Logger, keyType: opts.KeyType, checkins: newRateLimiter(CheckInBurst, CheckInRefill),
+		registrations: newRateLimiter(RegistrationBurst, RegistrationRefill), memo: newMemo(b)}
 	s.store = storage.New(b, storage.Options{
 		Now:         opts.Now,
 		DeployDelay: opts.DeployDelay,

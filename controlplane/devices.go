@@ -49,7 +49,25 @@ const (
 	CheckInRefill = time.Minute
 )
 
-var errCheckInRate = errors.New("controlplane: check-in rate limit")
+// RegistrationBurst and RegistrationRefill limit the new devices one
+// token registers: a burst of RegistrationBurst (a fleet enrolling at
+// once), then one per RegistrationRefill (10,000 an hour). A device token
+// sits on every enrolled device; one that leaked cannot flood the account
+// with devices, which would also skew its readiness. A refused agent
+// retries on its own (every 15 minutes).
+const (
+	RegistrationBurst  = 10_000
+	RegistrationRefill = 360 * time.Millisecond
+)
+
+// registrationRetry is the Retry-After of a refused registration: a
+// minute frees about 170 registrations.
+const registrationRetry = time.Minute
+
+var (
+	errCheckInRate      = errors.New("controlplane: check-in rate limit")
+	errRegistrationRate = errors.New("controlplane: registration rate limit")
+)
 
 // deviceSecretLen is the length of a device secret: 32 random bytes,
 // base64url without padding.
@@ -206,12 +224,13 @@ func ValidateCheckIn(in api.CheckIn) ([]storage.RootReport, error) {
 	return out, nil
 }
 
-// CheckIn stores one device's report. secret is the X-Device-Secret
-// header: ignored for an id the account does not know (the device is
-// registered and a new secret returned), required for a known one
-// (storage.ErrDeviceSecret otherwise). A device over its rate limit gets
-// errCheckInRate; in both refusals nothing is stored.
-func (s *Service) CheckIn(ctx context.Context, accountID, deviceID, secret string, in api.CheckIn) (api.CheckInResult, error) {
+// CheckIn stores one device's report, sent with token tokenID. secret is
+// the X-Device-Secret header: ignored for an id the account does not know
+// (the device is registered and a new secret returned), required for a
+// known one (storage.ErrDeviceSecret otherwise). A device over its rate
+// limit gets errCheckInRate, a registration over its token's
+// errRegistrationRate; in every refusal nothing is stored.
+func (s *Service) CheckIn(ctx context.Context, accountID, tokenID, deviceID, secret string, in api.CheckIn) (api.CheckInResult, error) {
 	roots, err := ValidateCheckIn(in)
 	if err != nil {
 		return api.CheckInResult{}, err
@@ -237,7 +256,13 @@ func (s *Service) CheckIn(ctx context.Context, accountID, deviceID, secret strin
 		ID: deviceID, AccountID: accountID, Hostname: in.Hostname, OS: in.OS, OSVersion: in.OSVersion,
 		AgentVersion: in.AgentVersion, SyncedAt: in.SyncedAt.Time, Roots: roots,
 	}
-	created, err := s.store.CheckIn(ctx, storage.CheckIn{Device: d, NewSecretHash: hashDeviceSecret(newSecret), Verify: verify})
+	register := func() error {
+		if !s.registrations.allow(accountID+"/"+tokenID, s.store.Now()) {
+			return errRegistrationRate
+		}
+		return nil
+	}
+	created, err := s.store.CheckIn(ctx, storage.CheckIn{Device: d, NewSecretHash: hashDeviceSecret(newSecret), Verify: verify, Register: register})
 	if err != nil {
 		return api.CheckInResult{}, err
 	}
@@ -433,9 +458,12 @@ func handleCheckIn(c *call) (any, error) {
 	if err := decodeBodyLimit(c, &in, false, MaxCheckInBytes); err != nil {
 		return nil, err
 	}
-	res, err := c.s.CheckIn(c.r.Context(), c.account, c.device, c.r.Header.Get(api.HeaderDeviceSecret), in)
-	if errors.Is(err, errCheckInRate) {
+	res, err := c.s.CheckIn(c.r.Context(), c.account, c.p.TokenID, c.device, c.r.Header.Get(api.HeaderDeviceSecret), in)
+	switch {
+	case errors.Is(err, errCheckInRate):
 		c.w.Header().Set("Retry-After", strconv.Itoa(int(CheckInRefill/time.Second)))
+	case errors.Is(err, errRegistrationRate):
+		c.w.Header().Set("Retry-After", strconv.Itoa(int(registrationRetry/time.Second)))
 	}
 	if err != nil {
 		return nil, err

@@ -251,6 +251,40 @@ func TestCheckInFlood(t *testing.T) {
 	assert.Equal(t, http.StatusOK, f.checkIn(t, dev, id, secret, checkInBody()).status, "the allowance refills")
 }
 
+// TestRegistrationFlood: a token registers at most its burst of new
+// devices, then one per refill; a refused registration stores nothing,
+// and neither known devices nor another token are held back.
+func TestRegistrationFlood(t *testing.T) {
+	f := newFixture(t)
+	controlplane.SetRegistrationLimit(f.svc, 3, time.Minute)
+	leaked, other := f.deviceToken(t), f.deviceToken(t)
+	ids := []string{uuid.NewString(), uuid.NewString(), uuid.NewString()}
+	secrets := make([]string, len(ids))
+	for i, id := range ids {
+		secrets[i] = f.register(t, leaked, id, checkInBody())
+	}
+
+	extra := uuid.NewString()
+	r := f.checkIn(t, leaked, extra, "", checkInBody())
+	assert.Equal(t, http.StatusTooManyRequests, r.status)
+	assert.Equal(t, controlplane.CodeRegistrationRate, errCode(r))
+	assert.Equal(t, "60", r.header.Get("Retry-After"))
+	_, status := f.device(t, extra)
+	assert.Equal(t, http.StatusNotFound, status, "a refused registration stores nothing")
+	r = f.checkIn(t, leaked, extra, strings.Repeat("x", 43), checkInBody())
+	assert.Equal(t, controlplane.CodeRegistrationRate, errCode(r), "a made-up secret does not make it a known device")
+
+	for i, id := range ids {
+		assert.Equal(t, http.StatusOK, f.checkIn(t, leaked, id, secrets[i], checkInBody()).status, "known device %d", i)
+	}
+	f.register(t, other, uuid.NewString(), checkInBody())
+
+	f.clock.Advance(time.Minute)
+	f.register(t, leaked, extra, checkInBody())
+	r = f.checkIn(t, leaked, uuid.NewString(), "", checkInBody())
+	assert.Equal(t, controlplane.CodeRegistrationRate, errCode(r), "one per refill")
+}
+
 func TestReadinessGuardAndSettings(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()

@@ -36,6 +36,7 @@ const (
 	CodeDeviceID          = 1200  // 400: the device id is not a UUID
 	CodeDeviceSecret      = 1201  // 403: a check-in without the device's secret
 	CodeCheckInRate       = 1202  // 429: too many check-ins from one device
+	CodeRegistrationRate  = 1203  // 429: too many new devices registered with one token
 	CodeNoRoute           = 7000  // 404: no route for that URI (sent with 7003)
 	CodeNotFound          = 7003  // 404: unknown route or object id
 	CodeAuth              = 10000 // 401/403: no, invalid or foreign token
@@ -132,6 +133,9 @@ func toAPIError(err error, path string) *apiError {
 	case errors.Is(err, errCheckInRate):
 		e := newError(http.StatusTooManyRequests, CodeCheckInRate, "too many check-ins from this device; try again later")
 		return e
+	case errors.Is(err, errRegistrationRate):
+		return newError(http.StatusTooManyRequests, CodeRegistrationRate,
+			"too many new devices registered with this token (%d at once, then %d an hour); try again later", RegistrationBurst, int(time.Hour/RegistrationRefill))
 	case errors.Is(err, ca.ErrValidity):
 		return invalid("/validity_period_days", "validity_period_days must be %d..%d", ca.MinValidityDays, ca.MaxValidityDays)
 	case errors.Is(err, ca.ErrKeyType):

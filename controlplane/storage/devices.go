@@ -239,12 +239,12 @@ func (s DeviceSettings) Validate() error {
 // long-poll.
 type DeviceBackend interface {
 	// SaveDevice stores a check-in in one transaction: when the account
-	// has no device d.ID it is created with d.SecretHash (created true);
-	// otherwise verify is called with the stored hash and its error
-	// aborts with nothing written. The device's summary rows are replaced
-	// by rows, each stamped with d.LastSeen. ErrNotFound if the account is
-	// unknown.
-	SaveDevice(ctx context.Context, d Device, rows []DeviceRoot, verify func(stored []byte) error) (created bool, err error)
+	// has no device d.ID, register is called and, unless it fails, the
+	// device is created with d.SecretHash (created true); otherwise verify
+	// is called with the stored hash. An error of either aborts with
+	// nothing written. The device's summary rows are replaced by rows,
+	// each stamped with d.LastSeen. ErrNotFound if the account is unknown.
+	SaveDevice(ctx context.Context, d Device, rows []DeviceRoot, verify func(stored []byte) error, register func() error) (created bool, err error)
 	// Device returns one device with its roots. ErrNotFound if unknown.
 	Device(ctx context.Context, accountID, id string) (Device, error)
 	// Devices returns one page (without roots) and the number of devices
@@ -273,6 +273,9 @@ type CheckIn struct {
 	NewSecretHash []byte
 	// Verify checks the stored secret hash of a known device.
 	Verify func(stored []byte) error
+	// Register, when set, is asked before a new device is stored; its
+	// error refuses the check-in (a registration limit).
+	Register func() error
 }
 
 // CheckIn stores a device's report. Only roots that are certificates of
@@ -305,7 +308,11 @@ func (s *Rules) CheckIn(ctx context.Context, in CheckIn) (bool, error) {
 		kept = append(kept, r)
 	}
 	d.Roots = kept
-	created, err := s.b.SaveDevice(ctx, d, Summarize(kept, known), in.Verify)
+	register := in.Register
+	if register == nil {
+		register = func() error { return nil }
+	}
+	created, err := s.b.SaveDevice(ctx, d, Summarize(kept, known), in.Verify, register)
 	if err != nil {
 		return false, err
 	}

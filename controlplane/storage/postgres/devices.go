@@ -31,7 +31,7 @@ func scanDevice(row pgx.Row, extra ...any) (storage.Device, error) {
 // SaveDevice implements storage.DeviceBackend. The device row is locked
 // (FOR UPDATE) while its secret is checked; two first check-ins of one id
 // race on the primary key, and the loser is told the secret is wrong.
-func (b *Backend) SaveDevice(ctx context.Context, dev storage.Device, rows []storage.DeviceRoot, verify func([]byte) error) (bool, error) {
+func (b *Backend) SaveDevice(ctx context.Context, dev storage.Device, rows []storage.DeviceRoot, verify func([]byte) error, register func() error) (bool, error) {
 	roots, err := json.Marshal(dev.Roots)
 	if err != nil {
 		return false, fmt.Errorf("storage/postgres: save device: encode roots: %w", err)
@@ -44,6 +44,9 @@ func (b *Backend) SaveDevice(ctx context.Context, dev storage.Device, rows []sto
 		err := tx.QueryRow(ctx, `select secret_hash, last_seen from devices where account_id = $1 and id = $2 for update`, dev.AccountID, dev.ID).Scan(&stored, &oldSeen)
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
+			if err := register(); err != nil {
+				return err
+			}
 			created = true
 			_, err = tx.Exec(ctx, `insert into devices (`+deviceCols+`, secret_hash, roots) values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)`,
 				dev.ID, dev.AccountID, dev.Hostname, dev.OS, dev.OSVersion, dev.AgentVersion,

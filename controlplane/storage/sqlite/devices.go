@@ -28,7 +28,7 @@ func scanDevice(row interface{ Scan(...any) error }, extra ...any) (storage.Devi
 }
 
 // SaveDevice implements storage.DeviceBackend.
-func (d *DB) SaveDevice(ctx context.Context, dev storage.Device, rows []storage.DeviceRoot, verify func([]byte) error) (bool, error) {
+func (d *DB) SaveDevice(ctx context.Context, dev storage.Device, rows []storage.DeviceRoot, verify func([]byte) error, register func() error) (bool, error) {
 	roots, err := json.Marshal(dev.Roots)
 	if err != nil {
 		return false, fmt.Errorf("storage/sqlite: save device: encode roots: %w", err)
@@ -45,6 +45,9 @@ func (d *DB) SaveDevice(ctx context.Context, dev storage.Device, rows []storage.
 	err = tx.QueryRowContext(ctx, `SELECT secret_hash, last_seen FROM devices WHERE account_id = ? AND id = ?`, dev.AccountID, dev.ID).Scan(&stored, &oldSeen)
 	switch {
 	case errors.Is(err, sql.ErrNoRows):
+		if err := register(); err != nil {
+			return false, err
+		}
 		created = true
 		_, err = tx.ExecContext(ctx, `INSERT INTO devices (`+deviceCols+`, secret_hash, roots) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 			dev.ID, dev.AccountID, dev.Hostname, dev.OS, dev.OSVersion, dev.AgentVersion,

@@ -121,6 +121,44 @@ func testDeviceCheckIn(t *testing.T, e *env) {
 	require.ErrorIs(t, err, storage.ErrNotFound)
 }
 
+// testDeviceRegisterRefused: Register is asked once before a new device
+// is stored, never for a known one, and its error stores nothing.
+func testDeviceRegisterRefused(t *testing.T, e *env) {
+	ctx := context.Background()
+	account, first := e.account(t)
+	id := uuid.NewString()
+	sec := []byte("0123456789abcdef0123456789abcdef")
+	refused := errors.New("over the registration limit")
+	asked := 0
+	in := storage.CheckIn{
+		Device: storage.Device{ID: id, AccountID: account, Hostname: "h", OS: "linux",
+			Roots: []storage.RootReport{rootIn(first.Fingerprint, storage.StateTrusted)}},
+		NewSecretHash: sec, Verify: secretCheck(sec),
+		Register: func() error { asked++; return refused },
+	}
+	_, err := e.s.CheckIn(ctx, in)
+	require.ErrorIs(t, err, refused)
+	assert.Equal(t, 1, asked)
+	_, err = e.b.Device(ctx, account, id)
+	require.ErrorIs(t, err, storage.ErrNotFound, "a refused registration stores nothing")
+	rc, err := e.b.Readiness(ctx, storage.ReadinessQuery{AccountID: account, Fingerprint: first.Fingerprint,
+		ActiveSince: e.clock.Now().Add(-time.Hour)})
+	require.NoError(t, err)
+	assert.Zero(t, rc.Active, "nor counts it")
+
+	in.Register = func() error { asked++; return nil }
+	created, err := e.s.CheckIn(ctx, in)
+	require.NoError(t, err)
+	assert.True(t, created)
+	assert.Equal(t, 2, asked)
+
+	in.Register = func() error { asked++; return refused }
+	created, err = e.s.CheckIn(ctx, in)
+	require.NoError(t, err, "a known device is not a registration")
+	assert.False(t, created)
+	assert.Equal(t, 2, asked)
+}
+
 func testReadiness(t *testing.T, e *env) {
 	ctx := context.Background()
 	account, first := e.account(t)

@@ -154,6 +154,7 @@ func Run(t *testing.T, newBackend NewBackend) {
 		{"CompleteOnce", testCompleteOnce},
 		{"KeySampler", testKeySampler},
 		{"DeviceCheckIn", testDeviceCheckIn},
+		{"DeviceRegisterRefused", testDeviceRegisterRefused},
 		{"Readiness", testReadiness},
 		{"CheckReady", testCheckReady},
 		{"DeviceList", testDeviceList},
