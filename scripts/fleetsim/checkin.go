@@ -210,7 +210,13 @@ func checkinBench(ctx context.Context, o checkinOptions, logf func(string, ...an
 	})
 
 	if o.SimAgents > 0 {
-		if err := simulateCheckInDays(ctx, o, p, devTok, res, logf); err != nil {
+		// A token of their own: the phases above registered as many devices
+		// as one token may at once (controlplane.RegistrationBurst).
+		simTok, err := p.cli(ctx, "token", "create", "--account", p.Account, "--scope", "device")
+		if err != nil {
+			return res, err
+		}
+		if err := simulateCheckInDays(ctx, o, p, simTok, res, logf); err != nil {
 			return res, err
 		}
 	}
