@@ -66,7 +66,7 @@ func handleList(c *call) (any, error) {
 // client's tag. The request is parked without a goroutine when it can be
 // (park).
 func hold(c *call, tags []clientTag, wait time.Duration) (any, error) {
-	lw := &listWait{s: c.s, account: c.account, tags: tags}
+	lw := &listWait{s: c.s, account: c.account, tags: tags, authorization: c.r.Header.Get("Authorization")}
 	if res, err, ok := c.park(lw, wait); ok {
 		return res, err
 	}
@@ -76,6 +76,14 @@ func hold(c *call, tags []clientTag, wait time.Duration) (any, error) {
 		return nil, err
 	}
 	if res, ok := lw.result(changed); ok {
+		if _, list := res.(listBody); list {
+			if e, challenge := lw.reauthorize(ctx); e != nil {
+				if challenge != "" {
+					c.w.Header().Set("WWW-Authenticate", challenge)
+				}
+				return nil, e
+			}
+		}
 		return res, nil
 	}
 	// Ended before the first check.

@@ -348,21 +348,11 @@ func writeList(w http.ResponseWriter, v listBody) {
 // authorize checks the bearer token against the route's account and the
 // method's scope.
 func (s *Service) authorize(c *call, dm string) *apiError {
-	h := c.r.Header.Get("Authorization")
-	scheme, token, _ := strings.Cut(h, " ")
-	token = strings.TrimSpace(token)
-	if !strings.EqualFold(scheme, "Bearer") || token == "" {
-		c.w.Header().Set("WWW-Authenticate", `Bearer realm="certplane"`)
-		return newError(http.StatusUnauthorized, CodeAuth, "Authentication error")
-	}
-	p, err := s.Authenticate(c.r.Context(), token)
-	if err != nil {
-		if errors.Is(err, ErrUnauthenticated) && errors.Unwrap(err) == nil {
-			c.w.Header().Set("WWW-Authenticate", `Bearer realm="certplane", error="invalid_token"`)
-			return newError(http.StatusUnauthorized, CodeAuth, "Authentication error")
+	p, e, challenge := s.bearer(c.r.Context(), c.r.Header.Get("Authorization"))
+	if e != nil {
+		if challenge != "" {
+			c.w.Header().Set("WWW-Authenticate", challenge)
 		}
-		e := newError(http.StatusInternalServerError, CodeInternal, "internal error")
-		e.cause = err
 		return e
 	}
 	c.p = p
@@ -385,6 +375,27 @@ func (s *Service) authorize(c *call, dm string) *apiError {
 		return toAPIError(ErrReadOnly, c.r.URL.Path)
 	}
 	return nil
+}
+
+// bearer authenticates an Authorization header value. On failure it
+// returns the answer (401, or 500 when the database failed) and the
+// WWW-Authenticate challenge to send with a 401.
+func (s *Service) bearer(ctx context.Context, authorization string) (Principal, *apiError, string) {
+	scheme, token, _ := strings.Cut(authorization, " ")
+	token = strings.TrimSpace(token)
+	if !strings.EqualFold(scheme, "Bearer") || token == "" {
+		return Principal{}, newError(http.StatusUnauthorized, CodeAuth, "Authentication error"), `Bearer realm="certplane"`
+	}
+	p, err := s.Authenticate(ctx, token)
+	if err != nil {
+		if errors.Is(err, ErrUnauthenticated) && errors.Unwrap(err) == nil {
+			return Principal{}, newError(http.StatusUnauthorized, CodeAuth, "Authentication error"), `Bearer realm="certplane", error="invalid_token"`
+		}
+		e := newError(http.StatusInternalServerError, CodeInternal, "internal error")
+		e.cause = err
+		return Principal{}, e, ""
+	}
+	return p, nil, ""
 }
 
 // retryAfter is the Retry-After value (whole seconds, rounded up, at least

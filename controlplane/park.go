@@ -43,6 +43,9 @@ type listWait struct {
 	s       *Service
 	account string
 	tags    []clientTag
+	// authorization is the request's Authorization header: a list that
+	// changed during the wait goes only to a token still valid then.
+	authorization string
 	// cur is the view the last check read; held the client's tag that
 	// matched it. Written by check, which the hub runs one at a time,
 	// read after the wait.
@@ -81,6 +84,14 @@ func (lw *listWait) result(changed bool) (res any, ok bool) {
 		return notModified{lw.cur.etag}, true
 	}
 	return notModified{lw.held.tag}, true
+}
+
+// reauthorize checks, before a held request is answered with a changed
+// list, that its token was not revoked during the wait; the answer is
+// then the one the next request would get.
+func (lw *listWait) reauthorize(ctx context.Context) (*apiError, string) {
+	_, e, challenge := lw.s.bearer(ctx, lw.authorization)
+	return e, challenge
 }
 
 // parkedAnswer is what a handler returns when it parked the request: its
@@ -248,6 +259,13 @@ func (pl *parkedList) done(changed bool, err error) {
 		res, _ := pl.lw.result(changed)
 		switch v := res.(type) {
 		case listBody:
+			if e, challenge := pl.reauthorize(); e != nil {
+				if challenge != "" {
+					a.Header().Set("WWW-Authenticate", challenge)
+				}
+				writeJSON(&a, e.status, apiEnvelope(e))
+				break
+			}
 			writeList(&a, v)
 		case notModified:
 			writeNotModified(&a, v)
@@ -270,6 +288,18 @@ func (pl *parkedList) done(changed bool, err error) {
 		}
 		pl.log.Info("request", args...)
 	}
+}
+
+// reauthorize is listWait.reauthorize with a deadline of its own: the
+// request's context is gone.
+func (pl *parkedList) reauthorize() (*apiError, string) {
+	ctx, cancel := context.WithTimeout(context.Background(), parkedWriteTimeout)
+	defer cancel()
+	e, challenge := pl.lw.reauthorize(ctx)
+	if e != nil && e.cause != nil {
+		pl.lw.s.log.Error("request failed", "method", http.MethodGet, "path", pl.path, "error", e.cause)
+	}
+	return e, challenge
 }
 
 // answer is a response written into memory by the same code that writes

@@ -432,9 +432,9 @@ func TestParkedRunStops(t *testing.T) {
 	assert.Contains(t, got, "\r\nConnection: close\r\n")
 }
 
-// TestParkedRevokedToken: as for a request holding its goroutine, a held
-// request was authorized when it came and is answered after a
-// revocation; the next request is refused.
+// TestParkedRevokedToken: a held request whose token is revoked during
+// the wait gets no list when the list changes: it is answered as the next
+// request is, 401, parked or holding its goroutine.
 func TestParkedRevokedToken(t *testing.T) {
 	for _, parking := range []bool{false, true} {
 		t.Run(fmt.Sprintf("parking=%v", parking), func(t *testing.T) {
@@ -451,7 +451,10 @@ func TestParkedRevokedToken(t *testing.T) {
 			require.NoError(t, err)
 			f.available(t)
 			br := bufio.NewReader(c)
-			assert.Contains(t, string(readRaw(t, br)), "HTTP/1.1 200 OK\r\n")
+			got := string(readRaw(t, br))
+			assert.Contains(t, got, "HTTP/1.1 401 Unauthorized\r\n")
+			assert.Contains(t, got, `Www-Authenticate: Bearer realm="certplane", error="invalid_token"`)
+			assert.NotContains(t, got, "BEGIN CERTIFICATE", "no list for a revoked token")
 			_, err = io.WriteString(c, f.holdRequest(etag, "30s"))
 			require.NoError(t, err)
 			assert.Contains(t, string(readRaw(t, br)), "HTTP/1.1 401 Unauthorized\r\n")
