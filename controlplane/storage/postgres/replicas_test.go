@@ -230,3 +230,46 @@ func TestRevocationHoldsOnEveryReplica(t *testing.T) {
 		time.Sleep(2 * time.Millisecond)
 	}
 }
+
+// TestHeldRequestRevokedOnAnotherReplica: a long-poll held (parked) on
+// replica B whose token replica A revokes gets no list when A then turns a
+// new root on: B answers it 401, as it answers the token's next request.
+func TestHeldRequestRevokedOnAnotherReplica(t *testing.T) {
+	reps := startReplicas(t, 2)
+	acct, err := reps[0].svc.CreateAccount(t.Context(), "acme")
+	require.NoError(t, err)
+	readTok, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "read")
+	require.NoError(t, err)
+	writeTok, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "write")
+	require.NoError(t, err)
+	reader, err := api.NewClient(reps[1].srv.URL+"/client/v4", acct.ID, readTok, api.WithHTTPClient(&http.Client{Timeout: time.Minute}))
+	require.NoError(t, err)
+	admin, err := api.NewClient(reps[0].srv.URL+"/client/v4", acct.ID, writeTok)
+	require.NoError(t, err)
+	first, err := reader.ListIfChanged(t.Context(), "", 0)
+	require.NoError(t, err)
+
+	got := make(chan error, 1)
+	go func() {
+		_, err := reader.ListIfChanged(t.Context(), first.ETag, 50*time.Second)
+		got <- err
+	}()
+	for reps[1].svc.Hub().Waiting(acct.ID) == 0 {
+		time.Sleep(5 * time.Millisecond)
+	}
+	id, err := controlplane.TokenID(readTok)
+	require.NoError(t, err)
+	_, err = reps[0].svc.RevokeToken(t.Context(), acct.ID, id)
+	require.NoError(t, err)
+	gen, err := admin.Generate(t.Context(), 0)
+	require.NoError(t, err)
+	_, err = admin.Activate(t.Context(), gen.ID)
+	require.NoError(t, err)
+	_, err = reps[0].svc.Rules().CompleteDue(t.Context())
+	require.NoError(t, err)
+
+	err = <-got
+	var ae *api.Error
+	require.ErrorAs(t, err, &ae, "the held request should be refused, not answered with the list")
+	assert.Equal(t, http.StatusUnauthorized, ae.StatusCode)
+}
