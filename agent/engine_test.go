@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -373,12 +374,15 @@ func TestPolicyRejectingEverythingRemoves(t *testing.T) {
 	r := newRig(t)
 	ca := trusttest.NewCA(t, trusttest.WithValidity(time.Now().Add(-time.Hour), time.Now().Add(time.Hour)))
 	r.plane.add(ca, api.StatusAvailable)
-	now := time.Now()
-	a, err := New(r.cfg, Deps{OpenStore: r.open, Now: func() time.Time { return now }})
+	// The clock is read by the pass and by the check-in it starts in the
+	// background, so it moves atomically.
+	var now atomic.Int64
+	now.Store(time.Now().UnixNano())
+	a, err := New(r.cfg, Deps{OpenStore: r.open, Now: func() time.Time { return time.Unix(0, now.Load()) }})
 	require.NoError(t, err)
 	r.sync(a)
 	require.Len(t, r.holdings(nil), 3)
-	now = now.Add(2 * time.Hour)
+	now.Add(int64(2 * time.Hour))
 	rep := r.sync(a)
 	assert.Equal(t, "not_modified", rep.Fetch.Status)
 	require.Len(t, rep.Rejected, 1)
