@@ -393,6 +393,13 @@ func mint(s spec) (*CA, error) {
 	if err != nil {
 		return nil, fmt.Errorf("x509.CreateCertificate: %w", err)
 	}
+	// ECDSA signatures are random: sign again until r and s have full
+	// length where that matters (wineFullECDSA).
+	for i := 0; wineFullECDSA && i < 100 && !fullECDSASignature(der, signer); i++ {
+		if der, err = x509.CreateCertificate(rand.Reader, tmpl, parentCert, key.Public(), signer); err != nil {
+			return nil, fmt.Errorf("x509.CreateCertificate: %w", err)
+		}
+	}
 	if md5Wanted {
 		if der, err = resignMD5(der, signer.(*rsa.PrivateKey)); err != nil {
 			return nil, err
@@ -403,6 +410,26 @@ func mint(s spec) (*CA, error) {
 		return nil, fmt.Errorf("parsing minted certificate: %w", err)
 	}
 	return &CA{Cert: trust.NewCert(x), Key: key, Parent: s.parent}, nil
+}
+
+// fullECDSASignature reports whether der's signature, when signer is an
+// ECDSA key, has r and s as long as the curve's order (about 1 in 128 has
+// a shorter one, its leading byte zero). Other signers always pass.
+func fullECDSASignature(der []byte, signer crypto.Signer) bool {
+	k, ok := signer.(*ecdsa.PrivateKey)
+	if !ok {
+		return true
+	}
+	x, err := x509.ParseCertificate(der)
+	if err != nil {
+		return true // mint reports it
+	}
+	var sig struct{ R, S *big.Int }
+	if _, err := asn1.Unmarshal(x.Signature, &sig); err != nil {
+		return true
+	}
+	n := (k.Curve.Params().BitSize + 7) / 8
+	return (sig.R.BitLen()+7)/8 == n && (sig.S.BitLen()+7)/8 == n
 }
 
 var oidMD5WithRSA = asn1.ObjectIdentifier{1, 2, 840, 113549, 1, 1, 4}
