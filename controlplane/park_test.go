@@ -374,16 +374,26 @@ func TestParkedClientGone(t *testing.T) {
 	assert.Equal(t, 0, f.svc.Hub().Waiting(f.account))
 }
 
+// runService runs f's Service in the background; the function it returns
+// stops it and waits until Run has returned.
+func (f *fixture) runService() (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	ran := make(chan struct{})
+	go func() {
+		defer close(ran)
+		f.svc.Run(ctx)
+	}()
+	return func() {
+		cancel()
+		<-ran
+	}
+}
+
 // TestParkedAtShutdown: stopping the handler answers every parked request
 // with its 304 and Connection: close, and closes it; Service.Run returns.
 func TestParkedAtShutdown(t *testing.T) {
 	f := newFixture(t)
-	runCtx, cancelRun := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() {
-		defer close(ran)
-		f.svc.Run(runCtx)
-	}()
+	stopRun := f.runService()
 	_, dial := f.serveReal(t, true, nil)
 	etag := f.etag(t)
 	const n = 200
@@ -404,8 +414,7 @@ func TestParkedAtShutdown(t *testing.T) {
 		_, err := br.ReadByte()
 		assert.ErrorIs(t, err, io.EOF, "the connection is closed")
 	}
-	cancelRun()
-	<-ran
+	stopRun()
 	assert.Equal(t, 0, controlplane.ParkedRequests(f.svc))
 }
 
@@ -413,19 +422,13 @@ func TestParkedAtShutdown(t *testing.T) {
 // answered and closed before it returns.
 func TestParkedRunStops(t *testing.T) {
 	f := newFixture(t)
-	runCtx, cancelRun := context.WithCancel(context.Background())
-	ran := make(chan struct{})
-	go func() {
-		defer close(ran)
-		f.svc.Run(runCtx)
-	}()
+	stopRun := f.runService()
 	_, dial := f.serveReal(t, true, nil)
 	c := dial()
 	_, err := io.WriteString(c, f.holdRequest(f.etag(t), "50s"))
 	require.NoError(t, err)
 	f.waitHeld(t, 1)
-	cancelRun()
-	<-ran
+	stopRun()
 	assert.Equal(t, 0, controlplane.ParkedRequests(f.svc))
 	got := string(readRaw(t, bufio.NewReader(c)))
 	assert.Contains(t, got, "HTTP/1.1 304 Not Modified\r\n")

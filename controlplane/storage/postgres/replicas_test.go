@@ -16,6 +16,7 @@ import (
 	"github.com/certagent/certagent/api"
 	"github.com/certagent/certagent/controlplane"
 	"github.com/certagent/certagent/controlplane/seal"
+	"github.com/certagent/certagent/controlplane/storage"
 	"github.com/certagent/certagent/controlplane/storage/postgres"
 	"github.com/certagent/certagent/controlplane/storage/postgres/pgtest"
 )
@@ -65,23 +66,30 @@ func startReplicas(t *testing.T, n int) []replica {
 	return out
 }
 
+// crossReplicaReader starts two replicas and an account with a read token
+// whose client (reader, for long-polls) talks to replica B and a write
+// token whose client (admin) talks to replica A.
+func crossReplicaReader(t *testing.T) (reps []replica, acct storage.Account, readTok string, reader, admin *api.Client) {
+	t.Helper()
+	reps = startReplicas(t, 2)
+	acct, err := reps[0].svc.CreateAccount(t.Context(), "acme")
+	require.NoError(t, err)
+	readTok, err = reps[0].svc.CreateToken(t.Context(), acct.ID, "read")
+	require.NoError(t, err)
+	writeTok, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "write")
+	require.NoError(t, err)
+	reader, err = api.NewClient(reps[1].srv.URL+"/client/v4", acct.ID, readTok, api.WithHTTPClient(&http.Client{Timeout: time.Minute}))
+	require.NoError(t, err)
+	admin, err = api.NewClient(reps[0].srv.URL+"/client/v4", acct.ID, writeTok)
+	require.NoError(t, err)
+	return reps, acct, readTok, reader, admin
+}
+
 // A long-poll held on replica B is answered when an admin activates a
 // certificate through replica A (its deployer makes it available), and
 // only then: generating one (inactive) changes nothing an agent acts on.
 func TestLongPollWokenAcrossReplicas(t *testing.T) {
-	reps := startReplicas(t, 2)
-	acct, err := reps[0].svc.CreateAccount(t.Context(), "acme")
-	require.NoError(t, err)
-	readTok, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "read")
-	require.NoError(t, err)
-	writeTok, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "write")
-	require.NoError(t, err)
-
-	reader, err := api.NewClient(reps[1].srv.URL+"/client/v4", acct.ID, readTok, api.WithHTTPClient(&http.Client{Timeout: time.Minute}))
-	require.NoError(t, err)
-	admin, err := api.NewClient(reps[0].srv.URL+"/client/v4", acct.ID, writeTok)
-	require.NoError(t, err)
-
+	reps, acct, _, reader, admin := crossReplicaReader(t)
 	first, err := reader.ListIfChanged(t.Context(), "", 0)
 	require.NoError(t, err)
 	require.Len(t, first.Certificates, 1)
@@ -235,17 +243,7 @@ func TestRevocationHoldsOnEveryReplica(t *testing.T) {
 // replica B whose token replica A revokes gets no list when A then turns a
 // new root on: B answers it 401, as it answers the token's next request.
 func TestHeldRequestRevokedOnAnotherReplica(t *testing.T) {
-	reps := startReplicas(t, 2)
-	acct, err := reps[0].svc.CreateAccount(t.Context(), "acme")
-	require.NoError(t, err)
-	readTok, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "read")
-	require.NoError(t, err)
-	writeTok, err := reps[0].svc.CreateToken(t.Context(), acct.ID, "write")
-	require.NoError(t, err)
-	reader, err := api.NewClient(reps[1].srv.URL+"/client/v4", acct.ID, readTok, api.WithHTTPClient(&http.Client{Timeout: time.Minute}))
-	require.NoError(t, err)
-	admin, err := api.NewClient(reps[0].srv.URL+"/client/v4", acct.ID, writeTok)
-	require.NoError(t, err)
+	reps, acct, readTok, reader, admin := crossReplicaReader(t)
 	first, err := reader.ListIfChanged(t.Context(), "", 0)
 	require.NoError(t, err)
 
