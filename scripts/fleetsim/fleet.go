@@ -244,37 +244,23 @@ func (f *fleet) start(ctx context.Context, fc fleetConfig, wg *sync.WaitGroup) e
 		return &countingConn{Conn: c, m: &f.m}, nil
 	}
 	for i := range f.n {
-		if fc.Thin {
-			if err := f.startThin(ctx, fc, i, dial, wg); err != nil {
-				return err
-			}
-			continue
-		}
-		dir := filepath.Join(fc.StateRoot, fmt.Sprintf("agent-%05d", i))
-		if err := os.MkdirAll(dir, 0o700); err != nil {
-			return fmt.Errorf("fleetsim: state dir: %w", err)
-		}
-		cfg := &agent.Config{
-			ControlPlaneURL: fc.URL, AccountID: fc.Account, APIToken: fc.Token, PollInterval: fc.Poll,
-			Stores: []string{"sim"}, RemoveRetired: true, StateDir: dir, LogLevel: "error",
-		}
+		// Its own connection, as a real device has.
 		tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 2, IdleConnTimeout: 2 * fc.Poll, ForceAttemptHTTP2: false}
 		hc := &http.Client{Transport: &instrumented{next: tr, m: &f.m}, Timeout: 30 * time.Second}
 		cl, err := api.NewClient(fc.URL, fc.Account, fc.Token, api.WithHTTPClient(hc), api.WithUserAgent("fleetsim"))
 		if err != nil {
 			return err
 		}
-		store := &recStore{Fake: trusttest.NewFake("sim"), fleet: f}
-		a, err := agent.New(cfg, agent.Deps{
-			Logger:    hclog.NewNullLogger(),
-			Source:    agent.ClientSource{Client: cl},
-			OpenStore: func(string) (trust.Store, error) { return store, nil },
-		})
-		if err != nil {
-			return fmt.Errorf("fleetsim: agent %d: %w", i, err)
+		var run func(context.Context)
+		if fc.Thin {
+			d := &thinDevice{f: f, cl: cl}
+			run = func(ctx context.Context) { d.run(ctx, fc.Poll, fc.LongPoll) }
+		} else if run, err = f.newAgent(fc, i, cl); err != nil {
+			return err
 		}
 		delay := time.Duration(int64(fc.Poll) * int64(i) / int64(f.n))
 		wg.Go(func() {
+			defer tr.CloseIdleConnections()
 			t := time.NewTimer(delay)
 			defer t.Stop()
 			select {
@@ -282,16 +268,41 @@ func (f *fleet) start(ctx context.Context, fc fleetConfig, wg *sync.WaitGroup) e
 				return
 			case <-t.C:
 			}
-			var inner sync.WaitGroup
-			inner.Go(func() { _ = a.Run(ctx) })
-			if fc.LongPoll {
-				inner.Go(func() { _ = a.WatchChanges(ctx, agent.LongPollWait) })
-			}
-			inner.Wait()
-			tr.CloseIdleConnections()
+			run(ctx)
 		})
 	}
 	return nil
+}
+
+// newAgent makes device i's agent (its own state directory, an in-memory
+// store) and returns what runs it: its passes, and its long-poll when the
+// fleet long-polls.
+func (f *fleet) newAgent(fc fleetConfig, i int, cl *api.Client) (func(context.Context), error) {
+	dir := filepath.Join(fc.StateRoot, fmt.Sprintf("agent-%05d", i))
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("fleetsim: state dir: %w", err)
+	}
+	cfg := &agent.Config{
+		ControlPlaneURL: fc.URL, AccountID: fc.Account, APIToken: fc.Token, PollInterval: fc.Poll,
+		Stores: []string{"sim"}, RemoveRetired: true, StateDir: dir, LogLevel: "error",
+	}
+	store := &recStore{Fake: trusttest.NewFake("sim"), fleet: f}
+	a, err := agent.New(cfg, agent.Deps{
+		Logger:    hclog.NewNullLogger(),
+		Source:    agent.ClientSource{Client: cl},
+		OpenStore: func(string) (trust.Store, error) { return store, nil },
+	})
+	if err != nil {
+		return nil, fmt.Errorf("fleetsim: agent %d: %w", i, err)
+	}
+	return func(ctx context.Context) {
+		var inner sync.WaitGroup
+		inner.Go(func() { _ = a.Run(ctx) })
+		if fc.LongPoll {
+			inner.Go(func() { _ = a.WatchChanges(ctx, agent.LongPollWait) })
+		}
+		inner.Wait()
+	}, nil
 }
 
 // thinDevice is a device without an agent: the list requests a real agent
@@ -356,29 +367,4 @@ func (d *thinDevice) run(ctx context.Context, poll time.Duration, longPoll bool)
 		case <-t.C:
 		}
 	}
-}
-
-// startThin starts thin device i, spread over one poll interval as start
-// spreads agents.
-func (f *fleet) startThin(ctx context.Context, fc fleetConfig, i int, dial func(context.Context, string, string) (net.Conn, error), wg *sync.WaitGroup) error {
-	tr := &http.Transport{DialContext: dial, MaxIdleConnsPerHost: 2, IdleConnTimeout: 2 * fc.Poll, ForceAttemptHTTP2: false}
-	hc := &http.Client{Transport: &instrumented{next: tr, m: &f.m}, Timeout: 30 * time.Second}
-	cl, err := api.NewClient(fc.URL, fc.Account, fc.Token, api.WithHTTPClient(hc), api.WithUserAgent("fleetsim"))
-	if err != nil {
-		return err
-	}
-	d := &thinDevice{f: f, cl: cl}
-	delay := time.Duration(int64(fc.Poll) * int64(i) / int64(f.n))
-	wg.Go(func() {
-		defer tr.CloseIdleConnections()
-		t := time.NewTimer(delay)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-		d.run(ctx, fc.Poll, fc.LongPoll)
-	})
-	return nil
 }
