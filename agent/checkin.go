@@ -15,6 +15,8 @@ import (
 	"sort"
 	"strings"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/google/uuid"
 
@@ -173,7 +175,8 @@ func (id *DeviceIdentity) saveSecret(stateDir, secret string) error {
 // BuildCheckIn turns the snapshot's per-target results into a check-in
 // body: for every desired root, one line per (store, user) with the worst
 // state over that user's targets (a user with a Chrome and a Firefox
-// profile is ready only when both hold the root).
+// profile is ready only when both hold the root). Every text is clipped
+// to what certplane accepts (api.MaxCheckInField, api.MaxCheckInDetail).
 func BuildCheckIn(s Snapshot, hostname, osVersion string) api.CheckIn {
 	type key struct {
 		fp    trust.Fingerprint
@@ -190,7 +193,7 @@ func BuildCheckIn(s Snapshot, hostname, osVersion string) api.CheckIn {
 		st, detail := targetState(r)
 		cur, ok := agg[k]
 		if !ok {
-			agg[k] = &api.StoreState{Store: r.Store, User: r.Target.User, State: st, Detail: detail}
+			agg[k] = &api.StoreState{Store: clip(r.Store, api.MaxCheckInField), User: clip(r.Target.User, api.MaxCheckInField), State: st, Detail: detail}
 			order = append(order, k)
 			continue
 		}
@@ -199,8 +202,9 @@ func BuildCheckIn(s Snapshot, hostname, osVersion string) api.CheckIn {
 		}
 	}
 	in := api.CheckIn{
-		Hostname: hostname, OS: runtime.GOOS, OSVersion: osVersion, AgentVersion: buildinfo.Version,
-		SyncedAt: api.Time{Time: s.LastPass}, Roots: []api.RootState{},
+		Hostname: clip(hostname, api.MaxCheckInField), OS: runtime.GOOS, OSVersion: clip(osVersion, api.MaxCheckInField),
+		AgentVersion: clip(buildinfo.Version, api.MaxCheckInField),
+		SyncedAt:     api.Time{Time: s.LastPass}, Roots: []api.RootState{},
 	}
 	for _, d := range s.Desired {
 		root := api.RootState{Fingerprint: d.FP.String(), Stores: []api.StoreState{}}
@@ -231,28 +235,36 @@ func targetState(r TargetResult) (state, detail string) {
 		}
 		return api.StateTrusted, ""
 	case r.Status == trust.StatusSkipped && strings.Contains(r.Reason, "trust pending"):
-		return api.StateTrustPending, clip(r.Reason)
+		return api.StateTrustPending, clip(r.Reason, api.MaxCheckInDetail)
 	case r.Status == trust.StatusSkipped:
-		return api.StateFailed, clip("skipped: " + r.Reason)
+		return api.StateFailed, clip("skipped: "+r.Reason, api.MaxCheckInDetail)
 	default:
 		d := r.Error
 		if d == "" {
 			d = r.Reason
 		}
-		return api.StateFailed, clip(d)
+		return api.StateFailed, clip(d, api.MaxCheckInDetail)
 	}
 }
 
-func clip(s string) string {
-	if len(s) > 500 {
-		s = s[:500]
-	}
-	return strings.ToValidUTF8(strings.Map(func(r rune) rune {
-		if r < 0x20 || r == 0x7f {
+// clip makes s text certplane accepts in a check-in field of max bytes:
+// valid UTF-8, control characters as spaces, cut at a character boundary.
+// Longer text would have the whole check-in refused, every time.
+func clip(s string, max int) string {
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) {
 			return ' '
 		}
 		return r
-	}, s), "?")
+	}, strings.ToValidUTF8(s, "?"))
+	if len(s) <= max {
+		return s
+	}
+	cut := max
+	for cut > 0 && !utf8.RuneStart(s[cut]) {
+		cut--
+	}
+	return s[:cut]
 }
 
 // stateRank orders states from best to worst.
@@ -342,7 +354,7 @@ func (a *Agent) maybeCheckIn() {
 	cfg := a.cfg
 	st := a.snap.CheckIn
 	a.mu.Unlock()
-	in := BuildCheckIn(snap, a.hostname(), clip(platform.OSVersion()))
+	in := BuildCheckIn(snap, a.hostname(), platform.OSVersion())
 	hash := reportHash(in)
 	if !CheckInDue(st, hash, a.deps.Now()) {
 		return
@@ -377,7 +389,7 @@ func (a *Agent) hostname() string {
 	if err != nil {
 		return ""
 	}
-	return clip(h)
+	return h
 }
 
 // checkIn sends one check-in and records the outcome.

@@ -37,6 +37,15 @@ type RootState struct {
 	Stores      []StoreState `json:"stores"`
 }
 
+// Check-in text limits, in bytes: certplane refuses a check-in whose
+// hostname, os_version, agent_version, store or user is longer than
+// MaxCheckInField, or whose detail is longer than MaxCheckInDetail (and
+// any text with control characters or invalid UTF-8).
+const (
+	MaxCheckInField  = 255
+	MaxCheckInDetail = 1024
+)
+
 // CheckIn is the body of PUT /certplane/devices/{device_id}.
 type CheckIn struct {
 	Hostname     string      `json:"hostname"`

@@ -35,9 +35,9 @@ const (
 	// MaxCheckInTargets bounds the (store, user) lines of one root.
 	MaxCheckInTargets = 256
 	// maxField bounds hostname, versions, store and user names.
-	maxField = 255
+	maxField = api.MaxCheckInField
 	// maxDetail bounds a store line's detail.
-	maxDetail = 1024
+	maxDetail = api.MaxCheckInDetail
 )
 
 // CheckInBurst and CheckInRefill are the per-device check-in rate limit:
