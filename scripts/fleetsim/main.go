@@ -29,7 +29,7 @@ import (
 )
 
 const usage = `usage:
-  fleetsim run    [-agents N] [-longpoll] [-db sqlite|postgres] [-poll 60s] [-window 60s] [-deploy-delay 1s] [-timeout 10m] -out DIR
+  fleetsim run    [-agents N] [-longpoll] [-thin] [-db sqlite|postgres] [-poll 60s] [-window 60s] [-deploy-delay 1s] [-timeout 10m] -out DIR
   fleetsim bench  [-db sqlite|postgres] [-duration 5s] [-rounds 5] [-connections 64] [-threads 2] -out DIR
   fleetsim hold   [-db sqlite|postgres] [-agents 10000] -out DIR   server RSS with N held long-polls vs a bare server
   fleetsim checkin [-db sqlite|postgres] [-agents 10000] [-concurrency 32] [-sim-agents 100] [-sim-days 3] [-sim-step 30m] -out DIR
