@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -283,6 +284,37 @@ func TestRegistrationFlood(t *testing.T) {
 	f.register(t, leaked, extra, checkInBody())
 	r = f.checkIn(t, leaked, uuid.NewString(), "", checkInBody())
 	assert.Equal(t, controlplane.CodeRegistrationRate, errCode(r), "one per refill")
+}
+
+// TestConcurrentRegistrations: registrations racing on one token get
+// exactly its burst between them, and only those devices exist.
+func TestConcurrentRegistrations(t *testing.T) {
+	f := newFixture(t)
+	controlplane.SetRegistrationLimit(f.svc, 5, time.Hour)
+	tok := f.deviceToken(t)
+	const n = 20
+	ids := make([]string, n)
+	statuses := make([]int, n)
+	var wg sync.WaitGroup
+	for i := range ids {
+		ids[i] = uuid.NewString()
+		wg.Go(func() { statuses[i] = f.checkIn(t, tok, ids[i], "", checkInBody()).status })
+	}
+	wg.Wait()
+	ok := 0
+	for i, st := range statuses {
+		_, stored := f.device(t, ids[i])
+		switch st {
+		case http.StatusOK:
+			ok++
+			assert.Equal(t, http.StatusOK, stored, "registered device %d is stored", i)
+		case http.StatusTooManyRequests:
+			assert.Equal(t, http.StatusNotFound, stored, "refused device %d is not stored", i)
+		default:
+			t.Errorf("device %d: status %d", i, st)
+		}
+	}
+	assert.Equal(t, 5, ok)
 }
 
 func TestReadinessGuardAndSettings(t *testing.T) {
